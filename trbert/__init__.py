@@ -1,0 +1,19 @@
+"""trbert: TR-BERT (Dynamic Token Reduction for Accelerating BERT Inference, NAACL 2021).
+
+Public surface: the reduction models, the selection ops, the objective, the FLOPs counter and
+the pipeline entry point. See README.md.
+"""
+
+from .flops import FlopsCounter, layer_macs, mflops
+from .model import ReductionOutput, TRBertForSequenceClassification, TRDistilBertForSequenceClassification
+from .selector import Selector
+
+__all__ = [
+    "FlopsCounter",
+    "ReductionOutput",
+    "Selector",
+    "TRBertForSequenceClassification",
+    "TRDistilBertForSequenceClassification",
+    "layer_macs",
+    "mflops",
+]

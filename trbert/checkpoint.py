@@ -1,0 +1,178 @@
+"""Loading and saving models of any stage, and the stage artifacts passed between stages.
+
+What this file is: the only place that reads or writes checkpoints and stage files. Every
+checkpoint directory holds ``save_pretrained`` weights (safetensors), the tokenizer, the resolved
+arguments (``training_args.json``) and a manifest (``trbert_stage.json``: which stage made it and
+from which checkpoint). Per-row stage files (token scores, teacher logits, rank targets) are
+``.npy`` arrays with a ``.json`` sidecar naming the dataset they belong to (D28 fixed).
+Everything is written to a temporary name first and renamed when complete.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from transformers import AutoConfig
+
+from .errors import InputError
+from .model import TRBertForSequenceClassification, TRDistilBertForSequenceClassification
+
+logger = logging.getLogger(__name__)
+
+MANIFEST = "trbert_stage.json"
+# --model_type -> (backbone model_type in config.json, model class)
+MODEL_TYPES = {
+    "bert": ("bert", TRBertForSequenceClassification),
+    "autobert": ("bert", TRBertForSequenceClassification),
+    "initbert": ("bert", TRBertForSequenceClassification),
+    "distilbert": ("distilbert", TRDistilBertForSequenceClassification),
+    "distilautobert": ("distilbert", TRDistilBertForSequenceClassification),
+    "initdistilbert": ("distilbert", TRDistilBertForSequenceClassification),
+}
+# selector names in checkpoints of the original TR-BERT release (spec §1.1)
+ORIGINAL_SELECTOR_KEYS = {
+    r"^(?:bert\.encoder|distilbert\.transformer)\.linear_1\.(\d+)\.": r"selectors.\1.hidden.",
+    r"^(?:bert\.encoder|distilbert\.transformer)\.linear_2\.(\d+)\.": r"selectors.\1.out.",
+}
+
+
+def _weight_names(path: Path) -> list[str]:
+    """Parameter names stored in a local checkpoint directory (no tensors are read)."""
+    from safetensors import safe_open
+
+    names = []
+    for file in sorted(path.glob("*.safetensors")):
+        with safe_open(str(file), "pt") as f:
+            names += list(f.keys())
+    for file in sorted(path.glob("pytorch_model*.bin")):
+        import torch
+
+        names += list(torch.load(file, map_location="meta", weights_only=True))
+    return names
+
+
+def load_model(name_or_path: str, model_type: str, num_labels: int, family: str = "classification", **hub):
+    """Load any stage's checkpoint (or a stock / hub BERT) into our model class, with checks."""
+    if model_type not in MODEL_TYPES:
+        raise InputError(f"unknown --model_type {model_type!r}; known: {', '.join(MODEL_TYPES)}")
+    backbone, cls = MODEL_TYPES[model_type]
+    try:
+        config = AutoConfig.from_pretrained(name_or_path, **hub)
+    except (OSError, ValueError) as e:
+        raise InputError(f"{name_or_path}: not a model checkpoint or known model name ({e})") from None
+    if config.model_type != backbone:
+        raise InputError(f"{name_or_path}: a {config.model_type} checkpoint cannot be used with --model_type {model_type}")
+    made_for = getattr(config, "tr_task_family", None)
+    if made_for not in (None, family):
+        raise InputError(f"{name_or_path}: a {made_for} checkpoint cannot be used for {family}")
+    has_head = any("SequenceClassification" in a for a in (config.architectures or []))
+    if has_head and config.num_labels != num_labels:
+        raise InputError(f"{name_or_path}: its classifier has {config.num_labels} labels, the task has {num_labels}")
+    config.num_labels = num_labels
+    config.tr_task_family = family
+    local = Path(name_or_path)
+    mapping = None
+    if local.is_dir() and any(".linear_1." in n for n in _weight_names(local)):
+        mapping = ORIGINAL_SELECTOR_KEYS
+        logger.info("%s: original TR-BERT checkpoint, renaming its selector weights", name_or_path)
+    model, info = cls.from_pretrained(name_or_path, config=config, output_loading_info=True, key_mapping=mapping, **hub)
+    missing = info.get("missing_keys", [])
+    fresh = sorted({k.split(".")[1] for k in missing if k.startswith("selectors.")})
+    if fresh:
+        logger.info("token selectors %s are not in %s: newly initialised", ", ".join(fresh), name_or_path)
+    other = [k for k in missing if not k.startswith("selectors.")]
+    if other:
+        logger.info("newly initialised (not in the checkpoint): %s", ", ".join(sorted(other)))
+    return model
+
+
+def _replace_dir_contents(tmp: Path, out_dir: Path) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for item in tmp.iterdir():
+        os.replace(item, out_dir / item.name)
+    tmp.rmdir()
+
+
+def save_checkpoint(model, tokenizer, out_dir, args: dict, stage: str, source: str | None) -> None:
+    """Write a complete checkpoint into ``out_dir`` (weights, tokenizer, arguments, manifest)."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".saving-", dir=out_dir.parent))
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "training_args.json").write_text(json.dumps(args, indent=2, sort_keys=True, default=str))
+        manifest = {"stage": stage, "source": str(source) if source else None, "baseline": baseline_of(source)}
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
+        _replace_dir_contents(tmp, out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    logger.info("saved %s checkpoint to %s", stage, out_dir)
+
+
+def read_manifest(model_dir) -> dict:
+    path = Path(model_dir) / MANIFEST
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def baseline_of(model_dir) -> str | None:
+    """The fine-tuned baseline a checkpoint descends from (itself when it is one)."""
+    if not model_dir or not Path(model_dir).is_dir():
+        return None
+    manifest = read_manifest(model_dir)
+    if manifest.get("stage") == "finetune":
+        return str(Path(model_dir).resolve())
+    return manifest.get("baseline")
+
+
+def find_artifact(model_dir, filename: str) -> Path | None:
+    """A stage file next to ``model_dir`` or next to the baseline it descends from."""
+    for folder in (model_dir, baseline_of(model_dir)):
+        if folder and (Path(folder) / filename).is_file():
+            return Path(folder) / filename
+    return None
+
+
+def save_array(path, array: np.ndarray, meta: dict) -> None:
+    """Write ``array`` as ``path`` (.npy) plus ``path.json`` describing it, both atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {**meta, "shape": list(array.shape), "dtype": str(array.dtype)}
+    for target, write in ((path, lambda f: np.save(f, array)), (_sidecar(path), lambda f: f.write(json.dumps(meta, indent=2).encode()))):
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, target)
+    logger.info("wrote %s %s", path, tuple(array.shape))
+
+
+def _sidecar(path: Path) -> Path:
+    return path.with_suffix(".json")
+
+
+def load_array(path, fingerprint: dict, what: str, made_by: str) -> np.ndarray:
+    """Read a stage file and check that it was made for this dataset (same rows, same features)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: {what} not found; it is made by {made_by}")
+    try:
+        array = np.load(path, allow_pickle=False, mmap_mode="r")
+        meta = json.loads(_sidecar(path).read_text()) if _sidecar(path).is_file() else {}
+    except (ValueError, OSError, json.JSONDecodeError) as e:
+        raise InputError(f"{path}: not a readable {what} file ({e})") from None
+    made_for = meta.get("dataset", {})
+    for key in ("task", "split", "source_sha256", "tokenizer_sha256", "max_seq_length"):
+        if key in made_for and made_for[key] != fingerprint[key]:
+            raise InputError(f"{path}: {what} made for another dataset ({key} differs: {made_for[key]} vs {fingerprint[key]})")
+    return array
+
+
+def check_rows(array: np.ndarray, n: int, path, what: str) -> None:
+    if array.shape[0] != n:
+        raise InputError(f"{path}: {what} has {array.shape[0]} rows but the training set has {n} examples")

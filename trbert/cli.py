@@ -1,0 +1,112 @@
+"""Command line of every entry script: the original flags, defined once, validated on parse.
+
+What this file is: the argument table (original names and defaults, spec §9.10, plus a few new
+flags marked NEW) and its validation. Running the stages is :mod:`trbert.pipeline`.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from .errors import InputError
+from .checkpoint import MODEL_TYPES
+from .stages import STAGES, model_kind, training_stage
+
+# per-family defaults that differ from the table below (spec §9.10)
+FAMILY_DEFAULTS = {"classification": {}}
+
+_FLAGS = [
+    # (flag, argparse keyword arguments)
+    ("--data_dir", dict(required=True, help="directory with the split files (train/dev/test)")),
+    ("--task_name", dict(required=True, help="imdb, yelp_f (or yelp_*), 20news, hyperpartisan")),
+    ("--model_type", dict(required=True, choices=sorted(MODEL_TYPES), help="bert/distilbert: baseline; auto*: TR-BERT; init*: selector warm start")),
+    ("--model_name_or_path", dict(required=True, help="checkpoint directory or hub name to start training from")),
+    ("--output_dir", dict(required=True, help="where the trained model goes; also the model read by --do_eval, --do_eval_grad, --do_eval_logits")),
+    ("--config_name", dict(default="", help="inert (the config comes with the checkpoint)")),
+    ("--tokenizer_name", dict(default="", help="tokenizer to use instead of the checkpoint's")),
+    ("--cache_dir", dict(default="", help="Hugging Face download cache")),
+    ("--max_seq_length", dict(type=int, default=512, help="padded length T (head truncation)")),
+    ("--do_train", dict(action="store_true", help="train (which stage: --train_both > --train_rl > --train_init > fine-tune)")),
+    ("--do_eval", dict(action="store_true", help="evaluate output_dir (metric, FLOPs, speed) on dev")),
+    ("--do_test", dict(action="store_true", help="evaluate on test instead of dev")),
+    ("--evaluate_during_training", dict(action="store_true", help="evaluate every step checkpoint")),
+    ("--do_lower_case", dict(action="store_true", help="lower-case the input (default: as the tokenizer is configured)")),
+    ("--train_rl", dict(action="store_true", help="stage 3: train the selectors only, REINFORCE + imitation")),
+    ("--train_both", dict(action="store_true", help="stage 5: train everything, task loss + REINFORCE")),
+    ("--train_teacher", dict(action="store_true", help="with --train_both: distil from the fine-tuned model's logits")),
+    ("--train_init", dict(action="store_true", help="stage 2b: regress the selectors onto rank targets")),
+    ("--do_eval_grad", dict(action="store_true", help="stage 2: write residual token scores of the training set")),
+    ("--do_eval_logits", dict(action="store_true", help="stage 4: write teacher logits of the training set")),
+    ("--per_gpu_train_batch_size", dict(type=int, default=8, help="examples per batch (RL stages run 8 rows each)")),
+    ("--per_gpu_eval_batch_size", dict(type=int, default=8, help="evaluation batch size (1 for the paper's FLOPs)")),
+    ("--learning_rate", dict(type=float, default=3e-5)),
+    ("--alpha", dict(type=float, default=1.0, help="length-penalty weight lambda in the reward")),
+    ("--guide_rate", dict(type=float, default=0.5, help="fraction of --train_rl steps with one guided replica")),
+    ("--beta", dict(type=float, default=1.0, help="weight of the REINFORCE term in --train_both")),
+    ("--temperature", dict(type=float, default=1.0, help="distillation temperature")),
+    ("--gradient_accumulation_steps", dict(type=int, default=1)),
+    ("--weight_decay", dict(type=float, default=0.0)),
+    ("--adam_epsilon", dict(type=float, default=1e-8)),
+    ("--max_grad_norm", dict(type=float, default=1.0)),
+    ("--num_train_epochs", dict(type=float, default=3.0)),
+    ("--max_steps", dict(type=int, default=-1, help="if > 0: number of optimizer steps, overrides epochs")),
+    ("--warmup_steps", dict(type=int, default=-1, help="linear warm-up steps; -1: 10%% of the steps")),
+    ("--logging_steps", dict(type=int, default=5)),
+    ("--save_steps", dict(type=int, default=100000, help="write output_dir/checkpoint-<step> every N steps")),
+    ("--eval_all_checkpoints", dict(action="store_true", help="also evaluate every checkpoint-* under output_dir")),
+    ("--no_cuda", dict(action="store_true")),
+    ("--overwrite_output_dir", dict(action="store_true")),
+    ("--overwrite_cache", dict(action="store_true", help="rebuild the feature cache")),
+    ("--seed", dict(type=int, default=42)),
+    ("--fp16", dict(action="store_true", help="float16 autocast (torch.amp) with a gradient scaler")),
+    ("--fp16_opt_level", dict(default="O1", help="inert (apex)")),
+    ("--bf16", dict(action="store_true", help="NEW: bfloat16 autocast")),
+    ("--local_rank", dict(type=int, default=-1, help="inert on a single device")),
+    ("--server_ip", dict(default="", help="inert")),
+    ("--server_port", dict(default="", help="inert")),
+    ("--score_path", dict(default="", help="NEW: token scores for --train_rl (default: found next to the checkpoint)")),
+    ("--teacher_npy_path", dict(default="", help="teacher logits for --train_teacher (default: found next to the checkpoint)")),
+    ("--rank_path", dict(default="", help="NEW: rank targets for --train_init (default: found next to the checkpoint)")),
+    ("--length_penalty", dict(default="padded", choices=["padded", "true"], help="NEW: kept fraction relative to the padded length (original) or the true length")),
+    ("--batch_uniform_selection", dict(action="store_true", help="NEW: original batched inference, same token count for every row of a batch")),
+    ("--features_cache_dir", dict(default="", help="NEW: feature cache (default <data_dir>/cached_features)")),
+]
+
+
+def build_parser(family: str = "classification", prog: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=f"TR-BERT {family} pipeline")
+    for flag, kwargs in _FLAGS:
+        parser.add_argument(flag, **kwargs)
+    parser.set_defaults(**FAMILY_DEFAULTS[family])
+    return parser
+
+
+def validate(args) -> None:
+    """Reject combinations the pipeline cannot run, before anything is read or written."""
+    kind = model_kind(args.model_type)
+    if args.do_train:
+        stage = training_stage(args)
+        if kind not in stage.kinds:
+            allowed = ", ".join(t for t in MODEL_TYPES if model_kind(t) in stage.kinds)
+            raise InputError(f"{stage.name} needs --model_type {allowed}, not {args.model_type}")
+    elif args.train_rl or args.train_both or args.train_init:
+        raise InputError("--train_rl / --train_both / --train_init go with --do_train")
+    for flag in ("do_eval_grad", "do_eval_logits"):
+        if getattr(args, flag) and kind not in STAGES[flag[3:]].kinds:
+            raise InputError(f"--{flag} runs on the fine-tuned baseline: use --model_type bert or distilbert")
+    if args.train_teacher and not args.train_both:
+        raise InputError("--train_teacher goes with --train_both")
+    if not (args.do_train or args.do_eval or args.do_eval_grad or args.do_eval_logits):
+        raise InputError("nothing to do: give --do_train, --do_eval, --do_eval_grad or --do_eval_logits")
+    if args.fp16 and args.bf16:
+        raise InputError("choose one of --fp16 and --bf16")
+    for name in ("per_gpu_train_batch_size", "per_gpu_eval_batch_size", "gradient_accumulation_steps", "max_seq_length"):
+        if getattr(args, name) < 1:
+            raise InputError(f"--{name} must be at least 1")
+
+
+def parse_args(argv=None, family: str = "classification", prog: str | None = None):
+    args = build_parser(family, prog).parse_args(argv)
+    args.task_name = args.task_name.lower()
+    validate(args)
+    return args

@@ -1,0 +1,122 @@
+"""Features on disk and in batches: the feature cache, the dataset and the batch collation.
+
+What this file is: everything between a task's examples and the tensors the model eats.
+Features are a dict of numpy arrays with one row per dataset item (``input_ids [N, T]``,
+``lengths [N]``, labels, and stage inputs such as ``guide [N, S, T]`` or ``teacher [N, C]``).
+Batches are trimmed to the longest sequence they hold.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Sampler
+
+from .errors import InputError
+
+logger = logging.getLogger(__name__)
+
+TOKEN_ARRAYS = ("input_ids", "guide", "ranks")  # arrays whose last axis is the token axis
+
+
+def file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def tokenizer_digest(tokenizer) -> str:
+    """Everything about the tokenizer that changes ids: its class, vocabulary and normalisation."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    state = backend.to_str() if backend is not None else json.dumps(tokenizer.get_vocab(), sort_keys=True)
+    return hashlib.sha256((type(tokenizer).__name__ + state).encode()).hexdigest()
+
+
+def dataset_fingerprint(task, data_dir: str, split: str, tokenizer, max_length: int) -> dict:
+    """What identifies a featurised split; also stored next to every per-row stage file."""
+    path = Path(data_dir) / f"{split}.{task.extension}"
+    if not path.is_file():
+        raise InputError(f"{path}: data file not found (task {task.name} reads <data_dir>/{split}.{task.extension})")
+    return {
+        "task": task.name,
+        "split": split,
+        "source_sha256": file_digest(path),
+        "tokenizer_sha256": tokenizer_digest(tokenizer),
+        "max_seq_length": max_length,
+    }
+
+
+def load_features(task, data_dir, split, tokenizer, max_length, cache_dir=None, overwrite=False):
+    """Featurise a split, through a cache keyed by everything that changes the features (D20 fixed).
+
+    Returns ``(arrays, fingerprint)``. The cache is ``.npz`` (no pickle), written atomically."""
+    fingerprint = dataset_fingerprint(task, data_dir, split, tokenizer, max_length)
+    key = hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:20]
+    cache = Path(cache_dir or Path(data_dir) / "cached_features") / f"{task.name}_{split}_{max_length}_{key}.npz"
+    if cache.is_file() and not overwrite:
+        with np.load(cache, allow_pickle=False) as z:
+            logger.info("loaded features from %s", cache)
+            return {k: z[k] for k in z.files}, fingerprint
+    arrays = task.featurize(task.read(data_dir, split), tokenizer, max_length)
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(f".tmp{os.getpid()}.npz")
+        np.savez(tmp, **arrays)
+        os.replace(tmp, cache)
+        logger.info("cached %d %s features in %s", len(arrays["lengths"]), split, cache)
+    except OSError as e:  # a read-only data directory only costs the cache
+        logger.warning("could not write the feature cache %s (%s)", cache, e)
+    return arrays, fingerprint
+
+
+def collate(arrays: dict[str, np.ndarray], index: list[int]) -> dict[str, torch.Tensor]:
+    """Rows ``index`` of every array as tensors, trimmed to the longest sequence of the batch."""
+    index = np.asarray(index)
+    lengths = arrays["lengths"][index]
+    width = int(lengths.max())
+    batch = {"index": torch.from_numpy(index)}
+    for name, array in arrays.items():
+        rows = array[index]
+        if name in TOKEN_ARRAYS:
+            rows = rows[..., :width]
+        batch[name] = torch.from_numpy(np.ascontiguousarray(rows))
+    batch["input_ids"] = batch["input_ids"].long()
+    batch["attention_mask"] = torch.arange(width)[None, :] < batch["lengths"][:, None].long()
+    return batch
+
+
+class _Batches(Sampler):
+    def __init__(self, order: np.ndarray, batch_size: int):
+        self.order, self.batch_size = order, batch_size
+
+    def __iter__(self):
+        for start in range(0, len(self.order), self.batch_size):
+            yield self.order[start : start + self.batch_size].tolist()
+
+    def __len__(self):
+        return -(-len(self.order) // self.batch_size)
+
+
+def batches(arrays, batch_size: int, shuffle_seed: int | None = None, by_length: bool = False) -> DataLoader:
+    """A loader of collated batches: in dataset order, shuffled with ``shuffle_seed``, or sorted by
+    length (``by_length``, for fast evaluation; every batch carries its rows' ``index``)."""
+    n = len(arrays["lengths"])
+    if shuffle_seed is not None:
+        order = np.random.default_rng(shuffle_seed).permutation(n)
+    elif by_length:
+        order = np.argsort(-arrays["lengths"], kind="stable")
+    else:
+        order = np.arange(n)
+    return DataLoader(range(n), batch_sampler=_Batches(order, batch_size), collate_fn=lambda ix: collate(arrays, ix))
+
+
+def to_device(batch: dict, device) -> dict:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}

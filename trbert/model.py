@@ -1,0 +1,172 @@
+"""TR-BERT classification models: stock BERT / DistilBERT plus token selectors.
+
+What this file is: the only place that touches transformers internals. Each model owns the stock
+backbone (``self.bert`` / ``self.distilbert``) and head under their usual names, so a stock or
+fine-tuned checkpoint loads by its usual keys, and adds ``self.selectors`` (one :class:`Selector`
+per selection layer). Our forward walks the stock embeddings and layers itself and, before each
+selection layer, drops tokens with the functions of :mod:`trbert.selector`.
+
+What changes against the stock classes: only the encoder loop (selection and gathering) and the
+outputs (no loss; per-row losses live in :mod:`trbert.objective`). With ``selection="off"`` the
+forward is the stock computation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from transformers import BertModel, BertPreTrainedModel, DistilBertModel, DistilBertPreTrainedModel
+
+from .selector import (
+    Selector,
+    additive_mask,
+    batch_uniform_keep,
+    compact,
+    gather_tokens,
+    guided_target,
+    keep_probabilities,
+    sample_keep,
+    selection_nll,
+    threshold_keep,
+)
+
+SELECTIONS = ("off", "threshold", "uniform", "sample", "probe")
+
+
+def selector_layers(config) -> list[int]:
+    """Layers whose *input* a selector sees: ``[1, n // 2]`` (spec §1.2), duplicates removed (D4)."""
+    n = config.num_hidden_layers
+    layers = getattr(config, "tr_selector_layers", None) or [1, n // 2]
+    return sorted({i for i in layers if 0 < i < n})
+
+
+@dataclass
+class ReductionOutput:
+    """``logits [B, C]``; ``kept`` one ``[B]`` count per selector that ran (tokens processed after it,
+    [CLS] included); ``select_nll [B]`` summed over selectors (sampling only); ``probs`` the selector
+    probabilities ``[B, T]`` per selector (``probe`` only); ``hidden_states`` layer outputs
+    (embeddings first) when asked for."""
+
+    logits: torch.Tensor
+    kept: list[torch.Tensor] = field(default_factory=list)
+    select_nll: torch.Tensor | None = None
+    probs: list[torch.Tensor] = field(default_factory=list)
+    hidden_states: list[torch.Tensor] = field(default_factory=list)
+
+
+class TokenReductionMixin:
+    """The encoder loop with token selection, shared by the BERT and DistilBERT models."""
+
+    def _init_selectors(self, config) -> None:
+        config.tr_selector_layers = selector_layers(config)
+        self.selectors = nn.ModuleList(Selector(config.hidden_size) for _ in config.tr_selector_layers)
+
+    def _select(self, w, x, alive, orig, selection, guide, guided_rows):
+        """Decide which positions of ``x [B, T, d]`` survive selector ``w``."""
+        prob = keep_probabilities(self.selectors[w](x), alive)
+        if selection == "threshold":
+            return prob, threshold_keep(prob, alive)
+        if selection == "uniform":
+            return prob, batch_uniform_keep(prob, alive)
+        target = None
+        if guide is not None and guided_rows is not None:
+            with torch.no_grad():
+                target = guided_target(prob, guide[:, w].gather(1, orig), alive)
+        return prob, sample_keep(prob, alive, target, guided_rows)
+
+    def reduce_forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+        selection: str = "off",
+        guide: torch.Tensor | None = None,
+        guided_rows: torch.Tensor | None = None,
+        output_hidden_states: bool = False,
+    ) -> ReductionOutput:
+        """Run the backbone with token reduction.
+
+        ``selection``: ``off`` (stock forward), ``threshold`` (inference, each row its own
+        selection), ``uniform`` (the original's batched inference), ``sample`` (RL; ``guide
+        [B, S, T]`` scores and ``guided_rows [B]`` for imitation), ``probe`` (no reduction, selector
+        probabilities returned for the warm start)."""
+        if selection not in SELECTIONS:
+            raise ValueError(f"selection must be one of {SELECTIONS}, got {selection!r}")
+        x = self._embed(input_ids, token_type_ids)
+        alive = attention_mask.bool()
+        orig = torch.arange(x.shape[1], device=x.device).expand(x.shape[0], -1)
+        out = ReductionOutput(logits=x.new_empty(0), hidden_states=[x] if output_hidden_states else [])
+        if selection == "sample":
+            out.select_nll = torch.zeros(x.shape[0], device=x.device)
+        where = {layer: w for w, layer in enumerate(self.config.tr_selector_layers)}
+        for i, layer in enumerate(self._layers()):
+            w = where.get(i)
+            if w is not None and selection != "off" and x.shape[1] > 1:
+                if selection == "probe":
+                    out.probs.append(keep_probabilities(self.selectors[w](x), alive))
+                else:
+                    prob, keep = self._select(w, x, alive, orig, selection, guide, guided_rows)
+                    if out.select_nll is not None:
+                        out.select_nll = out.select_nll + selection_nll(prob, keep, alive)
+                    index, alive = compact(keep)
+                    x, orig = gather_tokens(x, index), orig.gather(1, index)
+                    out.kept.append(alive.sum(1))
+            x = layer(x, additive_mask(alive, x.dtype))
+            if output_hidden_states:
+                out.hidden_states.append(x)
+        out.logits = self._classify(x)
+        return out
+
+    def forward(self, input_ids, attention_mask, token_type_ids=None, **kwargs) -> ReductionOutput:
+        return self.reduce_forward(input_ids, attention_mask, token_type_ids, **kwargs)
+
+    def selector_parameters(self) -> list[nn.Parameter]:
+        return list(self.selectors.parameters())
+
+
+class TRBertForSequenceClassification(TokenReductionMixin, BertPreTrainedModel):
+    """BERT + selectors; head as stock ``BertForSequenceClassification`` (pooler, dropout, linear)."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.bert = BertModel(config)
+        dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self._init_selectors(config)
+        self.post_init()
+
+    def _embed(self, input_ids, token_type_ids):
+        return self.bert.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)
+
+    def _layers(self):
+        return self.bert.encoder.layer
+
+    def _classify(self, x):
+        return self.classifier(self.dropout(self.bert.pooler(x)))
+
+
+class TRDistilBertForSequenceClassification(TokenReductionMixin, DistilBertPreTrainedModel):
+    """DistilBERT + selectors; head as stock ``DistilBertForSequenceClassification``."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.distilbert = DistilBertModel(config)
+        self.pre_classifier = nn.Linear(config.dim, config.dim)
+        self.classifier = nn.Linear(config.dim, config.num_labels)
+        self.dropout = nn.Dropout(config.seq_classif_dropout)
+        self._init_selectors(config)
+        self.post_init()
+
+    def _embed(self, input_ids, token_type_ids):
+        return self.distilbert.embeddings(input_ids)
+
+    def _layers(self):
+        return self.distilbert.transformer.layer
+
+    def _classify(self, x):
+        return self.classifier(self.dropout(torch.relu(self.pre_classifier(x[:, 0]))))

@@ -1,0 +1,65 @@
+"""Losses: per-row task losses, distillation, the REINFORCE objective, the selector warm start.
+
+What this file is: pure functions on tensors; nothing here runs a model. Rows of an RL batch are
+laid out replica-major (row ``j * B + i`` is replica ``j`` of example ``i``, the original's
+``cat([batch] * 8)``), so ``view(K, B)`` groups the replicas of each example.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+REPLICAS = 8  # K, Monte-Carlo samples per example (hard-coded in every original script)
+
+
+def cross_entropy_rows(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Hard-label loss per row ``[B]``."""
+    return F.cross_entropy(logits.float(), labels, reduction="none")
+
+
+def distillation_rows(logits: torch.Tensor, teacher: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """Soft cross-entropy against the teacher per row ``[B]`` (spec §5.4: no tau^2 factor)."""
+    target = torch.softmax(teacher.float() / temperature, dim=-1)
+    return -(target * torch.log_softmax(logits.float() / temperature, dim=-1)).sum(-1)
+
+
+def length_fraction(kept: list[torch.Tensor], denominator: torch.Tensor | float) -> torch.Tensor:
+    """``Delta L`` per row: mean over the selectors that ran of ``kept / denominator``."""
+    return torch.stack(kept).float().div(denominator).mean(0)
+
+
+def rewards(task_loss: torch.Tensor, length: torch.Tensor, alpha: float) -> torch.Tensor:
+    """``R = -loss - alpha * Delta L`` per row, without gradient (spec §3.3)."""
+    return (-task_loss.float() - alpha * length.float()).detach()
+
+
+def reinforce_loss(reward: torch.Tensor, select_nll: torch.Tensor, replicas: int = REPLICAS) -> torch.Tensor:
+    """REINFORCE with the mean reward of each example's replicas as baseline (spec §3.4):
+    ``mean_rows (R - b) * nll``. Minimising it raises the likelihood of above-baseline samples."""
+    grouped = reward.view(replicas, -1)
+    advantage = (grouped - grouped.mean(0, keepdim=True)).view(-1)
+    return (advantage * select_nll).mean()
+
+
+def guided_rows(batch_size: int, guiding: bool, replicas: int = REPLICAS, device=None) -> torch.Tensor:
+    """Replica 0 of every example follows the imitation target while ``guiding`` (spec §4.1)."""
+    rows = torch.zeros(replicas * batch_size, dtype=torch.bool, device=device)
+    rows[:batch_size] = guiding
+    return rows
+
+
+def rank_targets(scores: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Warm-start targets from importance scores ``[N, S, T]`` (spec §5.2): the token of rank ``j``
+    among the first ``length`` gets ``1 - j / length``; positions past the length get 0."""
+    t = scores.shape[-1]
+    valid = torch.arange(t)[None, None, :] < lengths[:, None, None]
+    rank = scores.float().masked_fill(~valid, float("-inf")).argsort(-1, descending=True, stable=True).argsort(-1)
+    return ((1 - rank.float() / lengths[:, None, None].float()) * valid).float()
+
+
+def init_loss(probs: list[torch.Tensor], targets: torch.Tensor, alive: torch.Tensor) -> torch.Tensor:
+    """L1 regression of every selector's probabilities onto its own rank target (D17 fixed),
+    one mean over alive tokens per selector (D18 fixed). ``targets [B, S, T]``."""
+    m = alive.float()
+    return sum(((p - targets[:, w]).abs() * m).sum() / m.sum() for w, p in enumerate(probs))

@@ -1,0 +1,175 @@
+"""Running one invocation: train a stage, write token scores / teacher logits, evaluate.
+
+What this file is: the glue between flags (:mod:`trbert.cli`), files (:mod:`trbert.checkpoint`,
+:mod:`trbert.data`) and the loop (:mod:`trbert.loop`). All input is read and checked before the
+output directory is touched, so bad input leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import AutoTokenizer
+
+from .checkpoint import check_rows, find_artifact, load_array, load_model, save_array, save_checkpoint
+from .cli import parse_args
+from .data import load_features
+from .errors import InputError
+from .loop import evaluate, teacher_logits, token_scores, train
+from .stages import SCORES, TEACHER, model_kind, needed_artifacts, training_stage
+from .tasks import get_task
+
+logger = logging.getLogger("trbert")
+
+
+def set_seed(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def write_json(path, obj) -> None:
+    """Write JSON atomically (temporary file, then rename)."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        json.dump(obj, f, indent=2)
+    os.replace(tmp, path)
+
+
+def load_tokenizer(args, path: str):
+    options = {"do_lower_case": True} if args.do_lower_case else {}
+    try:
+        return AutoTokenizer.from_pretrained(args.tokenizer_name or path, cache_dir=args.cache_dir or None, **options)
+    except (OSError, ValueError) as e:
+        raise InputError(f"{args.tokenizer_name or path}: no tokenizer found ({e})") from None
+
+
+def _features(args, task, split, tokenizer):
+    return load_features(task, args.data_dir, split, tokenizer, args.max_seq_length, args.features_cache_dir or None, args.overwrite_cache)
+
+
+def _model(args, task, path, device):
+    return load_model(path, args.model_type, task.num_labels, cache_dir=args.cache_dir or None).to(device)
+
+
+def run_training(args, task, device) -> None:
+    stage = training_stage(args)
+    out = Path(args.output_dir)
+    if out.is_dir() and any(out.iterdir()) and not args.overwrite_output_dir:
+        raise InputError(f"{out}: output directory is not empty (use --overwrite_output_dir)")
+    tokenizer = load_tokenizer(args, args.model_name_or_path)
+    arrays, fingerprint = _features(args, task, "train", tokenizer)
+    for artifact in needed_artifacts(stage, args):
+        path = getattr(args, artifact.path_flag) or find_artifact(args.model_name_or_path, artifact.filename)
+        if not path:
+            raise InputError(
+                f"{stage.name} needs {artifact.filename}, which is neither next to {args.model_name_or_path} nor next to "
+                f"its fine-tuned baseline; it is made by {artifact.made_by} (or pass --{artifact.path_flag})"
+            )
+        array = load_array(path, fingerprint, artifact.filename, artifact.made_by)
+        check_rows(array, len(arrays["lengths"]), path, artifact.filename)
+        arrays[artifact.key] = array
+    model = _model(args, task, args.model_name_or_path, device)
+    from tensorboardX import SummaryWriter
+
+    set_seed(args.seed)
+    writer = SummaryWriter(str(out / "runs" / stage.name))
+    settings = vars(args)
+
+    def save_step(step: int) -> None:
+        path = out / f"checkpoint-{step}"
+        save_checkpoint(model, tokenizer, path, settings, stage.name, args.model_name_or_path)
+        if args.evaluate_during_training:
+            evaluate_checkpoint(args, task, path, device, model=model)
+            model.train()
+
+    train(args, model, task, arrays, stage, device, writer, save_step)
+    writer.close()
+    save_checkpoint(model, tokenizer, out, settings, stage.name, args.model_name_or_path)
+
+
+def write_training_set_output(args, task, device, artifact) -> None:
+    """``--do_eval_grad`` / ``--do_eval_logits``: per-row outputs of the model in output_dir."""
+    tokenizer = load_tokenizer(args, args.output_dir)
+    arrays, fingerprint = _features(args, task, "train", tokenizer)
+    model = _model(args, task, args.output_dir, device)
+    if artifact is SCORES:
+        array = token_scores(args, model, task, arrays, device)
+        extra = {"lengths": arrays["lengths"].tolist()}
+    else:
+        array, extra = teacher_logits(args, model, arrays, device), {}
+    meta = {"dataset": fingerprint, "made_by": artifact.made_by, "model": str(Path(args.output_dir).resolve()), **extra}
+    save_array(Path(args.output_dir) / artifact.filename, array, meta)
+
+
+def selection_for(args) -> str:
+    if model_kind(args.model_type) != "auto":
+        return "off"
+    return "uniform" if args.batch_uniform_selection else "threshold"
+
+
+def evaluate_checkpoint(args, task, path, device, model=None) -> dict:
+    split = "test" if args.do_test else "dev"
+    tokenizer = load_tokenizer(args, str(path))
+    arrays, _ = _features(args, task, split, tokenizer)
+    model = model if model is not None else _model(args, task, str(path), device)
+    results = evaluate(args, model, task, arrays, selection_for(args), device)
+    results["checkpoint"] = str(path)
+    results["split"] = split
+    write_json(Path(path) / "eval_results.json", results)
+    logger.info("%s on %s: %s", path, split, ", ".join(f"{k} = {v}" for k, v in results.items() if k != "checkpoint"))
+    return results
+
+
+def run_evaluation(args, task, device) -> list[dict]:
+    out = Path(args.output_dir)
+    paths = [out]
+    if args.eval_all_checkpoints:
+        paths += sorted(out.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]) if p.name.split("-")[-1].isdigit() else 0)
+    return [evaluate_checkpoint(args, task, p, device) for p in paths if (p / "config.json").is_file() or p == out]
+
+
+def run(args) -> list[dict]:
+    task = get_task(args.task_name)
+    device = torch.device("cuda" if torch.cuda.is_available() and not args.no_cuda else "cpu")
+    set_seed(args.seed)
+    if args.do_train:
+        run_training(args, task, device)
+    if args.do_eval_grad:
+        write_training_set_output(args, task, device, SCORES)
+    if args.do_eval_logits:
+        write_training_set_output(args, task, device, TEACHER)
+    return run_evaluation(args, task, device) if args.do_eval else []
+
+
+def setup_logging() -> None:
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S", level=logging.INFO)
+    for noisy in ("transformers", "httpx", "huggingface_hub"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+
+def main(argv=None, family: str = "classification", prog: str | None = None) -> int:
+    """Entry point of every ``run_*.py``: returns 0, or 2 after one clear message on bad input."""
+    setup_logging()
+    try:
+        run(parse_args(argv, family, prog))
+    except InputError as e:
+        logger.error("%s", e)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

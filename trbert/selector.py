@@ -1,0 +1,110 @@
+"""Token selection: the policy network and the keep / drop / gather tensor operations.
+
+What this file is: pure tensor functions plus the tiny selector MLP. It knows nothing about
+BERT or transformers. Shapes: ``B`` rows, ``T`` current positions, ``d`` hidden size.
+``alive`` is a bool mask ``[B, T]`` of real (non-padding, not yet dropped) positions.
+Position 0 is always [CLS] and is always kept.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+SELECTOR_WIDTH = 32  # hidden width of the policy MLP in the paper's code
+EPS = 1e-6  # added inside the logs of the selection log-likelihood (as the original)
+
+
+class Selector(nn.Module):
+    """Policy network: ``x [B, T, d] -> keep logits [B, T]`` (Linear, exact GELU, Linear)."""
+
+    def __init__(self, hidden_size: int, width: int = SELECTOR_WIDTH):
+        super().__init__()
+        self.hidden = nn.Linear(hidden_size, width)
+        self.out = nn.Linear(width, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(F.gelu(self.hidden(x))).squeeze(-1)
+
+
+def keep_probabilities(logits: torch.Tensor, alive: torch.Tensor) -> torch.Tensor:
+    """``p = sigmoid(z) * alive`` in float32 ``[B, T]``; dead positions get exactly 0."""
+    return torch.sigmoid(logits.float()) * alive
+
+
+def _with_cls(keep: torch.Tensor, alive: torch.Tensor) -> torch.Tensor:
+    keep = keep & alive
+    keep[:, 0] = alive[:, 0]
+    return keep
+
+
+def threshold_keep(prob: torch.Tensor, alive: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
+    """Deterministic decision of one row on its own: ``p >= threshold`` plus [CLS]. ``[B, T]`` bool."""
+    return _with_cls(prob >= threshold, alive)
+
+
+def batch_uniform_keep(prob: torch.Tensor, alive: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
+    """The original batched inference (spec §2.4): every row keeps as many positions as the row
+    with the most above-threshold tokens, taking its highest-probability positions ([CLS] first).
+    Identical to :func:`threshold_keep` for a batch of one row."""
+    count = threshold_keep(prob, alive, threshold).sum(1)
+    score = prob.clone()
+    score[:, 0] = 3.0
+    top = score.topk(int(count.max()), dim=1).indices
+    keep = torch.zeros_like(alive).scatter_(1, top, True)
+    return keep & alive
+
+
+def guided_target(prob: torch.Tensor, guide: torch.Tensor, alive: torch.Tensor) -> torch.Tensor:
+    """Imitation target (spec §4.2): per row the ``floor(sum p + 0.5)`` alive positions with the
+    highest guide score. ``guide`` is ``[B, T]`` at the current positions. Returns ``[B, T]`` bool."""
+    count = torch.floor(prob.sum(1) + 0.5).long()
+    score = guide.float().masked_fill(~alive, float("-inf"))
+    rank = score.argsort(dim=1, descending=True, stable=True).argsort(dim=1)
+    return (rank < count[:, None]) & alive
+
+
+def sample_keep(
+    prob: torch.Tensor,
+    alive: torch.Tensor,
+    target: torch.Tensor | None = None,
+    guided_rows: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Stochastic decision for RL (spec §3.2): ``a ~ Bernoulli(q)`` with ``q = p``, or the 0/1
+    imitation ``target`` on ``guided_rows`` ``[B]``; [CLS] sampled with probability 1."""
+    q = prob
+    if target is not None and guided_rows is not None:
+        q = torch.where(guided_rows[:, None], target.to(prob.dtype), prob)
+    q = q.clone()
+    q[:, 0] = 1.0
+    return torch.bernoulli(q).bool() & alive
+
+
+def selection_nll(prob: torch.Tensor, keep: torch.Tensor, alive: torch.Tensor) -> torch.Tensor:
+    """Token-averaged negative log-likelihood of the actions ``keep`` under ``prob``, per row ``[B]``.
+    The forced [CLS] term is included, as in the original (spec D8)."""
+    a = keep.float()
+    ll = a * torch.log(prob + EPS) + (1 - a) * torch.log(1 - prob + EPS)
+    m = alive.float()
+    return -(ll * m).sum(1) / m.sum(1).clamp_min(1.0)
+
+
+def compact(keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices of the kept positions of every row, in original order, padded to the largest count.
+
+    Returns ``index [B, k]`` (long) and ``valid [B, k]`` (bool; False on filler slots)."""
+    k = int(keep.sum(1).max())
+    index = torch.sort((~keep).to(torch.uint8), dim=1, stable=True).indices[:, :k]
+    return index, keep.gather(1, index)
+
+
+def gather_tokens(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``x [B, T, ...]`` gathered at ``index [B, k]`` along the token axis -> ``[B, k, ...]``."""
+    expanded = index.view(*index.shape, *([1] * (x.dim() - 2))).expand(*index.shape, *x.shape[2:])
+    return x.gather(1, expanded)
+
+
+def additive_mask(alive: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Attention mask for stock layers: ``[B, 1, 1, T]`` with 0 on alive keys, dtype-min elsewhere."""
+    return (~alive)[:, None, None, :].to(dtype) * torch.finfo(dtype).min
