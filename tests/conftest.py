@@ -11,8 +11,14 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 def tiny_bert_config(**overrides):
     vocab = len((FIXTURES / "vocab.txt").read_text().split())
-    options = dict(vocab_size=vocab, hidden_size=32, num_hidden_layers=4, num_attention_heads=4,
-                   intermediate_size=64, max_position_embeddings=64)
+    options = dict(
+        vocab_size=vocab,
+        hidden_size=32,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
     return BertConfig(**{**options, **overrides})
 
 

@@ -13,11 +13,14 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
 
 import numpy as np
+import torch
+from safetensors import safe_open
 from transformers import AutoConfig
 
 from .errors import InputError
@@ -35,26 +38,27 @@ MODEL_TYPES = {
     "distilautobert": ("distilbert", TRDistilBertForSequenceClassification),
     "initdistilbert": ("distilbert", TRDistilBertForSequenceClassification),
 }
-# selector names in checkpoints of the original TR-BERT release (spec §1.1)
-ORIGINAL_SELECTOR_KEYS = {
-    r"^(?:bert\.encoder|distilbert\.transformer)\.linear_1\.(\d+)\.": r"selectors.\1.hidden.",
-    r"^(?:bert\.encoder|distilbert\.transformer)\.linear_2\.(\d+)\.": r"selectors.\1.out.",
-}
+# selector weights in checkpoints of the original TR-BERT release (spec §1.1)
+ORIGINAL_SELECTOR = re.compile(r"^(?:bert\.encoder|distilbert\.transformer)\.linear_([12])\.(\d+)\.(weight|bias)$")
 
 
-def _weight_names(path: Path) -> list[str]:
-    """Parameter names stored in a local checkpoint directory (no tensors are read)."""
-    from safetensors import safe_open
-
-    names = []
+def _original_selector_weights(path: Path) -> dict:
+    """``{"selectors.<w>.<hidden|out>.<weight|bias>": tensor}`` read from an original TR-BERT
+    checkpoint directory; empty for any other checkpoint or a hub name."""
+    if not path.is_dir():
+        return {}
+    found = {}
     for file in sorted(path.glob("*.safetensors")):
         with safe_open(str(file), "pt") as f:
-            names += list(f.keys())
+            found.update({k: f.get_tensor(k) for k in f.keys() if ORIGINAL_SELECTOR.match(k)})
     for file in sorted(path.glob("pytorch_model*.bin")):
-        import torch
-
-        names += list(torch.load(file, map_location="meta", weights_only=True))
-    return names
+        state = torch.load(file, map_location="cpu", weights_only=True)
+        found.update({k: v for k, v in state.items() if ORIGINAL_SELECTOR.match(k)})
+    renamed = {}
+    for key, value in found.items():
+        layer, w, kind = ORIGINAL_SELECTOR.match(key).groups()
+        renamed[f"selectors.{w}.{'hidden' if layer == '1' else 'out'}.{kind}"] = value
+    return renamed
 
 
 def load_model(name_or_path: str, model_type: str, num_labels: int, family: str = "classification", **hub):
@@ -67,7 +71,9 @@ def load_model(name_or_path: str, model_type: str, num_labels: int, family: str 
     except (OSError, ValueError) as e:
         raise InputError(f"{name_or_path}: not a model checkpoint or known model name ({e})") from None
     if config.model_type != backbone:
-        raise InputError(f"{name_or_path}: a {config.model_type} checkpoint cannot be used with --model_type {model_type}")
+        raise InputError(
+            f"{name_or_path}: a {config.model_type} checkpoint cannot be used with --model_type {model_type}"
+        )
     made_for = getattr(config, "tr_task_family", None)
     if made_for not in (None, family):
         raise InputError(f"{name_or_path}: a {made_for} checkpoint cannot be used for {family}")
@@ -76,13 +82,13 @@ def load_model(name_or_path: str, model_type: str, num_labels: int, family: str 
         raise InputError(f"{name_or_path}: its classifier has {config.num_labels} labels, the task has {num_labels}")
     config.num_labels = num_labels
     config.tr_task_family = family
-    local = Path(name_or_path)
-    mapping = None
-    if local.is_dir() and any(".linear_1." in n for n in _weight_names(local)):
-        mapping = ORIGINAL_SELECTOR_KEYS
-        logger.info("%s: original TR-BERT checkpoint, renaming its selector weights", name_or_path)
-    model, info = cls.from_pretrained(name_or_path, config=config, output_loading_info=True, key_mapping=mapping, **hub)
-    missing = info.get("missing_keys", [])
+    model, info = cls.from_pretrained(name_or_path, config=config, output_loading_info=True, **hub)
+    missing = set(info.get("missing_keys", []))
+    original = _original_selector_weights(Path(name_or_path))
+    if original:
+        model.load_state_dict(original, strict=False)
+        missing -= set(original)
+        logger.info("%s: original TR-BERT checkpoint, its selector weights renamed", name_or_path)
     fresh = sorted({k.split(".")[1] for k in missing if k.startswith("selectors.")})
     if fresh:
         logger.info("token selectors %s are not in %s: newly initialised", ", ".join(fresh), name_or_path)
@@ -144,7 +150,10 @@ def save_array(path, array: np.ndarray, meta: dict) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     meta = {**meta, "shape": list(array.shape), "dtype": str(array.dtype)}
-    for target, write in ((path, lambda f: np.save(f, array)), (_sidecar(path), lambda f: f.write(json.dumps(meta, indent=2).encode()))):
+    for target, write in (
+        (path, lambda f: np.save(f, array)),
+        (_sidecar(path), lambda f: f.write(json.dumps(meta, indent=2).encode())),
+    ):
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -169,7 +178,9 @@ def load_array(path, fingerprint: dict, what: str, made_by: str) -> np.ndarray:
     made_for = meta.get("dataset", {})
     for key in ("task", "split", "source_sha256", "tokenizer_sha256", "max_seq_length"):
         if key in made_for and made_for[key] != fingerprint[key]:
-            raise InputError(f"{path}: {what} made for another dataset ({key} differs: {made_for[key]} vs {fingerprint[key]})")
+            raise InputError(
+                f"{path}: {what} made for another dataset ({key} differs: {made_for[key]} vs {fingerprint[key]})"
+            )
     return array
 
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import argparse
 
-from .errors import InputError
 from .checkpoint import MODEL_TYPES
+from .errors import InputError
 from .stages import STAGES, model_kind, training_stage
 
 # per-family defaults that differ from the table below (spec §9.10)
@@ -19,18 +19,37 @@ _FLAGS = [
     # (flag, argparse keyword arguments)
     ("--data_dir", dict(required=True, help="directory with the split files (train/dev/test)")),
     ("--task_name", dict(required=True, help="imdb, yelp_f (or yelp_*), 20news, hyperpartisan")),
-    ("--model_type", dict(required=True, choices=sorted(MODEL_TYPES), help="bert/distilbert: baseline; auto*: TR-BERT; init*: selector warm start")),
+    (
+        "--model_type",
+        dict(
+            required=True,
+            choices=sorted(MODEL_TYPES),
+            help="bert/distilbert: baseline; auto*: TR-BERT; init*: selector warm start",
+        ),
+    ),
     ("--model_name_or_path", dict(required=True, help="checkpoint directory or hub name to start training from")),
-    ("--output_dir", dict(required=True, help="where the trained model goes; also the model read by --do_eval, --do_eval_grad, --do_eval_logits")),
+    (
+        "--output_dir",
+        dict(
+            required=True,
+            help="where the trained model goes; also the model read by --do_eval, --do_eval_grad, --do_eval_logits",
+        ),
+    ),
     ("--config_name", dict(default="", help="inert (the config comes with the checkpoint)")),
     ("--tokenizer_name", dict(default="", help="tokenizer to use instead of the checkpoint's")),
     ("--cache_dir", dict(default="", help="Hugging Face download cache")),
     ("--max_seq_length", dict(type=int, default=512, help="padded length T (head truncation)")),
-    ("--do_train", dict(action="store_true", help="train (which stage: --train_both > --train_rl > --train_init > fine-tune)")),
+    (
+        "--do_train",
+        dict(action="store_true", help="train (which stage: --train_both > --train_rl > --train_init > fine-tune)"),
+    ),
     ("--do_eval", dict(action="store_true", help="evaluate output_dir (metric, FLOPs, speed) on dev")),
     ("--do_test", dict(action="store_true", help="evaluate on test instead of dev")),
     ("--evaluate_during_training", dict(action="store_true", help="evaluate every step checkpoint")),
-    ("--do_lower_case", dict(action="store_true", help="lower-case the input (default: as the tokenizer is configured)")),
+    (
+        "--do_lower_case",
+        dict(action="store_true", help="lower-case the input (default: as the tokenizer is configured)"),
+    ),
     ("--train_rl", dict(action="store_true", help="stage 3: train the selectors only, REINFORCE + imitation")),
     ("--train_both", dict(action="store_true", help="stage 5: train everything, task loss + REINFORCE")),
     ("--train_teacher", dict(action="store_true", help="with --train_both: distil from the fine-tuned model's logits")),
@@ -65,10 +84,26 @@ _FLAGS = [
     ("--server_ip", dict(default="", help="inert")),
     ("--server_port", dict(default="", help="inert")),
     ("--score_path", dict(default="", help="NEW: token scores for --train_rl (default: found next to the checkpoint)")),
-    ("--teacher_npy_path", dict(default="", help="teacher logits for --train_teacher (default: found next to the checkpoint)")),
-    ("--rank_path", dict(default="", help="NEW: rank targets for --train_init (default: found next to the checkpoint)")),
-    ("--length_penalty", dict(default="padded", choices=["padded", "true"], help="NEW: kept fraction relative to the padded length (original) or the true length")),
-    ("--batch_uniform_selection", dict(action="store_true", help="NEW: original batched inference, same token count for every row of a batch")),
+    (
+        "--teacher_npy_path",
+        dict(default="", help="teacher logits for --train_teacher (default: found next to the checkpoint)"),
+    ),
+    (
+        "--rank_path",
+        dict(default="", help="NEW: rank targets for --train_init (default: found next to the checkpoint)"),
+    ),
+    (
+        "--length_penalty",
+        dict(
+            default="padded",
+            choices=["padded", "true"],
+            help="NEW: kept fraction relative to the padded length (original) or the true length",
+        ),
+    ),
+    (
+        "--batch_uniform_selection",
+        dict(action="store_true", help="NEW: original batched inference, same token count for every row of a batch"),
+    ),
     ("--features_cache_dir", dict(default="", help="NEW: feature cache (default <data_dir>/cached_features)")),
 ]
 
@@ -100,7 +135,12 @@ def validate(args) -> None:
         raise InputError("nothing to do: give --do_train, --do_eval, --do_eval_grad or --do_eval_logits")
     if args.fp16 and args.bf16:
         raise InputError("choose one of --fp16 and --bf16")
-    for name in ("per_gpu_train_batch_size", "per_gpu_eval_batch_size", "gradient_accumulation_steps", "max_seq_length"):
+    for name in (
+        "per_gpu_train_batch_size",
+        "per_gpu_eval_batch_size",
+        "gradient_accumulation_steps",
+        "max_seq_length",
+    ):
         if getattr(args, name) < 1:
             raise InputError(f"--{name} must be at least 1")
 

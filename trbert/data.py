@@ -36,7 +36,13 @@ def file_digest(path: Path) -> str:
 def tokenizer_digest(tokenizer) -> str:
     """Everything about the tokenizer that changes ids: its class, vocabulary and normalisation."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
-    state = backend.to_str() if backend is not None else json.dumps(tokenizer.get_vocab(), sort_keys=True)
+    if backend is not None:
+        spec = json.loads(backend.to_str())
+        spec.pop("truncation", None)  # call-time settings, not part of what the tokenizer is
+        spec.pop("padding", None)
+        state = json.dumps(spec, sort_keys=True)
+    else:
+        state = json.dumps(tokenizer.get_vocab(), sort_keys=True)
     return hashlib.sha256((type(tokenizer).__name__ + state).encode()).hexdigest()
 
 

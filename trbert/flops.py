@@ -63,7 +63,7 @@ class FlopsCounter:
         kept = np.asarray(kept, dtype=np.int64).reshape(-1, counts.shape[0])
         bounds = [*self.placement, self.layers]
         total = bounds[0] * layer_macs(counts, d, self.ffn)
-        for w, (start, end) in enumerate(zip(bounds[:-1], bounds[1:])):
+        for w, (start, end) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
             scored = counts
             if w < len(kept):
                 counts = kept[w]

@@ -79,7 +79,9 @@ def train(args, model, task, arrays, stage, device, writer=None, on_save=None) -
     scheduler = _schedule(optimizer, warmup, total)
     scaler = torch.amp.GradScaler(device.type, enabled=args.fp16 and device.type == "cuda")
     ctx = TrainContext(args, total)
-    logger.info("stage %s: %d examples, %d epochs, %d optimizer steps", stage.name, len(arrays["lengths"]), epochs, total)
+    logger.info(
+        "stage %s: %d examples, %d epochs, %d optimizer steps", stage.name, len(arrays["lengths"]), epochs, total
+    )
     model.train()
     sums: dict[str, float] = {}
     for epoch in range(epochs):
@@ -153,7 +155,9 @@ def evaluate(args, model, task, arrays, selection: str, device) -> dict:
     counter = FlopsCounter.from_config(model.config)
     full = counter.full(lengths)
     reduced = counter.reduced(lengths, pred["kept"]) if selection != "off" else full
-    exact = counter.reduced(lengths, pred["kept"], exact=True) if selection != "off" else counter.full(lengths, exact=True)
+    exact = (
+        counter.reduced(lengths, pred["kept"], exact=True) if selection != "off" else counter.full(lengths, exact=True)
+    )
     results = task.score(pred["logits"], arrays["labels"])
     results.update(
         {

@@ -54,7 +54,9 @@ def rank_targets(scores: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     among the first ``length`` gets ``1 - j / length``; positions past the length get 0."""
     t = scores.shape[-1]
     valid = torch.arange(t)[None, None, :] < lengths[:, None, None]
-    rank = scores.float().masked_fill(~valid, float("-inf")).argsort(-1, descending=True, stable=True).argsort(-1)
+    rank = (
+        scores.float().masked_fill(~valid, float("-inf")).argsort(dim=-1, descending=True, stable=True).argsort(dim=-1)
+    )
     return ((1 - rank.float() / lengths[:, None, None].float()) * valid).float()
 
 

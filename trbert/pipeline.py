@@ -54,7 +54,15 @@ def load_tokenizer(args, path: str):
 
 
 def _features(args, task, split, tokenizer):
-    return load_features(task, args.data_dir, split, tokenizer, args.max_seq_length, args.features_cache_dir or None, args.overwrite_cache)
+    return load_features(
+        task,
+        args.data_dir,
+        split,
+        tokenizer,
+        args.max_seq_length,
+        args.features_cache_dir or None,
+        args.overwrite_cache,
+    )
 
 
 def _model(args, task, path, device):
@@ -66,6 +74,7 @@ def run_training(args, task, device) -> None:
     out = Path(args.output_dir)
     if out.is_dir() and any(out.iterdir()) and not args.overwrite_output_dir:
         raise InputError(f"{out}: output directory is not empty (use --overwrite_output_dir)")
+    model = _model(args, task, args.model_name_or_path, device)
     tokenizer = load_tokenizer(args, args.model_name_or_path)
     arrays, fingerprint = _features(args, task, "train", tokenizer)
     for artifact in needed_artifacts(stage, args):
@@ -78,7 +87,6 @@ def run_training(args, task, device) -> None:
         array = load_array(path, fingerprint, artifact.filename, artifact.made_by)
         check_rows(array, len(arrays["lengths"]), path, artifact.filename)
         arrays[artifact.key] = array
-    model = _model(args, task, args.model_name_or_path, device)
     from tensorboardX import SummaryWriter
 
     set_seed(args.seed)
@@ -99,9 +107,9 @@ def run_training(args, task, device) -> None:
 
 def write_training_set_output(args, task, device, artifact) -> None:
     """``--do_eval_grad`` / ``--do_eval_logits``: per-row outputs of the model in output_dir."""
+    model = _model(args, task, args.output_dir, device)
     tokenizer = load_tokenizer(args, args.output_dir)
     arrays, fingerprint = _features(args, task, "train", tokenizer)
-    model = _model(args, task, args.output_dir, device)
     if artifact is SCORES:
         array = token_scores(args, model, task, arrays, device)
         extra = {"lengths": arrays["lengths"].tolist()}
@@ -134,7 +142,9 @@ def run_evaluation(args, task, device) -> list[dict]:
     out = Path(args.output_dir)
     paths = [out]
     if args.eval_all_checkpoints:
-        paths += sorted(out.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]) if p.name.split("-")[-1].isdigit() else 0)
+        paths += sorted(
+            out.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]) if p.name.split("-")[-1].isdigit() else 0
+        )
     return [evaluate_checkpoint(args, task, p, device) for p in paths if (p / "config.json").is_file() or p == out]
 
 
@@ -152,7 +162,9 @@ def run(args) -> list[dict]:
 
 
 def setup_logging() -> None:
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S", level=logging.INFO)
+    logging.basicConfig(
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S", level=logging.INFO
+    )
     for noisy in ("transformers", "httpx", "huggingface_hub"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
     from transformers.utils import logging as hf_logging
@@ -166,7 +178,7 @@ def main(argv=None, family: str = "classification", prog: str | None = None) -> 
     try:
         run(parse_args(argv, family, prog))
     except InputError as e:
-        logger.error("%s", e)
+        sys.stderr.write(f"{prog or 'trbert'}: error: {e}\n")
         return 2
     return 0
 

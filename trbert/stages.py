@@ -66,7 +66,12 @@ def reinforce_step(model, task, batch, ctx, joint: bool):
     reward = rewards(task_loss, length, args.alpha)
     selector_loss = reinforce_loss(reward, out.select_nll)
     loss = task_loss.mean() + args.beta * selector_loss if joint else selector_loss
-    return loss, {"loss": task_loss.mean(), "selector_loss": selector_loss, "dL": length.mean(), "reward": reward.mean()}
+    return loss, {
+        "loss": task_loss.mean(),
+        "selector_loss": selector_loss,
+        "dL": length.mean(),
+        "reward": reward.mean(),
+    }
 
 
 def init_step(model, task, batch, ctx):

