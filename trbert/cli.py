@@ -104,6 +104,22 @@ _FLAGS = [
         "--batch_uniform_selection",
         dict(action="store_true", help="NEW: original batched inference, same token count for every row of a batch"),
     ),
+    (
+        "--inference_path",
+        dict(
+            default="auto",
+            choices=["auto", "padded", "unpadded"],
+            help="NEW: evaluation path; auto: unpadded except with --batch_uniform_selection",
+        ),
+    ),
+    (
+        "--attention_kernel",
+        dict(
+            default="auto",
+            choices=["auto", "padded", "jagged"],
+            help="NEW: attention of the unpadded path; auto: jagged on CUDA, padded on CPU",
+        ),
+    ),
     ("--features_cache_dir", dict(default="", help="NEW: feature cache (default <data_dir>/cached_features)")),
 ]
 

@@ -129,13 +129,18 @@ def predict(args, model, arrays, selection: str, device) -> dict:
     n, num_sel = len(arrays["lengths"]), len(selector_layers(model.config))
     logits, kept = None, np.zeros((num_sel, n), dtype=np.int64)
     seconds = 0.0
-    for batch in tqdm(batches(arrays, args.per_gpu_eval_batch_size), desc="evaluating", disable=None):
+    unpadded = selection in ("off", "threshold") and args.inference_path != "padded"
+    options = {"unpadded": True, "attention": args.attention_kernel} if unpadded else {}
+    # sorting by length saves padding; results do not depend on batch composition, except in the
+    # original's batch-uniform mode, which keeps the dataset order
+    loader = batches(arrays, args.per_gpu_eval_batch_size, by_length=selection != "uniform")
+    for batch in tqdm(loader, desc="evaluating", disable=None):
         index = batch["index"].numpy()
         batch = to_device(batch, device)
         _sync(device)
         start = time.perf_counter()
         with autocast(args, device):
-            out = model(batch["input_ids"], batch["attention_mask"], selection=selection)
+            out = model(batch["input_ids"], batch["attention_mask"], selection=selection, **options)
         _sync(device)
         seconds += time.perf_counter() - start
         if logits is None:
@@ -144,7 +149,7 @@ def predict(args, model, arrays, selection: str, device) -> dict:
         counts = [c.cpu().numpy() for c in out.kept]
         for w in range(num_sel):  # a selector skipped for lack of tokens keeps the last count
             kept[w, index] = counts[min(w, len(counts) - 1)] if counts else batch["lengths"].cpu().numpy()
-    return {"logits": logits, "kept": kept, "seconds": seconds}
+    return {"logits": logits, "kept": kept, "seconds": seconds, "path": "unpadded" if unpadded else "padded"}
 
 
 def evaluate(args, model, task, arrays, selection: str, device) -> dict:
@@ -169,6 +174,7 @@ def evaluate(args, model, task, arrays, selection: str, device) -> dict:
             "selection": selection,
             "examples": int(len(lengths)),
             "eval_batch_size": args.per_gpu_eval_batch_size,
+            "inference_path": pred["path"],
             "model_seconds": pred["seconds"],
             "examples_per_second": float(len(lengths) / max(pred["seconds"], 1e-9)),
         }

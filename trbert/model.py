@@ -19,6 +19,7 @@ import torch
 from torch import nn
 from transformers import BertModel, BertPreTrainedModel, DistilBertModel, DistilBertPreTrainedModel
 
+from .packed import attention_kernel, keep_tokens, pack
 from .selector import (
     Selector,
     additive_mask,
@@ -116,10 +117,38 @@ class TokenReductionMixin:
             x = layer(x, additive_mask(alive, x.dtype))
             if output_hidden_states:
                 out.hidden_states.append(x)
-        out.logits = self._classify(x)
+        out.logits = self._head(x[:, 0])
         return out
 
-    def forward(self, input_ids, attention_mask, token_type_ids=None, **kwargs) -> ReductionOutput:
+    @torch.no_grad()
+    def unpadded_forward(
+        self, input_ids, attention_mask, token_type_ids=None, selection: str = "threshold", attention: str = "auto"
+    ) -> ReductionOutput:
+        """Inference without padding: every example carries only its own tokens through every
+        layer (see :mod:`trbert.packed`). Same selections and logits as ``reduce_forward`` with
+        ``selection="threshold"`` (or ``"off"``), at the cost of the tokens actually kept."""
+        if selection not in ("off", "threshold") or self.training:
+            raise ValueError("the unpadded path is for inference (eval mode, selection off or threshold)")
+        attend = attention_kernel(attention, input_ids.device)
+        packing, position = pack(attention_mask.bool())
+        types = None if token_type_ids is None else token_type_ids[packing.row, position]
+        x = self._embed(input_ids[packing.row, position][None], types, position[None])[0]
+        out = ReductionOutput(logits=x.new_empty(0))
+        where = {layer: w for w, layer in enumerate(self.config.tr_selector_layers)}
+        for i, layer in enumerate(self._layers()):
+            w = where.get(i)
+            if w is not None and selection != "off" and packing.width > 1:
+                keep = (torch.sigmoid(self.selectors[w](x).float()) >= 0.5) | (packing.slot == 0)
+                x, packing = x[keep], keep_tokens(packing, keep)
+                out.kept.append(packing.counts)
+            x = self._packed_layer(layer, x, packing, attend)
+        out.logits = self._head(x[packing.starts])
+        return out
+
+    def forward(self, input_ids, attention_mask, token_type_ids=None, unpadded=False, **kwargs) -> ReductionOutput:
+        """``reduce_forward``, or ``unpadded_forward`` when ``unpadded`` (inference only)."""
+        if unpadded:
+            return self.unpadded_forward(input_ids, attention_mask, token_type_ids, **kwargs)
         return self.reduce_forward(input_ids, attention_mask, token_type_ids, **kwargs)
 
     def selector_parameters(self) -> list[nn.Parameter]:
@@ -139,14 +168,22 @@ class TRBertForSequenceClassification(TokenReductionMixin, BertPreTrainedModel):
         self._init_selectors(config)
         self.post_init()
 
-    def _embed(self, input_ids, token_type_ids):
-        return self.bert.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)
+    def _embed(self, input_ids, token_type_ids, position_ids=None):
+        return self.bert.embeddings(input_ids=input_ids, token_type_ids=token_type_ids, position_ids=position_ids)
 
     def _layers(self):
         return self.bert.encoder.layer
 
-    def _classify(self, x):
-        return self.classifier(self.dropout(self.bert.pooler(x)))
+    def _packed_layer(self, layer, x, packing, attend):
+        """Stock ``BertLayer`` math on packed tokens ``[N, d]`` (its own submodules, in order)."""
+        a = layer.attention.self
+        shape = (x.shape[0], a.num_attention_heads, a.attention_head_size)
+        context = attend(a.query(x).view(shape), a.key(x).view(shape), a.value(x).view(shape), packing)
+        h = layer.attention.output(context.flatten(1), x)
+        return layer.output(layer.intermediate(h), h)
+
+    def _head(self, cls):
+        return self.classifier(self.dropout(self.bert.pooler(cls[:, None])))
 
 
 class TRDistilBertForSequenceClassification(TokenReductionMixin, DistilBertPreTrainedModel):
@@ -162,11 +199,19 @@ class TRDistilBertForSequenceClassification(TokenReductionMixin, DistilBertPreTr
         self._init_selectors(config)
         self.post_init()
 
-    def _embed(self, input_ids, token_type_ids):
-        return self.distilbert.embeddings(input_ids)
+    def _embed(self, input_ids, token_type_ids, position_ids=None):
+        return self.distilbert.embeddings(input_ids, position_ids=position_ids)
 
     def _layers(self):
         return self.distilbert.transformer.layer
 
-    def _classify(self, x):
-        return self.classifier(self.dropout(torch.relu(self.pre_classifier(x[:, 0]))))
+    def _packed_layer(self, layer, x, packing, attend):
+        """Stock ``TransformerBlock`` math on packed tokens ``[N, d]``."""
+        a = layer.attention
+        shape = (x.shape[0], a.n_heads, a.attention_head_size)
+        context = attend(a.q_lin(x).view(shape), a.k_lin(x).view(shape), a.v_lin(x).view(shape), packing)
+        h = layer.sa_layer_norm(a.out_lin(context.flatten(1)) + x)
+        return layer.output_layer_norm(layer.ffn(h) + h)
+
+    def _head(self, cls):
+        return self.classifier(self.dropout(torch.relu(self.pre_classifier(cls))))

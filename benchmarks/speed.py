@@ -1,0 +1,207 @@
+"""Inference speed of TR-BERT paths against stock BERT (not part of the test suite).
+
+    python benchmarks/speed.py                               # CPU, float32, the full grid
+    python benchmarks/speed.py --device cuda --dtype bf16    # GPU with autocast
+
+For BERT-base and DistilBERT configs (random weights), sequence lengths and batch sizes of the
+grid, it times, alternating within every repeat after warm-up, and reports medians of:
+  (a) stock   : transformers' BertForSequenceClassification / DistilBert..., SDPA, padded;
+  (b) original: our model with the original's batched selection (every row keeps the batch's
+                largest count), padded tensors;
+  (c) unpadded: our model, each example keeps its own tokens, no padding anywhere;
+  (d) keep-all: (c) with selectors that keep every token (the overhead of selection).
+Keep schedule: each selector is a fixed random projection thresholded at 0, which keeps about
+half of the tokens it sees (about 50% after layer 1 and 25% after layer n/2); the kept counts
+actually measured give the FLOPs speed-up. Every row has the full length (no input padding), so
+the FLOPs speed-up is the whole of what reduction can give. Writes a JSON table and a PNG chart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import (
+    BertConfig,
+    BertForSequenceClassification,
+    DistilBertConfig,
+    DistilBertForSequenceClassification,
+)
+
+from trbert import FlopsCounter, TRBertForSequenceClassification, TRDistilBertForSequenceClassification
+
+MODELS = {
+    "bert-base": (BertConfig, BertForSequenceClassification, TRBertForSequenceClassification),
+    "distilbert": (DistilBertConfig, DistilBertForSequenceClassification, TRDistilBertForSequenceClassification),
+}
+DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class HalfSelector(nn.Module):
+    """Keeps the tokens whose hidden state has a positive projection on a fixed random direction."""
+
+    def __init__(self, hidden: int, seed: int, keep_all: bool = False):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.register_buffer("direction", torch.randn(hidden, generator=g) / hidden**0.5)
+        self.keep_all = keep_all
+
+    def forward(self, x):
+        if self.keep_all:
+            return torch.full(x.shape[:-1], 20.0, device=x.device)
+        return 20.0 * (x.float() @ self.direction)
+
+
+def build(name: str, device):
+    config_cls, stock_cls, ours_cls = MODELS[name]
+    config = config_cls(num_labels=2)
+    config._attn_implementation = "sdpa"
+    torch.manual_seed(0)
+    stock = stock_cls(config).eval().to(device)
+    ours = ours_cls(config).eval().to(device)
+    ours.load_state_dict(stock.state_dict(), strict=False)
+    return stock, ours
+
+
+def set_selectors(model, keep_all: bool):
+    for w in range(len(model.selectors)):
+        model.selectors[w] = HalfSelector(model.config.hidden_size, seed=w, keep_all=keep_all).to(model.device)
+
+
+def timed(fn, device) -> tuple[float, float]:
+    """Seconds and peak memory (MiB, CUDA only) of one call."""
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        return time.perf_counter() - start, torch.cuda.max_memory_allocated() / 2**20
+    return time.perf_counter() - start, None
+
+
+def measure(name, length, batch, args, device):
+    stock, ours = build(name, device)
+    ids = torch.randint(1000, 20000, (batch, length), device=device)
+    ids[:, 0] = 101
+    mask = torch.ones_like(ids)
+    variants = {
+        "stock": lambda: stock(input_ids=ids, attention_mask=mask),
+        "original": lambda: ours(ids, mask, selection="uniform"),
+        "unpadded": lambda: ours(ids, mask, selection="threshold", unpadded=True),
+        "keep_all": lambda: ours(ids, mask, selection="threshold", unpadded=True),
+    }
+    times = {v: [] for v in variants}
+    memory = {v: None for v in variants}
+    autocast = torch.autocast(device.type, dtype=DTYPES[args.dtype], enabled=DTYPES[args.dtype] is not None)
+    with torch.inference_mode(), autocast:
+        for repeat in range(args.warmup + args.repeats):
+            for variant, fn in variants.items():
+                set_selectors(ours, keep_all=variant == "keep_all")
+                seconds, peak = timed(fn, device)
+                if repeat >= args.warmup:
+                    times[variant].append(seconds)
+                    memory[variant] = peak if memory[variant] is None else max(memory[variant], peak)
+        set_selectors(ours, keep_all=False)
+        kept = [k.cpu() for k in ours(ids, mask, selection="threshold", unpadded=True).kept]
+    counter = FlopsCounter.from_config(ours.config)
+    lengths = torch.full((batch,), length)
+    flops_speedup = float(counter.full(lengths).sum() / counter.reduced(lengths, torch.stack(kept)).sum())
+    ms = {v: 1000 * statistics.median(t) for v, t in times.items()}
+    row = {
+        "model": name,
+        "length": length,
+        "batch": batch,
+        "kept_fraction": [float(k.float().mean() / length) for k in kept],
+        "flops_speedup": flops_speedup,
+        "ms": ms,
+        "examples_per_s": {v: 1000 * batch / t for v, t in ms.items()},
+        "peak_mib": memory,
+        "speedup": {v: ms["stock"] / t for v, t in ms.items() if v != "stock"},
+    }
+    row["measured_over_flops"] = {v: s / flops_speedup for v, s in row["speedup"].items() if v != "keep_all"}
+    return row
+
+
+def render(rows: list[dict], out_png: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [f"{r['model']}\nT{r['length']} B{r['batch']}" for r in rows]
+    x = range(len(rows))
+    fig, ax = plt.subplots(figsize=(max(8, len(rows) * 0.9), 4.5))
+    width = 0.27
+    ax.bar([i - width for i in x], [r["flops_speedup"] for r in rows], width, label="FLOPs speed-up")
+    ax.bar(list(x), [r["speedup"]["unpadded"] for r in rows], width, label="measured: unpadded (ours)")
+    ax.bar([i + width for i in x], [r["speedup"]["original"] for r in rows], width, label="measured: original-style")
+    ax.axhline(1.0, color="gray", lw=0.8)
+    ax.set_xticks(list(x), labels, fontsize=7)
+    ax.set_ylabel("speed-up over stock BERT (SDPA, padded)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=120)
+
+
+def _mib(value) -> str:
+    return "n/a" if value is None else f"{value:.0f}"
+
+
+def table(rows: list[dict]) -> str:
+    head = "| model | T | B | kept | FLOPs x | stock ms | original ms | unpadded ms | keep-all ms | original x | unpadded x | unpadded / FLOPs | keep-all overhead | ex/s stock | ex/s unpadded | peak MiB stock / unpadded |"
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for r in rows:
+        ms, sp = r["ms"], r["speedup"]
+        lines.append(
+            f"| {r['model']} | {r['length']} | {r['batch']} | {', '.join(f'{k:.2f}' for k in r['kept_fraction'])} "
+            f"| {r['flops_speedup']:.2f} | {ms['stock']:.1f} | {ms['original']:.1f} | {ms['unpadded']:.1f} | {ms['keep_all']:.1f} "
+            f"| {sp['original']:.2f} | {sp['unpadded']:.2f} | {r['measured_over_flops']['unpadded']:.2f} "
+            f"| {100 * (ms['keep_all'] / ms['stock'] - 1):+.1f}% | {r['examples_per_s']['stock']:.1f} "
+            f"| {r['examples_per_s']['unpadded']:.1f} | {_mib(r['peak_mib']['stock'])} / {_mib(r['peak_mib']['unpadded'])} |"
+        )
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", default="fp32", choices=sorted(DTYPES))
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--lengths", nargs="+", type=int, default=[128, 512])
+    parser.add_argument("--batches", nargs="+", type=int, default=[1, 8, 32])
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", default="benchmarks/results/speed_cpu_fp32")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    rows = []
+    for name in args.models:
+        for length in args.lengths:
+            for batch in args.batches:
+                rows.append(measure(name, length, batch, args, device))
+                print(table(rows[-1:]).splitlines()[-1], flush=True)
+    machine = (
+        f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+        if device.type == "cpu"
+        else torch.cuda.get_device_name()
+    )
+    title = f"{machine}; torch {torch.__version__}; {args.dtype}; medians of {args.repeats}"
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps({"setting": title, "rows": rows}, indent=2))
+    out.with_suffix(".md").write_text(f"{title}\n\n{table(rows)}\n")
+    render(rows, out.with_suffix(".png"), title)
+    print(f"\n{title}\n\n{table(rows)}")
+
+
+if __name__ == "__main__":
+    main()
