@@ -10,10 +10,11 @@ grid, it times, alternating within every repeat after warm-up, and reports media
                 largest count), padded tensors;
   (c) unpadded: our model, each example keeps its own tokens, no padding anywhere;
   (d) keep-all: (c) with selectors that keep every token (the overhead of selection).
-Keep schedule: each selector is a fixed random projection thresholded at 0, which keeps about
-half of the tokens it sees (about 50% after layer 1 and 25% after layer n/2); the kept counts
-actually measured give the FLOPs speed-up. Every row has the full length (no input padding), so
-the FLOPs speed-up is the whole of what reduction can give. Writes a JSON table and a PNG chart.
+Keep schedule: each selector is a fixed random projection thresholded at the median of what it
+sees on the benchmark batch, so it keeps half of its tokens: 50% after layer 1, 25% after layer
+n/2 (the same decisions on every path); the kept counts measured give the FLOPs speed-up. With ``--lengths_mode full`` (default) every row has the full length (no
+input padding), so the FLOPs speed-up is the whole of what reduction can give; with ``mixed`` the
+true lengths vary, FLOPs count true lengths, and the padded paths pay for their padding. Writes a JSON table and a PNG chart.
 """
 
 from __future__ import annotations
@@ -44,18 +45,28 @@ DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 class HalfSelector(nn.Module):
-    """Keeps the tokens whose hidden state has a positive projection on a fixed random direction."""
+    """Keeps the tokens whose hidden state projects above ``offset`` on a fixed random direction;
+    :func:`calibrate` sets ``offset`` to the median of what the selector sees (keep half)."""
 
     def __init__(self, hidden: int, seed: int, keep_all: bool = False):
         super().__init__()
         g = torch.Generator().manual_seed(seed)
         self.register_buffer("direction", torch.randn(hidden, generator=g) / hidden**0.5)
-        self.keep_all = keep_all
+        self.offset, self.keep_all, self.seen = 0.0, keep_all, None
 
     def forward(self, x):
         if self.keep_all:
             return torch.full(x.shape[:-1], 20.0, device=x.device)
-        return 20.0 * (x.float() @ self.direction)
+        projection = x.float() @ self.direction
+        self.seen = projection
+        return 20.0 * (projection - self.offset)
+
+
+def calibrate(model, ids, mask) -> None:
+    """Selector ``w`` keeps half of the tokens that reach it: 50% after the first, 25% after the second."""
+    for selector in model.selectors:
+        model(ids, mask, selection="threshold", unpadded=True)  # packed: only real tokens are seen
+        selector.offset = float(selector.seen.median())
 
 
 def build(name: str, device):
@@ -69,9 +80,14 @@ def build(name: str, device):
     return stock, ours
 
 
-def set_selectors(model, keep_all: bool):
-    for w in range(len(model.selectors)):
-        model.selectors[w] = HalfSelector(model.config.hidden_size, seed=w, keep_all=keep_all).to(model.device)
+def install_selectors(model, ids, mask) -> dict[bool, nn.ModuleList]:
+    """Calibrated half-keeping selectors and keep-all ones, to swap in per variant."""
+    hidden = model.config.hidden_size
+    half = nn.ModuleList(HalfSelector(hidden, seed=w) for w in range(len(model.selectors))).to(model.device)
+    model.selectors = half
+    calibrate(model, ids, mask)
+    keep = nn.ModuleList(HalfSelector(hidden, seed=w, keep_all=True) for w in range(len(half))).to(model.device)
+    return {False: half, True: keep}
 
 
 def timed(fn, device) -> tuple[float, float]:
@@ -92,34 +108,40 @@ def measure(name, length, batch, args, device):
     ids = torch.randint(1000, 20000, (batch, length), device=device)
     ids[:, 0] = 101
     mask = torch.ones_like(ids)
+    if args.lengths_mode == "mixed":  # true lengths uniform in [T/8, T]; the first row is full
+        g = torch.Generator().manual_seed(batch)
+        lengths = torch.randint(max(2, length // 8), length + 1, (batch,), generator=g)
+        lengths[0] = length
+        mask = (torch.arange(length)[None, :] < lengths[:, None]).long().to(device)
     variants = {
         "stock": lambda: stock(input_ids=ids, attention_mask=mask),
         "original": lambda: ours(ids, mask, selection="uniform"),
         "unpadded": lambda: ours(ids, mask, selection="threshold", unpadded=True),
         "keep_all": lambda: ours(ids, mask, selection="threshold", unpadded=True),
     }
+    selectors = install_selectors(ours, ids, mask)
     times = {v: [] for v in variants}
     memory = {v: None for v in variants}
     autocast = torch.autocast(device.type, dtype=DTYPES[args.dtype], enabled=DTYPES[args.dtype] is not None)
     with torch.inference_mode(), autocast:
         for repeat in range(args.warmup + args.repeats):
             for variant, fn in variants.items():
-                set_selectors(ours, keep_all=variant == "keep_all")
+                ours.selectors = selectors[variant == "keep_all"]
                 seconds, peak = timed(fn, device)
                 if repeat >= args.warmup:
                     times[variant].append(seconds)
                     memory[variant] = peak if memory[variant] is None else max(memory[variant], peak)
-        set_selectors(ours, keep_all=False)
+        ours.selectors = selectors[False]
         kept = [k.cpu() for k in ours(ids, mask, selection="threshold", unpadded=True).kept]
     counter = FlopsCounter.from_config(ours.config)
-    lengths = torch.full((batch,), length)
+    lengths = mask.sum(1).cpu()
     flops_speedup = float(counter.full(lengths).sum() / counter.reduced(lengths, torch.stack(kept)).sum())
     ms = {v: 1000 * statistics.median(t) for v, t in times.items()}
     row = {
         "model": name,
         "length": length,
         "batch": batch,
-        "kept_fraction": [float(k.float().mean() / length) for k in kept],
+        "kept_fraction": [float((k.float() / lengths).mean()) for k in kept],
         "flops_speedup": flops_speedup,
         "ms": ms,
         "examples_per_s": {v: 1000 * batch / t for v, t in ms.items()},
@@ -178,6 +200,12 @@ def main():
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--lengths", nargs="+", type=int, default=[128, 512])
     parser.add_argument("--batches", nargs="+", type=int, default=[1, 8, 32])
+    parser.add_argument(
+        "--lengths_mode",
+        default="full",
+        choices=["full", "mixed"],
+        help="full: every row T tokens; mixed: true lengths uniform in [T/8, T], padded to T",
+    )
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", default="benchmarks/results/speed_cpu_fp32")
@@ -194,7 +222,9 @@ def main():
         if device.type == "cpu"
         else torch.cuda.get_device_name()
     )
-    title = f"{machine}; torch {torch.__version__}; {args.dtype}; medians of {args.repeats}"
+    title = (
+        f"{machine}; torch {torch.__version__}; {args.dtype}; {args.lengths_mode} lengths; medians of {args.repeats}"
+    )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps({"setting": title, "rows": rows}, indent=2))

@@ -242,81 +242,29 @@ def _refused(capsys, out: Path, message: str, data, *argv):
     assert not out.exists(), "nothing may be written on bad input"
 
 
-def test_bad_input_is_refused_before_anything_is_written(tmp_path, capsys, baseline):
-    data, bert = baseline
-    out = tmp_path / "out"
-    _refused(
-        capsys,
-        out,
-        "unknown --task_name",
-        data,
-        "--task_name",
-        "sst9",
-        "--model_type",
-        "bert",
-        "--model_name_or_path",
-        bert,
-        "--do_train",
-    )
-    _refused(
-        capsys,
-        out,
-        "train.jsonl: data file not found",
-        tmp_path,
-        "--model_type",
-        "bert",
-        "--model_name_or_path",
-        bert,
-        "--do_train",
-    )
-    _refused(
-        capsys,
-        out,
-        "made by --do_eval_grad",
-        data,
-        "--model_type",
-        "autobert",
-        "--model_name_or_path",
-        bert,
-        "--do_train",
-        "--train_rl",
-    )
-    _refused(
-        capsys,
-        out,
+BAD_INPUT = [
+    # (message expected on stderr, data directory ("data" or "empty"), arguments; {bert} = the baseline)
+    ("unknown --task_name", "data", "--task_name sst9 --model_type bert --model_name_or_path {bert} --do_train"),
+    ("train.jsonl: data file not found", "empty", "--model_type bert --model_name_or_path {bert} --do_train"),
+    ("made by --do_eval_grad", "data", "--model_type autobert --model_name_or_path {bert} --do_train --train_rl"),
+    (
         "train_rl needs --model_type autobert, distilautobert",
-        data,
-        "--model_type",
-        "bert",
-        "--model_name_or_path",
-        bert,
-        "--do_train",
-        "--train_rl",
-    )
-    _refused(
-        capsys,
-        out,
+        "data",
+        "--model_type bert --model_name_or_path {bert} --do_train --train_rl",
+    ),
+    (
         "made by --do_eval_logits",
-        data,
-        "--model_type",
-        "autobert",
-        "--model_name_or_path",
-        bert,
-        "--do_train",
-        "--train_both",
-        "--train_teacher",
-    )
-    _refused(
-        capsys,
-        out,
-        "not a model checkpoint",
-        data,
-        "--model_type",
-        "bert",
-        "--model_name_or_path",
-        tmp_path,
-        "--do_train",
-    )
+        "data",
+        "--model_type autobert --model_name_or_path {bert} --do_train --train_both --train_teacher",
+    ),
+    ("not a model checkpoint", "data", "--model_type bert --model_name_or_path {empty} --do_train"),
+]
+
+
+@pytest.mark.parametrize("message,data,argv", BAD_INPUT)
+def test_bad_input_is_refused_before_anything_is_written(tmp_path, capsys, baseline, message, data, argv):
+    dirs = {"data": baseline[0], "empty": tmp_path, "bert": baseline[1]}
+    _refused(capsys, tmp_path / "out", message, dirs[data], *argv.format(**dirs).split())
 
 
 def test_stage_files_from_another_dataset_are_refused(tmp_path, capsys, baseline):

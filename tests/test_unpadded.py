@@ -79,3 +79,16 @@ def test_length_sorted_evaluation_restores_dataset_order(path):
         ]
     assert np.allclose(batched["logits"], torch.cat([o.logits for o in alone]).numpy(), atol=1e-5)
     assert batched["path"] == path
+
+
+def test_equal_lengths_take_the_reshape_path_with_the_same_result():
+    model = _model(tiny_bert_config, TRBertForSequenceClassification)
+    for selector in model.selectors:
+        selector.out.bias.data.fill_(20.0)  # keep all: every example keeps the same count at every layer
+    ids = torch.randint(5, 40, (5, 24))
+    mask = torch.ones_like(ids, dtype=torch.bool)
+    with torch.no_grad():
+        padded = model(ids, mask, selection="threshold")
+        unpadded = model(ids, mask, selection="threshold", unpadded=True, attention="padded")
+    assert [k.tolist() for k in unpadded.kept] == [[24] * 5] * 2
+    assert (unpadded.logits - padded.logits).abs().max() <= 1e-5

@@ -13,7 +13,7 @@ import logging
 import sys
 from pathlib import Path
 
-from .errors import InputError
+from .errors import InputError, exit_code
 from .pipeline import setup_logging
 
 logger = logging.getLogger("trbert")
@@ -73,12 +73,8 @@ def _dispatch(args) -> None:
 
 def main(argv=None) -> int:
     setup_logging()
-    try:
-        _dispatch(_parser().parse_args(argv))
-    except InputError as e:
-        sys.stderr.write(f"trbert: error: {e}\n")
-        return 2
-    return 0
+    args = _parser().parse_args(argv)
+    return exit_code("trbert", lambda: _dispatch(args))
 
 
 if __name__ == "__main__":

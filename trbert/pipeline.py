@@ -17,12 +17,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tensorboardX import SummaryWriter
 from transformers import AutoTokenizer
 
 from .checkpoint import check_rows, find_artifact, load_array, load_model, save_array, save_checkpoint
 from .cli import parse_args
 from .data import load_features
-from .errors import InputError
+from .errors import InputError, exit_code
 from .loop import evaluate, teacher_logits, token_scores, train
 from .stages import SCORES, TEACHER, model_kind, needed_artifacts, training_stage
 from .tasks import get_task
@@ -87,8 +88,6 @@ def run_training(args, task, device) -> None:
         array = load_array(path, fingerprint, artifact.filename, artifact.made_by)
         check_rows(array, len(arrays["lengths"]), path, artifact.filename)
         arrays[artifact.key] = array
-    from tensorboardX import SummaryWriter
-
     set_seed(args.seed)
     writer = SummaryWriter(str(out / "runs" / stage.name))
     settings = vars(args)
@@ -175,12 +174,7 @@ def setup_logging() -> None:
 def main(argv=None, family: str = "classification", prog: str | None = None) -> int:
     """Entry point of every ``run_*.py``: returns 0, or 2 after one clear message on bad input."""
     setup_logging()
-    try:
-        run(parse_args(argv, family, prog))
-    except InputError as e:
-        sys.stderr.write(f"{prog or 'trbert'}: error: {e}\n")
-        return 2
-    return 0
+    return exit_code(prog or "trbert", lambda: run(parse_args(argv, family, prog)))
 
 
 if __name__ == "__main__":
