@@ -40,9 +40,10 @@ def test_unpadded_equals_padded(make_config, cls, kernel, selection):
     model = _model(make_config, cls)
     for seed in range(3):
         ids, mask = _batch(seed)
+        types = (torch.arange(ids.shape[1]) > 6).long().expand_as(ids) if make_config is tiny_bert_config else None
         with torch.no_grad():
-            padded = model(ids, mask, selection=selection)
-            unpadded = model(ids, mask, selection=selection, unpadded=True, attention=kernel)
+            padded = model(ids, mask, types, selection=selection)
+            unpadded = model(ids, mask, types, selection=selection, unpadded=True, attention=kernel)
         assert [k.tolist() for k in unpadded.kept] == [k.tolist() for k in padded.kept]
         assert (unpadded.logits - padded.logits).abs().max() <= 1e-5
 

@@ -21,6 +21,7 @@ from transformers import BertModel, BertPreTrainedModel, DistilBertModel, Distil
 
 from .packed import attention_kernel, keep_tokens, pack
 from .selector import (
+    THRESHOLD,
     Selector,
     additive_mask,
     batch_uniform_keep,
@@ -64,6 +65,10 @@ class TokenReductionMixin:
         config.tr_selector_layers = selector_layers(config)
         self.selectors = nn.ModuleList(Selector(config.hidden_size) for _ in config.tr_selector_layers)
 
+    def _selector_at(self) -> dict[int, int]:
+        """``{layer index: selector index}`` for the layers whose input a selector sees."""
+        return {layer: w for w, layer in enumerate(self.config.tr_selector_layers)}
+
     def _select(self, w, x, alive, orig, selection, guide, guided_rows):
         """Decide which positions of ``x [B, T, d]`` survive selector ``w``."""
         prob = keep_probabilities(self.selectors[w](x), alive)
@@ -101,7 +106,7 @@ class TokenReductionMixin:
         out = ReductionOutput(logits=x.new_empty(0), hidden_states=[x] if output_hidden_states else [])
         if selection == "sample":
             out.select_nll = torch.zeros(x.shape[0], device=x.device)
-        where = {layer: w for w, layer in enumerate(self.config.tr_selector_layers)}
+        where = self._selector_at()
         for i, layer in enumerate(self._layers()):
             w = where.get(i)
             if w is not None and selection != "off" and x.shape[1] > 1:
@@ -131,14 +136,14 @@ class TokenReductionMixin:
             raise ValueError("the unpadded path is for inference (eval mode, selection off or threshold)")
         attend = attention_kernel(attention, input_ids.device)
         packing, position = pack(attention_mask.bool())
-        types = None if token_type_ids is None else token_type_ids[packing.row, position]
+        types = None if token_type_ids is None else token_type_ids[packing.row, position][None]
         x = self._embed(input_ids[packing.row, position][None], types, position[None])[0]
         out = ReductionOutput(logits=x.new_empty(0))
-        where = {layer: w for w, layer in enumerate(self.config.tr_selector_layers)}
+        where = self._selector_at()
         for i, layer in enumerate(self._layers()):
             w = where.get(i)
             if w is not None and selection != "off" and packing.width > 1:
-                keep = (torch.sigmoid(self.selectors[w](x).float()) >= 0.5) | (packing.slot == 0)
+                keep = (torch.sigmoid(self.selectors[w](x).float()) >= THRESHOLD) | (packing.slot == 0)
                 x, packing = x[keep], keep_tokens(packing, keep)
                 out.kept.append(packing.counts)
             x = self._packed_layer(layer, x, packing, attend)

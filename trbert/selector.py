@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 SELECTOR_WIDTH = 32  # hidden width of the policy MLP in the paper's code
+THRESHOLD = 0.5  # inference keeps a token when its keep probability reaches this
 EPS = 1e-6  # added inside the logs of the selection log-likelihood (as the original)
 
 
@@ -39,12 +40,12 @@ def _with_cls(keep: torch.Tensor, alive: torch.Tensor) -> torch.Tensor:
     return keep
 
 
-def threshold_keep(prob: torch.Tensor, alive: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
+def threshold_keep(prob: torch.Tensor, alive: torch.Tensor, threshold: float = THRESHOLD) -> torch.Tensor:
     """Deterministic decision of one row on its own: ``p >= threshold`` plus [CLS]. ``[B, T]`` bool."""
     return _with_cls(prob >= threshold, alive)
 
 
-def batch_uniform_keep(prob: torch.Tensor, alive: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
+def batch_uniform_keep(prob: torch.Tensor, alive: torch.Tensor, threshold: float = THRESHOLD) -> torch.Tensor:
     """The original batched inference (spec §2.4): every row keeps as many positions as the row
     with the most above-threshold tokens, taking its highest-probability positions ([CLS] first).
     Identical to :func:`threshold_keep` for a batch of one row."""
