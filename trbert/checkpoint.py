@@ -145,19 +145,31 @@ def find_artifact(model_dir, filename: str) -> Path | None:
     return None
 
 
+def atomic_write(path, write) -> None:
+    """Call ``write(binary file)`` on a temporary file next to ``path``, then rename it to ``path``:
+    readers never see a half-written file."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_json(path, obj) -> None:
+    atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2).encode()))
+
+
 def save_array(path, array: np.ndarray, meta: dict) -> None:
     """Write ``array`` as ``path`` (.npy) plus ``path.json`` describing it, both atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     meta = {**meta, "shape": list(array.shape), "dtype": str(array.dtype)}
-    for target, write in (
-        (path, lambda f: np.save(f, array)),
-        (_sidecar(path), lambda f: f.write(json.dumps(meta, indent=2).encode())),
-    ):
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, target)
+    atomic_write(path, lambda f: np.save(f, array))
+    write_json(_sidecar(path), meta)
     logger.info("wrote %s %s", path, tuple(array.shape))
 
 

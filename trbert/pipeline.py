@@ -7,12 +7,9 @@ output directory is touched, so bad input leaves nothing behind.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import random
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +17,7 @@ import torch
 from tensorboardX import SummaryWriter
 from transformers import AutoTokenizer
 
-from .checkpoint import check_rows, find_artifact, load_array, load_model, save_array, save_checkpoint
+from .checkpoint import check_rows, find_artifact, load_array, load_model, save_array, save_checkpoint, write_json
 from .cli import parse_args
 from .data import load_features
 from .errors import InputError, exit_code
@@ -35,15 +32,6 @@ def set_seed(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def write_json(path, obj) -> None:
-    """Write JSON atomically (temporary file, then rename)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=2)
-    os.replace(tmp, path)
 
 
 def load_tokenizer(args, path: str):

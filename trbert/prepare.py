@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checkpoint import load_array, save_array
+from .checkpoint import atomic_write, load_array, save_array
 from .errors import InputError
 from .objective import rank_targets
 from .stages import RANKS, SCORES
@@ -29,9 +29,8 @@ logger = logging.getLogger(__name__)
 
 def write_jsonl(path: Path, rows: list[dict]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
-    tmp.replace(path)
+    text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
 
 
 # ---- Hyperpartisan (spec §10) ---------------------------------------------------------------
