@@ -10,6 +10,8 @@ grid, it times, alternating within every repeat after warm-up, and reports media
                 largest count), padded tensors;
   (c) unpadded: our model, each example keeps its own tokens, no padding anywhere;
   (d) keep-all: (c) with selectors that keep every token (the overhead of selection).
+Peak memory: on CUDA the allocator's peak; on CPU the peak resident memory one call adds
+(Linux: the kernel's high-water mark, reset before the call).
 Keep schedule: each selector is a fixed random projection thresholded at the median of what it
 sees on the benchmark batch, so it keeps half of its tokens: 50% after layer 1, 25% after layer
 n/2 (the same decisions on every path); the kept counts measured give the FLOPs speed-up. With ``--lengths_mode full`` (default) every row has the full length (no
@@ -20,6 +22,8 @@ true lengths vary, FLOPs count true lengths, and the padded paths pay for their 
 from __future__ import annotations
 
 import argparse
+import ctypes
+import gc
 import json
 import platform
 import statistics
@@ -80,18 +84,41 @@ def build(name: str, device):
     return stock, ours
 
 
+def selector_set(model, keep_all: bool = False) -> nn.ModuleList:
+    hidden = model.config.hidden_size
+    return nn.ModuleList(HalfSelector(hidden, w, keep_all) for w in range(len(model.selectors))).to(model.device)
+
+
 def install_selectors(model, ids, mask) -> dict[bool, nn.ModuleList]:
     """Calibrated half-keeping selectors and keep-all ones, to swap in per variant."""
-    hidden = model.config.hidden_size
-    half = nn.ModuleList(HalfSelector(hidden, seed=w) for w in range(len(model.selectors))).to(model.device)
-    model.selectors = half
+    model.selectors = selector_set(model)
     calibrate(model, ids, mask)
-    keep = nn.ModuleList(HalfSelector(hidden, seed=w, keep_all=True) for w in range(len(half))).to(model.device)
-    return {False: half, True: keep}
+    return {False: model.selectors, True: selector_set(model, keep_all=True)}
 
 
-def timed(fn, device) -> tuple[float, float]:
-    """Seconds and peak memory (MiB, CUDA only) of one call."""
+def _status_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(field)
+
+
+def cpu_peak_mib(fn) -> float | None:
+    """Peak resident memory added by one call (Linux): reset the kernel's high-water mark
+    (``/proc/self/clear_refs``), run, read ``VmHWM``. None where that is not possible."""
+    try:
+        gc.collect()
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+        Path("/proc/self/clear_refs").write_text("5")
+        before = _status_kib("VmRSS")
+        fn()
+        return (_status_kib("VmHWM") - before) / 1024
+    except (OSError, KeyError, AttributeError):
+        return None
+
+
+def timed(fn, device) -> tuple[float, float | None]:
+    """Seconds of one call and, on CUDA, its peak allocated memory (MiB)."""
     if device.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
@@ -103,7 +130,63 @@ def timed(fn, device) -> tuple[float, float]:
     return time.perf_counter() - start, None
 
 
+VARIANTS = {  # (stock model, our model, ids, mask) -> outputs
+    "stock": lambda stock, ours, ids, mask: stock(input_ids=ids, attention_mask=mask),
+    "original": lambda stock, ours, ids, mask: ours(ids, mask, selection="uniform"),
+    "unpadded": lambda stock, ours, ids, mask: ours(ids, mask, selection="threshold", unpadded=True),
+    "keep_all": lambda stock, ours, ids, mask: ours(ids, mask, selection="threshold", unpadded=True),
+}
+
+
+def time_variants(stock, ours, inputs, selectors, args, device):
+    """Median milliseconds and peak MiB of every variant over all ``inputs`` [(ids, mask), ...],
+    alternating the variants within every repeat; plus the kept counts ``[S, N]`` of the selection."""
+
+    def call(variant):
+        def run():
+            ours.selectors = selectors[variant == "keep_all"]
+            return [VARIANTS[variant](stock, ours, ids, mask) for ids, mask in inputs]
+
+        return run
+
+    times = {v: [] for v in VARIANTS}
+    memory = {v: None for v in VARIANTS}
+    autocast = torch.autocast(device.type, dtype=DTYPES[args.dtype], enabled=DTYPES[args.dtype] is not None)
+    with torch.inference_mode(), autocast:
+        for repeat in range(args.warmup + args.repeats):
+            for variant in VARIANTS:
+                seconds, peak = timed(call(variant), device)
+                if repeat >= args.warmup:
+                    times[variant].append(seconds)
+                    memory[variant] = peak if memory[variant] is None else max(memory[variant], peak)
+        if device.type == "cpu":  # one more call per variant, outside the timings
+            memory = {variant: cpu_peak_mib(call(variant)) for variant in VARIANTS}
+        ours.selectors = selectors[False]
+        outs = [ours(ids, mask, selection="threshold", unpadded=True) for ids, mask in inputs]
+    kept = torch.stack([torch.cat([o.kept[w].cpu() for o in outs]) for w in range(len(outs[0].kept))])
+    return {v: 1000 * statistics.median(t) for v, t in times.items()}, memory, kept
+
+
+def summarize(name, length, batch, config, lengths, kept, ms, memory) -> dict:
+    counter = FlopsCounter.from_config(config)
+    flops_speedup = float(counter.full(lengths).sum() / counter.reduced(lengths, kept).sum())
+    row = {
+        "model": name,
+        "length": length,
+        "batch": batch,
+        "kept_fraction": [float((k.float() / lengths).mean()) for k in kept],
+        "flops_speedup": flops_speedup,
+        "ms": ms,
+        "examples_per_s": {v: 1000 * len(lengths) / t for v, t in ms.items()},
+        "peak_mib": memory,
+        "speedup": {v: ms["stock"] / t for v, t in ms.items() if v != "stock"},
+    }
+    row["measured_over_flops"] = {v: s / flops_speedup for v, s in row["speedup"].items() if v != "keep_all"}
+    return row
+
+
 def measure(name, length, batch, args, device):
+    """Random weights and inputs, the calibrated half-keeping schedule."""
     stock, ours = build(name, device)
     ids = torch.randint(1000, 20000, (batch, length), device=device)
     ids[:, 0] = 101
@@ -113,43 +196,34 @@ def measure(name, length, batch, args, device):
         lengths = torch.randint(max(2, length // 8), length + 1, (batch,), generator=g)
         lengths[0] = length
         mask = (torch.arange(length)[None, :] < lengths[:, None]).long().to(device)
-    variants = {
-        "stock": lambda: stock(input_ids=ids, attention_mask=mask),
-        "original": lambda: ours(ids, mask, selection="uniform"),
-        "unpadded": lambda: ours(ids, mask, selection="threshold", unpadded=True),
-        "keep_all": lambda: ours(ids, mask, selection="threshold", unpadded=True),
-    }
     selectors = install_selectors(ours, ids, mask)
-    times = {v: [] for v in variants}
-    memory = {v: None for v in variants}
-    autocast = torch.autocast(device.type, dtype=DTYPES[args.dtype], enabled=DTYPES[args.dtype] is not None)
-    with torch.inference_mode(), autocast:
-        for repeat in range(args.warmup + args.repeats):
-            for variant, fn in variants.items():
-                ours.selectors = selectors[variant == "keep_all"]
-                seconds, peak = timed(fn, device)
-                if repeat >= args.warmup:
-                    times[variant].append(seconds)
-                    memory[variant] = peak if memory[variant] is None else max(memory[variant], peak)
-        ours.selectors = selectors[False]
-        kept = [k.cpu() for k in ours(ids, mask, selection="threshold", unpadded=True).kept]
-    counter = FlopsCounter.from_config(ours.config)
-    lengths = mask.sum(1).cpu()
-    flops_speedup = float(counter.full(lengths).sum() / counter.reduced(lengths, torch.stack(kept)).sum())
-    ms = {v: 1000 * statistics.median(t) for v, t in times.items()}
-    row = {
-        "model": name,
-        "length": length,
-        "batch": batch,
-        "kept_fraction": [float((k.float() / lengths).mean()) for k in kept],
-        "flops_speedup": flops_speedup,
-        "ms": ms,
-        "examples_per_s": {v: 1000 * batch / t for v, t in ms.items()},
-        "peak_mib": memory,
-        "speedup": {v: ms["stock"] / t for v, t in ms.items() if v != "stock"},
-    }
-    row["measured_over_flops"] = {v: s / flops_speedup for v, s in row["speedup"].items() if v != "keep_all"}
-    return row
+    ms, memory, kept = time_variants(stock, ours, [(ids, mask)], selectors, args, device)
+    return summarize(name, length, batch, ours.config, mask.sum(1).cpu(), kept, ms, memory)
+
+
+def measure_checkpoint(batch, args, device):
+    """A trained TR-BERT checkpoint on its task's dev set in dataset order (batches trimmed to
+    their longest example): real selections and lengths."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+    from trbert.checkpoint import load_model
+    from trbert.data import batches, load_features
+    from trbert.tasks import get_task
+
+    task = get_task(args.task_name)
+    model_type = (
+        "distilautobert" if AutoConfig.from_pretrained(args.checkpoint).model_type == "distilbert" else "autobert"
+    )
+    ours = load_model(args.checkpoint, model_type, task.num_labels).eval().to(device)
+    stock = AutoModelForSequenceClassification.from_pretrained(args.checkpoint, attn_implementation="sdpa")
+    tokenizer = AutoTokenizer.from_pretrained(args.checkpoint)
+    arrays, _ = load_features(task, args.data_dir, "dev", tokenizer, args.max_seq_length)
+    inputs = [(b["input_ids"].to(device), b["attention_mask"].long().to(device)) for b in batches(arrays, batch)]
+    selectors = {False: ours.selectors, True: selector_set(ours, keep_all=True)}
+    ms, memory, kept = time_variants(stock.eval().to(device), ours, inputs, selectors, args, device)
+    lengths = torch.from_numpy(arrays["lengths"]).long()
+    name = f"trained {Path(args.checkpoint).name}"
+    return summarize(name, args.max_seq_length, batch, ours.config, lengths, kept, ms, memory)
 
 
 def render(rows: list[dict], out_png: Path, title: str) -> None:
@@ -206,17 +280,28 @@ def main():
         choices=["full", "mixed"],
         help="full: every row T tokens; mixed: true lengths uniform in [T/8, T], padded to T",
     )
+    parser.add_argument("--checkpoint", help="a trained TR-BERT checkpoint: time it on its dev set instead")
+    parser.add_argument("--data_dir", help="with --checkpoint: the task's data directory")
+    parser.add_argument("--task_name", default="imdb", help="with --checkpoint")
+    parser.add_argument("--max_seq_length", type=int, default=64, help="with --checkpoint")
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", default="benchmarks/results/speed_cpu_fp32")
     args = parser.parse_args()
     device = torch.device(args.device)
+    if args.checkpoint:
+        cells = [lambda b=b: measure_checkpoint(b, args, device) for b in args.batches]
+    else:
+        cells = [
+            lambda n=n, t=t, b=b: measure(n, t, b, args, device)
+            for n in args.models
+            for t in args.lengths
+            for b in args.batches
+        ]
     rows = []
-    for name in args.models:
-        for length in args.lengths:
-            for batch in args.batches:
-                rows.append(measure(name, length, batch, args, device))
-                print(table(rows[-1:]).splitlines()[-1], flush=True)
+    for cell in cells:
+        rows.append(cell())
+        print(table(rows[-1:]).splitlines()[-1], flush=True)
     machine = (
         f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
         if device.type == "cpu"

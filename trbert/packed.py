@@ -53,17 +53,18 @@ def keep_tokens(packing: Packing, keep: torch.Tensor) -> Packing:
 
 def padded_attention(q, k, v, packing: Packing) -> torch.Tensor:
     """Attention within each example; ``q, k, v [N, heads, head_dim]`` -> ``[N, heads, head_dim]``."""
-    b, n = packing.counts.shape[0], q.shape[0]
-    if b * packing.width == n:  # every example has the same count: a reshape, no scatter, no mask
-        out = F.scaled_dot_product_attention(
-            *torch.stack((q, k, v)).view(3, b, packing.width, *q.shape[1:]).transpose(2, 3)
-        )
-        return out.transpose(1, 2).reshape(n, *q.shape[1:])
-    grid = q.new_zeros(3, b, packing.width, *q.shape[1:])
-    grid[:, packing.row, packing.slot] = torch.stack((q, k, v))
-    alive = torch.arange(packing.width, device=q.device)[None, :] < packing.counts[:, None]
+    b, n, width = packing.counts.shape[0], q.shape[0], packing.width
+    if b * width == n:  # every example has the same count: views, no scatter, no mask
+        blocks = [t.view(b, width, *t.shape[1:]).transpose(1, 2) for t in (q, k, v)]
+        return F.scaled_dot_product_attention(*blocks).transpose(1, 2).reshape(n, *q.shape[1:])
+    blocks = []
+    for t in (q, k, v):
+        block = t.new_zeros(b, width, *t.shape[1:])
+        block[packing.row, packing.slot] = t
+        blocks.append(block.transpose(1, 2))  # [B, heads, width, head_dim]
+    alive = torch.arange(width, device=q.device)[None, :] < packing.counts[:, None]
     mask = (~alive)[:, None, None, :].to(q.dtype) * torch.finfo(q.dtype).min
-    out = F.scaled_dot_product_attention(*grid.transpose(2, 3), attn_mask=mask)  # [B, heads, width, head_dim]
+    out = F.scaled_dot_product_attention(*blocks, attn_mask=mask)
     return out.transpose(1, 2)[packing.row, packing.slot].reshape(n, *q.shape[1:])
 
 
