@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 import torch
+import transformers
 from torch import nn
 from transformers import (
     BertConfig,
@@ -163,7 +164,9 @@ def time_variants(stock, ours, inputs, selectors, args, device):
             memory = {variant: cpu_peak_mib(call(variant)) for variant in VARIANTS}
         ours.selectors = selectors[False]
         outs = [ours(ids, mask, selection="threshold", unpadded=True) for ids, mask in inputs]
-    kept = torch.stack([torch.cat([o.kept[w].cpu() for o in outs]) for w in range(len(outs[0].kept))])
+    # a selector skipped for lack of tokens (only [CLS] left) keeps the previous count
+    per_batch = [[o.kept[min(w, len(o.kept) - 1)].cpu() for w in range(len(ours.selectors))] for o in outs]
+    kept = torch.stack([torch.cat(column) for column in zip(*per_batch, strict=True)])
     return {v: 1000 * statistics.median(t) for v, t in times.items()}, memory, kept
 
 
@@ -288,6 +291,7 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", default="benchmarks/results/speed_cpu_fp32")
     args = parser.parse_args()
+    transformers.logging.set_verbosity_error()
     device = torch.device(args.device)
     if args.checkpoint:
         cells = [lambda b=b: measure_checkpoint(b, args, device) for b in args.batches]
