@@ -67,6 +67,9 @@ def test_each_row_keeps_its_own_selection_in_a_batch():
     ids, mask = _inputs(model.config.vocab_size, seed=3)
     with torch.no_grad():
         batched = model(ids, mask, selection="threshold")
+        for row in batched.positions:  # D7 fixed: kept tokens stay in their original order, [CLS] first
+            kept = row[row >= 0]
+            assert kept[0] == 0 and torch.all(kept[1:] > kept[:-1])
         for row in range(4):
             n = int(mask[row].sum())
             alone = model(ids[row : row + 1, :n], mask[row : row + 1, :n], selection="threshold")

@@ -45,6 +45,7 @@ def test_unpadded_equals_padded(make_config, cls, kernel, selection):
             padded = model(ids, mask, types, selection=selection)
             unpadded = model(ids, mask, types, selection=selection, unpadded=True, attention=kernel)
         assert [k.tolist() for k in unpadded.kept] == [k.tolist() for k in padded.kept]
+        assert torch.equal(unpadded.positions, padded.positions)  # the same tokens, in the same order
         assert (unpadded.logits - padded.logits).abs().max() <= 1e-5
 
 

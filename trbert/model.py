@@ -49,13 +49,15 @@ class ReductionOutput:
     """``logits [B, C]``; ``kept`` one ``[B]`` count per selector that ran (tokens processed after it,
     [CLS] included); ``select_nll [B]`` summed over selectors (sampling only); ``probs`` the selector
     probabilities ``[B, T]`` per selector (``probe`` only); ``hidden_states`` layer outputs
-    (embeddings first) when asked for."""
+    (embeddings first) when asked for; ``positions`` the original positions of the tokens that
+    reached the last layer."""
 
     logits: torch.Tensor
     kept: list[torch.Tensor] = field(default_factory=list)
     select_nll: torch.Tensor | None = None
     probs: list[torch.Tensor] = field(default_factory=list)
     hidden_states: list[torch.Tensor] = field(default_factory=list)
+    positions: torch.Tensor | None = None  # [B, k] original positions reaching the last layer, -1 = filler
 
 
 class TokenReductionMixin:
@@ -123,6 +125,7 @@ class TokenReductionMixin:
             if output_hidden_states:
                 out.hidden_states.append(x)
         out.logits = self._head(x[:, 0])
+        out.positions = orig.masked_fill(~alive, -1)
         return out
 
     @torch.no_grad()
@@ -144,10 +147,12 @@ class TokenReductionMixin:
             w = where.get(i)
             if w is not None and selection != "off" and packing.width > 1:
                 keep = (torch.sigmoid(self.selectors[w](x).float()) >= THRESHOLD) | (packing.slot == 0)
-                x, packing = x[keep], keep_tokens(packing, keep)
+                x, position, packing = x[keep], position[keep], keep_tokens(packing, keep)
                 out.kept.append(packing.counts)
             x = self._packed_layer(layer, x, packing, attend)
         out.logits = self._head(x[packing.starts])
+        out.positions = position.new_full((packing.counts.shape[0], packing.width), -1)
+        out.positions[packing.row, packing.slot] = position
         return out
 
     def forward(self, input_ids, attention_mask, token_type_ids=None, unpadded=False, **kwargs) -> ReductionOutput:
