@@ -132,6 +132,11 @@ def test_round_trip_and_original_trbert_names(tmp_path):
     save_file(renamed, str(tmp_path / "orig" / "model.safetensors"), metadata={"format": "pt"})
     original = load_model(str(tmp_path / "orig"), "autobert", num_labels=2)
     assert all(torch.equal(v, original.state_dict()[k]) for k, v in model.state_dict().items())
+    (tmp_path / "orig_bin").mkdir()  # the original release ships pytorch_model.bin (read with weights_only)
+    model.config.save_pretrained(tmp_path / "orig_bin")
+    torch.save(renamed, tmp_path / "orig_bin" / "pytorch_model.bin")
+    from_bin = load_model(str(tmp_path / "orig_bin"), "autobert", num_labels=2)
+    assert all(torch.equal(v, from_bin.state_dict()[k]) for k, v in model.state_dict().items())
     original.save_pretrained(tmp_path / "resaved")  # saved again under our names
     with safe_open(str(tmp_path / "resaved" / "model.safetensors"), "pt") as f:
         assert "selectors.0.hidden.weight" in f.keys() and not any("linear_1" in k for k in f.keys())
