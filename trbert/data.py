@@ -18,8 +18,6 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
-from .errors import InputError
-
 logger = logging.getLogger(__name__)
 
 TOKEN_ARRAYS = ("input_ids", "guide", "ranks")  # arrays whose last axis is the token axis
@@ -48,9 +46,7 @@ def tokenizer_digest(tokenizer) -> str:
 
 def dataset_fingerprint(task, data_dir: str, split: str, tokenizer, max_length: int) -> dict:
     """What identifies a featurised split; also stored next to every per-row stage file."""
-    path = Path(data_dir) / f"{split}.{task.extension}"
-    if not path.is_file():
-        raise InputError(f"{path}: data file not found (task {task.name} reads <data_dir>/{split}.{task.extension})")
+    path = task.path(data_dir, split)
     return {
         "task": task.name,
         "split": split,

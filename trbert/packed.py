@@ -25,19 +25,15 @@ class Packing:
     row: torch.Tensor  # [N] example of each token
     slot: torch.Tensor  # [N] index of the token inside its example (0 = [CLS])
     counts: torch.Tensor  # [B] tokens per example
+    starts: torch.Tensor  # [B] position in the packed tensor of every example's first token ([CLS])
     width: int  # counts.max()
-
-    @property
-    def starts(self) -> torch.Tensor:
-        """``[B]`` position in the packed tensor of every example's first token ([CLS])."""
-        return torch.cumsum(self.counts, 0) - self.counts
 
     @classmethod
     def from_rows(cls, row: torch.Tensor, batch_size: int) -> Packing:
         counts = torch.bincount(row, minlength=batch_size)
         starts = torch.cumsum(counts, 0) - counts
         slot = torch.arange(row.shape[0], device=row.device) - starts[row]
-        return cls(row, slot, counts, int(counts.max()))
+        return cls(row, slot, counts, starts, int(counts.max()))
 
 
 def pack(alive: torch.Tensor) -> tuple[Packing, torch.Tensor]:

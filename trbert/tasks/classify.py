@@ -69,12 +69,17 @@ class ClassificationTask:
     reader: Callable[[Path, int], list[Example]]
     family: str = "classification"
 
-    def read(self, data_dir: str, split: str) -> list[Example]:
+    def path(self, data_dir: str, split: str) -> Path:
+        """The file of ``split``; an error naming it when it is missing."""
         path = Path(data_dir) / f"{split}.{self.extension}"
         if not path.is_file():
             raise InputError(
                 f"{path}: data file not found (task {self.name} reads <data_dir>/{split}.{self.extension})"
             )
+        return path
+
+    def read(self, data_dir: str, split: str) -> list[Example]:
+        path = self.path(data_dir, split)
         examples = self.reader(path, self.num_labels)
         if not examples:
             raise InputError(f"{path}: the file holds no examples")
