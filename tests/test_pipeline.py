@@ -35,49 +35,53 @@ def stage(command: str, **paths) -> int:
     return script("run_classification.py", *f"{COMMON} {command}".format(**paths).split())
 
 
-def test_the_whole_pipeline_in_order(tmp_path, imdb_dir, tiny_bert_dir):
+@pytest.mark.parametrize("precision", ["", "--bf16"])
+def test_the_whole_pipeline_in_order(tmp_path, imdb_dir, tiny_bert_dir, precision):
+    """Every stage in order (in float32, and under bfloat16 autocast on the CPU)."""
+
+    def run(command: str, **paths) -> int:
+        return stage(f"{command} {precision}", **paths)
+
     p = {"data": imdb_dir, "lm": tiny_bert_dir}
     p.update({n: tmp_path / n for n in ("bert", "bert_init", "auto_rl", "auto_both")})
     bert, rl, both = p["bert"], p["auto_rl"], p["auto_both"]
-    assert stage("--model_type bert --model_name_or_path {lm} --output_dir {bert} --do_train", **p) == 0
+    assert run("--model_type bert --model_name_or_path {lm} --output_dir {bert} --do_train", **p) == 0
     assert (bert / "model.safetensors").is_file() and (bert / "training_args.json").is_file()
     assert json.loads((bert / "trbert_stage.json").read_text())["stage"] == "finetune"
 
-    assert stage("--model_type bert --model_name_or_path {bert} --output_dir {bert} --do_eval_grad", **p) == 0
+    assert run("--model_type bert --model_name_or_path {bert} --output_dir {bert} --do_eval_grad", **p) == 0
     scores = np.load(bert / "token_scores.npy", allow_pickle=False)
     assert scores.shape == (48, 2, 32) and scores.dtype == np.float32 and scores.max() > 0
 
     assert script("trans_imdb_rank.py", "--model_dir", bert) == 0
     assert np.load(bert / "token_ranks.npy").shape == (48, 2, 32)
     assert (
-        stage("--model_type initbert --model_name_or_path {bert} --output_dir {bert_init} --do_train --train_init", **p)
+        run("--model_type initbert --model_name_or_path {bert} --output_dir {bert_init} --do_train --train_init", **p)
         == 0
     )
 
     rl_command = "--do_train --train_rl --alpha 1 --guide_rate 0.5 --save_steps 3"
-    assert (
-        stage("--model_type autobert --model_name_or_path {bert_init} --output_dir {auto_rl} " + rl_command, **p) == 0
-    )
+    assert run("--model_type autobert --model_name_or_path {bert_init} --output_dir {auto_rl} " + rl_command, **p) == 0
     assert (rl / "checkpoint-3" / "model.safetensors").is_file()
     assert json.loads((rl / "trbert_stage.json").read_text())["baseline"] == str(bert.resolve())
 
-    assert stage("--model_type bert --model_name_or_path {bert} --output_dir {bert} --do_eval_logits", **p) == 0
+    assert run("--model_type bert --model_name_or_path {bert} --output_dir {bert} --do_eval_logits", **p) == 0
     assert np.load(bert / "teacher_logits.npy").shape == (48, 2)
 
     joint = "--do_train --train_both --train_teacher --alpha 1"
-    assert stage("--model_type autobert --model_name_or_path {auto_rl} --output_dir {auto_both} " + joint, **p) == 0
+    assert run("--model_type autobert --model_name_or_path {auto_rl} --output_dir {auto_both} " + joint, **p) == 0
     assert (both / "runs" / "train_both").is_dir()  # TensorBoard scalars
 
     evaluate = "--model_type autobert --model_name_or_path {auto_both} --output_dir {auto_both} --do_eval"
-    assert stage(evaluate + " --per_gpu_eval_batch_size 1", **p) == 0
-    assert stage("--model_type bert --model_name_or_path {bert} --output_dir {bert} --do_eval", **p) == 0
+    assert run(evaluate + " --per_gpu_eval_batch_size 1", **p) == 0
+    assert run("--model_type bert --model_name_or_path {bert} --output_dir {bert} --do_eval", **p) == 0
     tr = json.loads((both / "eval_results.json").read_text())
     full = json.loads((bert / "eval_results.json").read_text())
     assert 0 <= tr["acc"] <= 1 and tr["examples"] == 16 and len(tr["kept_fraction"]) == 2
     assert tr["mflops"] < tr["full_model_mflops"] == full["mflops"] and tr["flops_speedup"] > 1
 
     every = "--do_eval --eval_all_checkpoints --batch_uniform_selection"
-    assert stage("--model_type autobert --model_name_or_path {auto_rl} --output_dir {auto_rl} " + every, **p) == 0
+    assert run("--model_type autobert --model_name_or_path {auto_rl} --output_dir {auto_rl} " + every, **p) == 0
     assert json.loads((rl / "checkpoint-3" / "eval_results.json").read_text())["selection"] == "uniform"
 
 

@@ -8,6 +8,7 @@ import torch
 from conftest import tiny_bert_config, tiny_distilbert_config
 
 from trbert import TRBertForSequenceClassification, TRDistilBertForSequenceClassification
+from trbert.distributed import World
 from trbert.loop import predict
 from trbert.packed import keep_tokens, pack
 
@@ -73,7 +74,7 @@ def test_length_sorted_evaluation_restores_dataset_order(path):
     args = SimpleNamespace(
         per_gpu_eval_batch_size=4, inference_path=path, attention_kernel="auto", fp16=False, bf16=False
     )
-    batched = predict(args, model, arrays, "threshold", torch.device("cpu"))
+    batched = predict(args, model, arrays, "threshold", World())
     with torch.no_grad():
         alone = [
             model(ids[i : i + 1, : int(mask[i].sum())], mask[i : i + 1, : int(mask[i].sum())], selection="threshold")

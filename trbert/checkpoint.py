@@ -98,15 +98,20 @@ def load_model(name_or_path: str, model_type: str, num_labels: int, family: str 
     return model
 
 
-def _replace_dir_contents(tmp: Path, out_dir: Path) -> None:
-    out_dir.mkdir(parents=True, exist_ok=True)
+def _move_into_place(tmp: Path, out_dir: Path) -> None:
+    """A new directory is renamed into place in one step; into an existing one (the output
+    directory of a stage, which may hold stage files) each file is renamed."""
+    if not out_dir.exists():
+        os.replace(tmp, out_dir)
+        return
     for item in tmp.iterdir():
         os.replace(item, out_dir / item.name)
     tmp.rmdir()
 
 
-def save_checkpoint(model, tokenizer, out_dir, args: dict, stage: str, source: str | None) -> None:
-    """Write a complete checkpoint into ``out_dir`` (weights, tokenizer, arguments, manifest)."""
+def save_checkpoint(model, tokenizer, out_dir, args: dict, stage: str, source: str | None, extra=None) -> None:
+    """Write a complete checkpoint into ``out_dir`` (weights, tokenizer, arguments, manifest, and
+    whatever ``extra(folder)`` adds) in a temporary directory first, so it appears complete or not at all."""
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".saving-", dir=out_dir.parent))
@@ -116,7 +121,9 @@ def save_checkpoint(model, tokenizer, out_dir, args: dict, stage: str, source: s
         (tmp / "training_args.json").write_text(json.dumps(args, indent=2, sort_keys=True, default=str))
         manifest = {"stage": stage, "source": str(source) if source else None, "baseline": baseline_of(source)}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
-        _replace_dir_contents(tmp, out_dir)
+        if extra is not None:
+            extra(tmp)
+        _move_into_place(tmp, out_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     logger.info("saved %s checkpoint to %s", stage, out_dir)

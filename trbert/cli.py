@@ -80,7 +80,22 @@ _FLAGS = [
     ("--fp16", dict(action="store_true", help="float16 autocast (torch.amp) with a gradient scaler")),
     ("--fp16_opt_level", dict(default="O1", help="inert (apex)")),
     ("--bf16", dict(action="store_true", help="NEW: bfloat16 autocast")),
-    ("--local_rank", dict(type=int, default=-1, help="inert on a single device")),
+    (
+        "--local_rank",
+        dict(type=int, default=-1, help="GPU of this process under torch.distributed.launch (torchrun: LOCAL_RANK)"),
+    ),
+    (
+        "--resume_from_checkpoint",
+        dict(default="", help="NEW: continue a killed --do_train from a step checkpoint directory, or 'latest'"),
+    ),
+    ("--save_total_limit", dict(type=int, default=0, help="NEW: keep only the newest N step checkpoints (0: all)")),
+    (
+        "--example_seeded_dropout",
+        dict(
+            action="store_true",
+            help="NEW: dropout masks seeded per example (runs equal across world sizes and resumes; slower)",
+        ),
+    ),
     ("--server_ip", dict(default="", help="inert")),
     ("--server_port", dict(default="", help="inert")),
     ("--score_path", dict(default="", help="NEW: token scores for --train_rl (default: found next to the checkpoint)")),
@@ -145,6 +160,10 @@ def validate(args) -> None:
     for flag in ("do_eval_grad", "do_eval_logits"):
         if getattr(args, flag) and kind not in STAGES[flag[3:]].kinds:
             raise InputError(f"--{flag} runs on the fine-tuned baseline: use --model_type bert or distilbert")
+    if args.resume_from_checkpoint and not args.do_train:
+        raise InputError("--resume_from_checkpoint goes with --do_train")
+    if args.save_total_limit < 0:
+        raise InputError("--save_total_limit must be 0 (keep all) or more")
     if args.train_teacher and not args.train_both:
         raise InputError("--train_teacher goes with --train_both")
     if not (args.do_train or args.do_eval or args.do_eval_grad or args.do_eval_logits):

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader
 
 logger = logging.getLogger(__name__)
 
@@ -95,29 +95,22 @@ def collate(arrays: dict[str, np.ndarray], index: list[int]) -> dict[str, torch.
     return batch
 
 
-class _Batches(Sampler):
-    def __init__(self, order: np.ndarray, batch_size: int):
-        self.order, self.batch_size = order, batch_size
+def loader_of(arrays, index_lists: list[list[int]]) -> DataLoader:
+    """A loader collating the given rows, batch by batch. Its own generator: iterating it never
+    draws from the global torch RNG (which dropout uses and a resumed run restores)."""
+    return DataLoader(
+        range(len(arrays["lengths"])),
+        batch_sampler=index_lists,
+        collate_fn=lambda ix: collate(arrays, ix),
+        generator=torch.Generator(),
+    )
 
-    def __iter__(self):
-        for start in range(0, len(self.order), self.batch_size):
-            yield self.order[start : start + self.batch_size].tolist()
 
-    def __len__(self):
-        return -(-len(self.order) // self.batch_size)
-
-
-def batches(arrays, batch_size: int, shuffle_seed: int | None = None, by_length: bool = False) -> DataLoader:
-    """A loader of collated batches: in dataset order, shuffled with ``shuffle_seed``, or sorted by
-    length (``by_length``, for fast evaluation; every batch carries its rows' ``index``)."""
-    n = len(arrays["lengths"])
-    if shuffle_seed is not None:
-        order = np.random.default_rng(shuffle_seed).permutation(n)
-    elif by_length:
-        order = np.argsort(-arrays["lengths"], kind="stable")
-    else:
-        order = np.arange(n)
-    return DataLoader(range(n), batch_sampler=_Batches(order, batch_size), collate_fn=lambda ix: collate(arrays, ix))
+def batches(arrays, batch_size: int, by_length: bool = False) -> DataLoader:
+    """Collated batches in dataset order, or sorted by length (``by_length``, for fast inference;
+    every batch carries its rows' ``index``)."""
+    order = np.argsort(-arrays["lengths"], kind="stable") if by_length else np.arange(len(arrays["lengths"]))
+    return loader_of(arrays, [order[i : i + batch_size].tolist() for i in range(0, len(order), batch_size)])
 
 
 def to_device(batch: dict, device) -> dict:

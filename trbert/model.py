@@ -20,6 +20,7 @@ from torch import nn
 from transformers import BertModel, BertPreTrainedModel, DistilBertModel, DistilBertPreTrainedModel
 
 from .packed import attention_kernel, keep_tokens, pack
+from .seeding import install_example_dropout, seeded_dropout, uniform
 from .selector import (
     THRESHOLD,
     Selector,
@@ -63,15 +64,18 @@ class ReductionOutput:
 class TokenReductionMixin:
     """The encoder loop with token selection, shared by the BERT and DistilBERT models."""
 
+    example_dropout = False  # dropout masks from the per-row ``seeds`` of the forward (see trbert.seeding)
+
     def _init_selectors(self, config) -> None:
         config.tr_selector_layers = selector_layers(config)
         self.selectors = nn.ModuleList(Selector(config.hidden_size) for _ in config.tr_selector_layers)
+        install_example_dropout(self)
 
     def _selector_at(self) -> dict[int, int]:
         """``{layer index: selector index}`` for the layers whose input a selector sees."""
         return {layer: w for w, layer in enumerate(self.config.tr_selector_layers)}
 
-    def _select(self, w, x, alive, orig, selection, guide, guided_rows):
+    def _select(self, w, x, alive, orig, selection, guide, guided_rows, seeds):
         """Decide which positions of ``x [B, T, d]`` survive selector ``w``."""
         prob = keep_probabilities(self.selectors[w](x), alive)
         if selection == "threshold":
@@ -82,7 +86,8 @@ class TokenReductionMixin:
         if guide is not None and guided_rows is not None:
             with torch.no_grad():
                 target = guided_target(prob, guide[:, w].gather(1, orig), alive)
-        return prob, sample_keep(prob, alive, target, guided_rows)
+        noise = uniform(seeds, -1 - w, (x.shape[1],)) if seeds is not None else None
+        return prob, sample_keep(prob, alive, target, guided_rows, noise)
 
     def reduce_forward(
         self,
@@ -93,15 +98,25 @@ class TokenReductionMixin:
         guide: torch.Tensor | None = None,
         guided_rows: torch.Tensor | None = None,
         output_hidden_states: bool = False,
+        seeds: torch.Tensor | None = None,
     ) -> ReductionOutput:
         """Run the backbone with token reduction.
 
         ``selection``: ``off`` (stock forward), ``threshold`` (inference, each row its own
         selection), ``uniform`` (the original's batched inference), ``sample`` (RL; ``guide
         [B, S, T]`` scores and ``guided_rows [B]`` for imitation), ``probe`` (no reduction, selector
-        probabilities returned for the warm start)."""
+        probabilities returned for the warm start). ``seeds [B]``: per-row seeds of the sampling
+        and, when ``example_dropout`` is set, of dropout (see :mod:`trbert.seeding`)."""
         if selection not in SELECTIONS:
             raise ValueError(f"selection must be one of {SELECTIONS}, got {selection!r}")
+        with seeded_dropout(self, seeds if self.training and self.example_dropout else None):
+            return self._reduce(
+                input_ids, attention_mask, token_type_ids, selection, guide, guided_rows, output_hidden_states, seeds
+            )
+
+    def _reduce(
+        self, input_ids, attention_mask, token_type_ids, selection, guide, guided_rows, output_hidden_states, seeds
+    ) -> ReductionOutput:
         x = self._embed(input_ids, token_type_ids)
         alive = attention_mask.bool()
         orig = torch.arange(x.shape[1], device=x.device).expand(x.shape[0], -1)
@@ -115,7 +130,7 @@ class TokenReductionMixin:
                 if selection == "probe":
                     out.probs.append(keep_probabilities(self.selectors[w](x), alive))
                 else:
-                    prob, keep = self._select(w, x, alive, orig, selection, guide, guided_rows)
+                    prob, keep = self._select(w, x, alive, orig, selection, guide, guided_rows, seeds)
                     if out.select_nll is not None:
                         out.select_nll = out.select_nll + selection_nll(prob, keep, alive)
                     index, alive = compact(keep)

@@ -20,8 +20,10 @@ from transformers import AutoTokenizer
 from .checkpoint import check_rows, find_artifact, load_array, load_model, save_array, save_checkpoint, write_json
 from .cli import parse_args
 from .data import load_features
+from .distributed import World, barrier, broadcast_parameters, rng_states, setup, teardown
 from .errors import InputError, exit_code
 from .loop import evaluate, teacher_logits, token_scores, train
+from .resume import prune, read_training_state, resolve, write_training_state
 from .stages import SCORES, TEACHER, model_kind, needed_artifacts, training_stage
 from .tasks import get_task
 
@@ -54,16 +56,29 @@ def _features(args, task, split, tokenizer):
     )
 
 
-def _model(args, task, path, device):
-    return load_model(path, args.model_type, task.num_labels, cache_dir=args.cache_dir or None).to(device)
+def _model(args, task, path, world: World):
+    model = load_model(path, args.model_type, task.num_labels, cache_dir=args.cache_dir or None).to(world.device)
+    model.example_dropout = args.example_seeded_dropout
+    return model
 
 
-def run_training(args, task, device) -> None:
+def _resume_state(args, stage, out: Path, world: World):
+    """The step checkpoint ``--resume_from_checkpoint`` names and its checked state (or ``None, None``)."""
+    if not args.resume_from_checkpoint:
+        if out.is_dir() and any(out.iterdir()) and not args.overwrite_output_dir:
+            raise InputError(
+                f"{out}: output directory is not empty (use --overwrite_output_dir or --resume_from_checkpoint)"
+            )
+        return None, None
+    folder = resolve(args.resume_from_checkpoint, out)
+    return folder, read_training_state(folder, args, stage.name, world.size)
+
+
+def run_training(args, task, world: World) -> None:
     stage = training_stage(args)
     out = Path(args.output_dir)
-    if out.is_dir() and any(out.iterdir()) and not args.overwrite_output_dir:
-        raise InputError(f"{out}: output directory is not empty (use --overwrite_output_dir)")
-    model = _model(args, task, args.model_name_or_path, device)
+    resume_dir, state = _resume_state(args, stage, out, world)
+    model = _model(args, task, str(resume_dir or args.model_name_or_path), world)
     tokenizer = load_tokenizer(args, args.model_name_or_path)
     arrays, fingerprint = _features(args, task, "train", tokenizer)
     for artifact in needed_artifacts(stage, args):
@@ -76,34 +91,53 @@ def run_training(args, task, device) -> None:
         array = load_array(path, fingerprint, artifact.filename, artifact.made_by)
         check_rows(array, len(arrays["lengths"]), path, artifact.filename)
         arrays[artifact.key] = array
-    set_seed(args.seed)
-    writer = SummaryWriter(str(out / "runs" / stage.name))
+    broadcast_parameters(model, world)
+    set_seed(args.seed + world.rank)  # ordinary dropout: a different stream per rank
+    barrier(world)  # every rank has read and checked its input before anything is written
+    writer = SummaryWriter(str(out / "runs" / stage.name)) if world.is_main else None
     settings = vars(args)
 
-    def save_step(step: int) -> None:
-        path = out / f"checkpoint-{step}"
-        save_checkpoint(model, tokenizer, path, settings, stage.name, args.model_name_or_path)
+    def save_step(position, optimization) -> None:
+        rng = rng_states(world)  # a collective: every rank takes part
+        path = out / f"checkpoint-{position.step}"
+        if world.is_main:
+
+            def state(folder):
+                write_training_state(folder, position, optimization, rng, args, stage.name, world.size)
+
+            save_checkpoint(model, tokenizer, path, settings, stage.name, args.model_name_or_path, extra=state)
+            prune(out, args.save_total_limit)
+        barrier(world)
         if args.evaluate_during_training:
-            evaluate_checkpoint(args, task, path, device, model=model)
+            results = evaluate_checkpoint(args, task, path, world, model=model)
+            if writer is not None:
+                for key in ("acc", "f1", "mflops", "flops_speedup"):
+                    if isinstance(results.get(key), float):
+                        writer.add_scalar(f"eval/{key}", results[key], position.step)
             model.train()
 
-    train(args, model, task, arrays, stage, device, writer, save_step)
-    writer.close()
-    save_checkpoint(model, tokenizer, out, settings, stage.name, args.model_name_or_path)
+    train(args, model, task, arrays, stage, world, writer, save_step, resume=state)
+    if world.is_main:
+        writer.close()
+        save_checkpoint(model, tokenizer, out, settings, stage.name, args.model_name_or_path)
+    barrier(world)
 
 
-def write_training_set_output(args, task, device, artifact) -> None:
-    """``--do_eval_grad`` / ``--do_eval_logits``: per-row outputs of the model in output_dir."""
-    model = _model(args, task, args.output_dir, device)
+def write_training_set_output(args, task, world: World, artifact) -> None:
+    """``--do_eval_grad`` / ``--do_eval_logits``: per-row outputs of the model in output_dir,
+    computed by every rank on its share and written once, in dataset order, by rank 0."""
+    model = _model(args, task, args.output_dir, world)
     tokenizer = load_tokenizer(args, args.output_dir)
     arrays, fingerprint = _features(args, task, "train", tokenizer)
     if artifact is SCORES:
-        array = token_scores(args, model, task, arrays, device)
+        array = token_scores(args, model, task, arrays, world)
         extra = {"lengths": arrays["lengths"].tolist()}
     else:
-        array, extra = teacher_logits(args, model, arrays, device), {}
+        array, extra = teacher_logits(args, model, arrays, world), {}
     meta = {"dataset": fingerprint, "made_by": artifact.made_by, "model": str(Path(args.output_dir).resolve()), **extra}
-    save_array(Path(args.output_dir) / artifact.filename, array, meta)
+    if world.is_main:
+        save_array(Path(args.output_dir) / artifact.filename, array, meta)
+    barrier(world)
 
 
 def selection_for(args) -> str:
@@ -112,40 +146,44 @@ def selection_for(args) -> str:
     return "uniform" if args.batch_uniform_selection else "threshold"
 
 
-def evaluate_checkpoint(args, task, path, device, model=None) -> dict:
+def evaluate_checkpoint(args, task, path, world: World, model=None) -> dict:
     split = "test" if args.do_test else "dev"
     tokenizer = load_tokenizer(args, str(path))
     arrays, _ = _features(args, task, split, tokenizer)
-    model = model if model is not None else _model(args, task, str(path), device)
-    results = evaluate(args, model, task, arrays, selection_for(args), device)
+    model = model if model is not None else _model(args, task, str(path), world)
+    results = evaluate(args, model, task, arrays, selection_for(args), world)
     results["checkpoint"] = str(path)
     results["split"] = split
-    write_json(Path(path) / "eval_results.json", results)
+    if world.is_main:
+        write_json(Path(path) / "eval_results.json", results)
     logger.info("%s on %s: %s", path, split, ", ".join(f"{k} = {v}" for k, v in results.items() if k != "checkpoint"))
     return results
 
 
-def run_evaluation(args, task, device) -> list[dict]:
+def run_evaluation(args, task, world: World) -> list[dict]:
     out = Path(args.output_dir)
     paths = [out]
     if args.eval_all_checkpoints:
         paths += sorted(
             out.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]) if p.name.split("-")[-1].isdigit() else 0
         )
-    return [evaluate_checkpoint(args, task, p, device) for p in paths if (p / "config.json").is_file() or p == out]
+    return [evaluate_checkpoint(args, task, p, world) for p in paths if (p / "config.json").is_file() or p == out]
 
 
 def run(args) -> list[dict]:
     task = get_task(args.task_name)
-    device = torch.device("cuda" if torch.cuda.is_available() and not args.no_cuda else "cpu")
-    set_seed(args.seed)
-    if args.do_train:
-        run_training(args, task, device)
-    if args.do_eval_grad:
-        write_training_set_output(args, task, device, SCORES)
-    if args.do_eval_logits:
-        write_training_set_output(args, task, device, TEACHER)
-    return run_evaluation(args, task, device) if args.do_eval else []
+    world = setup(args.no_cuda, args.local_rank)
+    try:
+        set_seed(args.seed)
+        if args.do_train:
+            run_training(args, task, world)
+        if args.do_eval_grad:
+            write_training_set_output(args, task, world, SCORES)
+        if args.do_eval_logits:
+            write_training_set_output(args, task, world, TEACHER)
+        return run_evaluation(args, task, world) if args.do_eval else []
+    finally:
+        teardown(world)
 
 
 def setup_logging() -> None:

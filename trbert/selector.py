@@ -71,15 +71,19 @@ def sample_keep(
     alive: torch.Tensor,
     target: torch.Tensor | None = None,
     guided_rows: torch.Tensor | None = None,
+    noise: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Stochastic decision for RL (spec §3.2): ``a ~ Bernoulli(q)`` with ``q = p``, or the 0/1
-    imitation ``target`` on ``guided_rows`` ``[B]``; [CLS] sampled with probability 1."""
+    imitation ``target`` on ``guided_rows`` ``[B]``; [CLS] sampled with probability 1.
+    ``noise [B, T]`` uniform in [0, 1) draws ``a = noise < q`` (per-example seeded sampling);
+    without it the global torch generator draws."""
     q = prob
     if target is not None and guided_rows is not None:
         q = torch.where(guided_rows[:, None], target.to(prob.dtype), prob)
     q = q.clone()
     q[:, 0] = 1.0
-    return torch.bernoulli(q).bool() & alive
+    keep = noise < q if noise is not None else torch.bernoulli(q).bool()
+    return keep & alive
 
 
 def selection_nll(prob: torch.Tensor, keep: torch.Tensor, alive: torch.Tensor) -> torch.Tensor:

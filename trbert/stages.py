@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import torch
 
 from .objective import REPLICAS, guided_rows, init_loss, length_fraction, reinforce_loss, rewards
+from .seeding import combine
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,10 @@ RANKS = Artifact("ranks", "token_ranks.npy", "trans_imdb_rank.py (after --do_eva
 
 
 def _forward(model, batch, **kwargs):
-    return model(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"), **kwargs)
+    """The model on a training batch; ``seeds`` (per example) drive its sampling and seeded dropout."""
+    return model(
+        batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"), seeds=batch.get("seeds"), **kwargs
+    )
 
 
 def finetune_step(model, task, batch, ctx):
@@ -50,7 +54,12 @@ def finetune_step(model, task, batch, ctx):
 
 
 def _replicate(batch: dict) -> dict:
-    return {k: v.repeat(REPLICAS, *([1] * (v.dim() - 1))) for k, v in batch.items()}
+    """``REPLICAS`` copies of every row, replica-major; each copy gets its own seed."""
+    rows = {k: v.repeat(REPLICAS, *([1] * (v.dim() - 1))) for k, v in batch.items()}
+    if "seeds" in rows:
+        replica = torch.arange(REPLICAS, device=rows["seeds"].device).repeat_interleave(len(batch["seeds"]))
+        rows["seeds"] = combine(rows["seeds"], replica)
+    return rows
 
 
 def reinforce_step(model, task, batch, ctx, joint: bool):

@@ -1,0 +1,175 @@
+"""Step checkpoints that a killed job continues from exactly (``--save_steps``, ``--resume_from_checkpoint``).
+
+What this file is: the training state next to a step checkpoint's model — optimizer tensors
+(``optimizer.safetensors``), every rank's generator states (``rng.safetensors``), and
+``training_state.json`` (step, sampler position, world size, stage, the arguments that must not
+change, scheduler and scaler state, a sha256 per file). Nothing is pickled. The JSON is written
+last and the directory is renamed into place when complete (:func:`trbert.checkpoint.save_checkpoint`),
+so a checkpoint without it, or whose files do not match it, was never finished and is refused.
+Not here: the model weights (saved as any checkpoint) and the loop itself (:mod:`trbert.loop`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .data import file_digest
+from .errors import InputError
+
+logger = logging.getLogger(__name__)
+
+STATE = "training_state.json"
+OPTIMIZER = "optimizer.safetensors"
+RNG = "rng.safetensors"
+STEP_DIR = re.compile(r"checkpoint-(\d+)$")
+
+# arguments a resumed run must share with the run it continues (anything else may change)
+FIXED = (
+    "task_name",
+    "model_type",
+    "max_seq_length",
+    "per_gpu_train_batch_size",
+    "gradient_accumulation_steps",
+    "learning_rate",
+    "num_train_epochs",
+    "max_steps",
+    "warmup_steps",
+    "weight_decay",
+    "adam_epsilon",
+    "max_grad_norm",
+    "seed",
+    "alpha",
+    "guide_rate",
+    "beta",
+    "temperature",
+    "train_teacher",
+    "length_penalty",
+    "example_seeded_dropout",
+    "fp16",
+    "bf16",
+)
+
+
+@dataclass
+class Position:
+    """Where training stands after ``step`` optimizer steps: the next micro-batch ``micro`` of ``epoch``."""
+
+    step: int = 0
+    epoch: int = 0
+    micro: int = 0
+
+
+def _flatten(optimizer_state: dict) -> dict[str, torch.Tensor]:
+    return {
+        f"{index}.{name}": value.detach().cpu().contiguous()
+        for index, slots in optimizer_state["state"].items()
+        for name, value in slots.items()
+        if torch.is_tensor(value)
+    }
+
+
+def _unflatten(tensors: dict[str, torch.Tensor], param_groups: list) -> dict:
+    state: dict[int, dict] = {}
+    for key, value in tensors.items():
+        index, name = key.split(".", 1)
+        state.setdefault(int(index), {})[name] = value
+    return {"state": state, "param_groups": param_groups}
+
+
+def write_training_state(folder: Path, position: Position, loop, rng: dict, args, stage: str, world_size: int) -> None:
+    """Fill ``folder`` (a checkpoint being written) with the training state; the JSON goes last."""
+    save_file(_flatten(loop.optimizer.state_dict()), folder / OPTIMIZER)
+    save_file({k: v.contiguous() for k, v in rng.items()}, folder / RNG)
+    groups = loop.optimizer.state_dict()["param_groups"]
+    files = sorted(p.name for p in folder.rglob("*") if p.is_file())
+    state = {
+        "step": position.step,
+        "epoch": position.epoch,
+        "micro": position.micro,
+        "world_size": world_size,
+        "stage": stage,
+        "arguments": {k: getattr(args, k, None) for k in FIXED},
+        "param_groups": groups,
+        "scheduler": {k: v for k, v in loop.scheduler.state_dict().items() if k != "lr_lambdas"},
+        "scaler": loop.scaler.state_dict(),
+        "sha256": {name: file_digest(folder / name) for name in files},
+    }
+    (folder / STATE).write_text(json.dumps(state, indent=2))
+
+
+def step_of(folder: Path) -> int:
+    m = STEP_DIR.search(folder.name)
+    return int(m.group(1)) if m else -1
+
+
+def step_checkpoints(output_dir) -> list[Path]:
+    """Complete step checkpoints under ``output_dir``, oldest first."""
+    found = [p for p in Path(output_dir).glob("checkpoint-*") if step_of(p) >= 0 and (p / STATE).is_file()]
+    return sorted(found, key=step_of)
+
+
+def resolve(path: str, output_dir) -> Path:
+    """``--resume_from_checkpoint``: a checkpoint directory, or ``latest`` under ``--output_dir``."""
+    if path == "latest":
+        found = step_checkpoints(output_dir)
+        if not found:
+            raise InputError(f"{output_dir}: no complete step checkpoint to resume from (checkpoint-*/{STATE})")
+        return found[-1]
+    return Path(path)
+
+
+def read_training_state(folder: Path, args, stage: str, world_size: int) -> dict:
+    """Check a step checkpoint (complete, unchanged files, same run) and read its state."""
+    if not (folder / STATE).is_file():
+        raise InputError(f"{folder}: not a complete step checkpoint ({STATE} missing: killed while saving?)")
+    state = json.loads((folder / STATE).read_text())
+    for name, digest in state["sha256"].items():
+        if not (folder / name).is_file() or file_digest(folder / name) != digest:
+            raise InputError(f"{folder}: {name} is missing or differs from when it was saved (truncated or corrupt)")
+    problems = []
+    if state["stage"] != stage:
+        problems.append(f"stage {state['stage']} vs {stage} now")
+    if state["world_size"] != world_size:
+        problems.append(f"world size {state['world_size']} vs {world_size} now")
+    for key, value in state["arguments"].items():
+        if getattr(args, key, None) != value:
+            problems.append(f"--{key} {value} vs {getattr(args, key, None)} now")
+    if problems:
+        raise InputError(f"{folder}: cannot resume a different run: " + "; ".join(problems))
+    try:
+        state["optimizer"] = _unflatten(load_file(folder / OPTIMIZER), state.pop("param_groups"))
+        state["rng"] = load_file(folder / RNG)
+    except (SafetensorError, OSError) as e:
+        raise InputError(f"{folder}: unreadable training state ({e})") from None
+    return state
+
+
+def restore(loop, state: dict, device) -> Position:
+    """Load optimizer, scheduler and scaler state into ``loop``; returns the saved position."""
+    loop.optimizer.load_state_dict(state["optimizer"])
+    for slots in loop.optimizer.state.values():
+        for name, value in slots.items():
+            if torch.is_tensor(value) and name != "step":
+                slots[name] = value.to(device)
+    loop.scheduler.load_state_dict({**state["scheduler"], "lr_lambdas": [None] * len(loop.optimizer.param_groups)})
+    if state["scaler"]:
+        loop.scaler.load_state_dict(state["scaler"])
+    return Position(state["step"], state["epoch"], state["micro"])
+
+
+def prune(output_dir, limit: int) -> None:
+    """``--save_total_limit``: delete the oldest step checkpoints beyond ``limit`` (0 keeps all)."""
+    if limit <= 0:
+        return
+    for old in step_checkpoints(output_dir)[:-limit]:
+        shutil.rmtree(old, ignore_errors=True)
+        logger.info("deleted %s (--save_total_limit %d)", old, limit)
