@@ -24,19 +24,26 @@ from safetensors import safe_open
 from transformers import AutoConfig
 
 from .errors import InputError
-from .model import TRBertForSequenceClassification, TRDistilBertForSequenceClassification
+from .model import (
+    TRBertForQuestionAnswering,
+    TRBertForSequenceClassification,
+    TRDistilBertForQuestionAnswering,
+    TRDistilBertForSequenceClassification,
+)
 
 logger = logging.getLogger(__name__)
 
 MANIFEST = "trbert_stage.json"
-# --model_type -> (backbone model_type in config.json, model class)
+# --model_type -> backbone (model_type in config.json); (backbone, head) -> model class
 MODEL_TYPES = {
-    "bert": ("bert", TRBertForSequenceClassification),
-    "autobert": ("bert", TRBertForSequenceClassification),
-    "initbert": ("bert", TRBertForSequenceClassification),
-    "distilbert": ("distilbert", TRDistilBertForSequenceClassification),
-    "distilautobert": ("distilbert", TRDistilBertForSequenceClassification),
-    "initdistilbert": ("distilbert", TRDistilBertForSequenceClassification),
+    **{t: "bert" for t in ("bert", "autobert", "initbert")},
+    **{t: "distilbert" for t in ("distilbert", "distilautobert", "initdistilbert")},
+}
+MODEL_CLASSES = {
+    ("bert", "classification"): TRBertForSequenceClassification,
+    ("distilbert", "classification"): TRDistilBertForSequenceClassification,
+    ("bert", "span"): TRBertForQuestionAnswering,
+    ("distilbert", "span"): TRDistilBertForQuestionAnswering,
 }
 # selector weights in checkpoints of the original TR-BERT release (spec §1.1)
 ORIGINAL_SELECTOR = re.compile(r"^(?:bert\.encoder|distilbert\.transformer)\.linear_([12])\.(\d+)\.(weight|bias)$")
@@ -61,11 +68,19 @@ def _original_selector_weights(path: Path) -> dict:
     return renamed
 
 
-def load_model(name_or_path: str, model_type: str, num_labels: int, family: str = "classification", **hub):
-    """Load any stage's checkpoint (or a stock / hub BERT) into our model class, with checks."""
+def load_model(
+    name_or_path: str,
+    model_type: str,
+    num_labels: int,
+    family: str = "classification",
+    head: str = "classification",
+    **hub,
+):
+    """Load any stage's checkpoint (or a stock / hub BERT) into our model class for ``head``, with checks."""
     if model_type not in MODEL_TYPES:
         raise InputError(f"unknown --model_type {model_type!r}; known: {', '.join(MODEL_TYPES)}")
-    backbone, cls = MODEL_TYPES[model_type]
+    backbone = MODEL_TYPES[model_type]
+    cls = MODEL_CLASSES[backbone, head]
     try:
         config = AutoConfig.from_pretrained(name_or_path, **hub)
     except (OSError, ValueError) as e:
@@ -74,14 +89,17 @@ def load_model(name_or_path: str, model_type: str, num_labels: int, family: str 
         raise InputError(
             f"{name_or_path}: a {config.model_type} checkpoint cannot be used with --model_type {model_type}"
         )
-    made_for = getattr(config, "tr_task_family", None)
-    if made_for not in (None, family):
-        raise InputError(f"{name_or_path}: a {made_for} checkpoint cannot be used for {family}")
+    made_for = getattr(config, "tr_head", None) or (
+        "classification" if getattr(config, "tr_task_family", None) == "classification" else None
+    )
+    if made_for not in (None, head):
+        raise InputError(f"{name_or_path}: a checkpoint with a {made_for} head cannot be used for {family} ({head})")
     has_head = any("SequenceClassification" in a for a in (config.architectures or []))
     if has_head and config.num_labels != num_labels:
         raise InputError(f"{name_or_path}: its classifier has {config.num_labels} labels, the task has {num_labels}")
     config.num_labels = num_labels
     config.tr_task_family = family
+    config.tr_head = head
     model, info = cls.from_pretrained(name_or_path, config=config, output_loading_info=True, **hub)
     missing = set(info.get("missing_keys", []))
     original = _original_selector_weights(Path(name_or_path))
@@ -195,7 +213,7 @@ def load_array(path, fingerprint: dict, what: str, made_by: str) -> np.ndarray:
     except (ValueError, OSError, json.JSONDecodeError) as e:
         raise InputError(f"{path}: not a readable {what} file ({e})") from None
     made_for = meta.get("dataset", {})
-    for key in ("task", "split", "source_sha256", "tokenizer_sha256", "max_seq_length"):
+    for key in fingerprint:
         if key in made_for and made_for[key] != fingerprint[key]:
             raise InputError(
                 f"{path}: {what} made for another dataset ({key} differs: {made_for[key]} vs {fingerprint[key]})"

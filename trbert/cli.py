@@ -12,13 +12,34 @@ from .checkpoint import MODEL_TYPES
 from .errors import InputError
 from .stages import STAGES, model_kind, training_stage
 
+_SPAN = dict(learning_rate=5e-5, guide_rate=0.2)
 # per-family defaults that differ from the table below (spec §9.10)
-FAMILY_DEFAULTS = {"classification": {}}
+FAMILY_DEFAULTS = {
+    "classification": {},
+    "squad": dict(
+        _SPAN, task_name="squad", max_seq_length=384, train_file="train-v2.0.json", predict_file="dev-v2.0.json"
+    ),
+    "mrqa": dict(
+        _SPAN,
+        max_seq_length=512,
+        per_gpu_train_batch_size=2,
+        alpha=3.0,
+        warmup_steps=0,
+        logging_steps=50,
+        save_steps=2000,
+        train_file="train.jsonl",
+        predict_file="dev.jsonl",
+        max_query_length=40,
+    ),
+}
 
 _FLAGS = [
     # (flag, argparse keyword arguments)
     ("--data_dir", dict(required=True, help="directory with the split files (train/dev/test)")),
-    ("--task_name", dict(required=True, help="imdb, yelp_f (or yelp_*), 20news, hyperpartisan")),
+    (
+        "--task_name",
+        dict(required=True, help="imdb, yelp_f (or yelp_*), 20news, hyperpartisan; run_mrqa.py: newsqa, naturalqa..."),
+    ),
     (
         "--model_type",
         dict(
@@ -139,15 +160,36 @@ _FLAGS = [
 ]
 
 
+# flags of the span-QA scripts only
+_SPAN_FLAGS = [
+    ("--train_file", dict(default="", help="training file inside --data_dir")),
+    ("--predict_file", dict(default="", help="evaluation file inside --data_dir")),
+    ("--version_2_with_negative", dict(action="store_true", help="questions may have no answer (SQuAD 2.0)")),
+    (
+        "--null_score_diff_threshold",
+        dict(type=float, default=0.0, help="answer 'no answer' when null score - best span score exceeds this"),
+    ),
+    ("--doc_stride", dict(type=int, default=128, help="step between the starts of consecutive context windows")),
+    ("--max_query_length", dict(type=int, default=64, help="question word pieces kept (longer ones are cut)")),
+    ("--n_best_size", dict(type=int, default=20, help="start and end candidates considered per window")),
+    ("--max_answer_length", dict(type=int, default=30, help="longest answer in word pieces")),
+    ("--verbose_logging", dict(action="store_true", help="inert")),
+    ("--threads", dict(type=int, default=1, help="inert (feature conversion runs in the fast tokenizer)")),
+]
+FAMILY_FLAGS = {"classification": [], "squad": _SPAN_FLAGS, "mrqa": _SPAN_FLAGS}
+
+
 def build_parser(family: str = "classification", prog: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description=f"TR-BERT {family} pipeline")
-    for flag, kwargs in _FLAGS:
+    for flag, kwargs in _FLAGS + FAMILY_FLAGS[family]:
+        if flag == "--task_name" and "task_name" in FAMILY_DEFAULTS[family]:
+            kwargs = {**kwargs, "required": False}
         parser.add_argument(flag, **kwargs)
     parser.set_defaults(**FAMILY_DEFAULTS[family])
     return parser
 
 
-def validate(args) -> None:
+def validate(args, family: str = "classification") -> None:
     """Reject combinations the pipeline cannot run, before anything is read or written."""
     kind = model_kind(args.model_type)
     if args.do_train:
@@ -171,6 +213,7 @@ def validate(args) -> None:
     if args.fp16 and args.bf16:
         raise InputError("choose one of --fp16 and --bf16")
     for name in (
+        *(("doc_stride", "max_query_length", "n_best_size", "max_answer_length") if family != "classification" else ()),
         "per_gpu_train_batch_size",
         "per_gpu_eval_batch_size",
         "gradient_accumulation_steps",
@@ -183,5 +226,6 @@ def validate(args) -> None:
 def parse_args(argv=None, family: str = "classification", prog: str | None = None):
     args = build_parser(family, prog).parse_args(argv)
     args.task_name = args.task_name.lower()
-    validate(args)
+    args.family = family
+    validate(args, family)
     return args

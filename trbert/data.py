@@ -20,7 +20,8 @@ from torch.utils.data import DataLoader
 
 logger = logging.getLogger(__name__)
 
-TOKEN_ARRAYS = ("input_ids", "guide", "ranks")  # arrays whose last axis is the token axis
+TOKEN_ARRAYS = ("input_ids", "token_type_ids", "guide", "ranks")  # arrays whose last axis is the token axis
+HOST_ONLY = ("offsets", "max_context")  # decoding aids that never go into a batch
 
 
 def file_digest(path: Path) -> str:
@@ -53,6 +54,7 @@ def dataset_fingerprint(task, data_dir: str, split: str, tokenizer, max_length: 
         "source_sha256": file_digest(path),
         "tokenizer_sha256": tokenizer_digest(tokenizer),
         "max_seq_length": max_length,
+        **task.settings,
     }
 
 
@@ -67,7 +69,7 @@ def load_features(task, data_dir, split, tokenizer, max_length, cache_dir=None, 
         with np.load(cache, allow_pickle=False) as z:
             logger.info("loaded features from %s", cache)
             return {k: z[k] for k in z.files}, fingerprint
-    arrays = task.featurize(task.read(data_dir, split), tokenizer, max_length)
+    arrays = task.featurize(task.read(data_dir, split), tokenizer, max_length, split)
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
         tmp = cache.with_suffix(f".tmp{os.getpid()}.npz")
@@ -86,11 +88,15 @@ def collate(arrays: dict[str, np.ndarray], index: list[int]) -> dict[str, torch.
     width = int(lengths.max())
     batch = {"index": torch.from_numpy(index)}
     for name, array in arrays.items():
+        if name in HOST_ONLY:
+            continue
         rows = array[index]
-        if name in TOKEN_ARRAYS:
+        if name in TOKEN_ARRAYS or (name == "teacher" and array.ndim == 3):  # span teachers: [N, 2, T]
             rows = rows[..., :width]
         batch[name] = torch.from_numpy(np.ascontiguousarray(rows))
     batch["input_ids"] = batch["input_ids"].long()
+    if "token_type_ids" in batch:
+        batch["token_type_ids"] = batch["token_type_ids"].long()
     batch["attention_mask"] = torch.arange(width)[None, :] < batch["lengths"][:, None].long()
     return batch
 

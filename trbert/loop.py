@@ -24,6 +24,7 @@ from .flops import FlopsCounter, mflops
 from .model import selector_layers
 from .resume import Position, restore
 from .seeding import example_seeds
+from .tasks.span import MASKED
 
 logger = logging.getLogger(__name__)
 
@@ -193,9 +194,12 @@ def predict(args, model, arrays, selection: str, world: World) -> dict:
 def _predict_rows(args, model, arrays, selection: str, device) -> dict:
     model.eval()
     n, num_sel = len(arrays["lengths"]), len(selector_layers(model.config))
-    logits, kept = np.zeros((n, model.num_labels), dtype=np.float32), np.zeros((num_sel, n), dtype=np.int64)
+    width = arrays["input_ids"].shape[1]
+    # token-level heads give [2, T] per row (trimmed batches: the rest stays masked)
+    shape = (n, model.num_labels, width) if model.restores_tokens else (n, model.num_labels)
+    logits, kept = np.full(shape, MASKED, dtype=np.float32), np.zeros((num_sel, n), dtype=np.int64)
     seconds = 0.0
-    unpadded = selection in ("off", "threshold") and args.inference_path != "padded"
+    unpadded = selection in ("off", "threshold") and args.inference_path != "padded" and not model.restores_tokens
     options = {"unpadded": True, "attention": args.attention_kernel} if unpadded else {}
     # sorting by length saves padding; results do not depend on batch composition, except in the
     # original's batch-uniform mode, which keeps the dataset order
@@ -206,17 +210,19 @@ def _predict_rows(args, model, arrays, selection: str, device) -> dict:
         _sync(device)
         start = time.perf_counter()
         with autocast(args, device):
-            out = model(batch["input_ids"], batch["attention_mask"], selection=selection, **options)
+            out = model(
+                batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"), selection=selection, **options
+            )
         _sync(device)
         seconds += time.perf_counter() - start
-        logits[index] = out.logits.float().cpu().numpy()
+        logits[index, ..., : out.logits.shape[-1]] = out.logits.float().cpu().numpy()
         counts = [c.cpu().numpy() for c in out.kept]
         for w in range(num_sel):  # a selector skipped for lack of tokens keeps the last count
             kept[w, index] = counts[min(w, len(counts) - 1)] if counts else batch["lengths"].cpu().numpy()
     return {"logits": logits, "kept": kept, "seconds": seconds, "path": "unpadded" if unpadded else "padded"}
 
 
-def evaluate(args, model, task, arrays, selection: str, world: World) -> dict:
+def evaluate(args, model, task, arrays, selection: str, world: World, split: str = "dev") -> dict:
     """The ``--do_eval`` report: metric, FLOPs of this model and of the full model on the same
     inputs, FLOPs speed-up, mean kept fraction per selection layer, measured time."""
     pred = predict(args, model, arrays, selection, world)
@@ -227,7 +233,7 @@ def evaluate(args, model, task, arrays, selection: str, world: World) -> dict:
     exact = (
         counter.reduced(lengths, pred["kept"], exact=True) if selection != "off" else counter.full(lengths, exact=True)
     )
-    results = task.score(pred["logits"], arrays["labels"])
+    results = task.score(pred["logits"], arrays, args.data_dir, split)
     results.update(
         {
             "mflops": mflops(reduced),
@@ -272,7 +278,9 @@ def _token_scores(args, model, task, arrays, device) -> np.ndarray:
         index = batch["index"].numpy()
         batch = to_device(batch, device)
         with autocast(args, device):
-            out = model(batch["input_ids"], batch["attention_mask"], output_hidden_states=True)
+            out = model(
+                batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"), output_hidden_states=True
+            )
             loss = task.row_loss(out.logits, batch).sum()
         states = out.hidden_states  # [embeddings, layer 0, layer 1, ...]
         (grad,) = torch.autograd.grad(loss, states[r + 1])

@@ -30,6 +30,7 @@ from .selector import (
     gather_tokens,
     guided_target,
     keep_probabilities,
+    restore_tokens,
     sample_keep,
     selection_nll,
     threshold_keep,
@@ -65,6 +66,7 @@ class TokenReductionMixin:
     """The encoder loop with token selection, shared by the BERT and DistilBERT models."""
 
     example_dropout = False  # dropout masks from the per-row ``seeds`` of the forward (see trbert.seeding)
+    restores_tokens = False  # token-level heads: every original position gets an output (spec §7.1)
 
     def _init_selectors(self, config) -> None:
         config.tr_selector_layers = selector_layers(config)
@@ -121,6 +123,7 @@ class TokenReductionMixin:
         alive = attention_mask.bool()
         orig = torch.arange(x.shape[1], device=x.device).expand(x.shape[0], -1)
         out = ReductionOutput(logits=x.new_empty(0), hidden_states=[x] if output_hidden_states else [])
+        restored = torch.zeros_like(x) if self.restores_tokens else None
         if selection == "sample":
             out.select_nll = torch.zeros(x.shape[0], device=x.device)
         where = self._selector_at()
@@ -133,13 +136,18 @@ class TokenReductionMixin:
                     prob, keep = self._select(w, x, alive, orig, selection, guide, guided_rows, seeds)
                     if out.select_nll is not None:
                         out.select_nll = out.select_nll + selection_nll(prob, keep, alive)
+                    if restored is not None:  # dropped tokens keep the state they had (no gradient, spec §7.1)
+                        restored = restore_tokens(restored, orig, x.detach(), alive & ~keep)
                     index, alive = compact(keep)
                     x, orig = gather_tokens(x, index), orig.gather(1, index)
                     out.kept.append(alive.sum(1))
             x = layer(x, additive_mask(alive, x.dtype))
             if output_hidden_states:
                 out.hidden_states.append(x)
-        out.logits = self._head(x[:, 0])
+        if restored is not None:  # survivors: their last-layer state, with gradient
+            out.logits = self._head(restore_tokens(restored, orig, x, alive))
+        else:
+            out.logits = self._head(x[:, 0])
         out.positions = orig.masked_fill(~alive, -1)
         return out
 
@@ -147,10 +155,10 @@ class TokenReductionMixin:
     def unpadded_forward(
         self, input_ids, attention_mask, token_type_ids=None, selection: str = "threshold", attention: str = "auto"
     ) -> ReductionOutput:
-        """Inference without padding: every example carries only its own tokens through every
-        layer (see :mod:`trbert.packed`). Same selections and logits as ``reduce_forward`` with
+        """Inference without padding (classification heads): every example carries only its own
+        tokens through every layer (see :mod:`trbert.packed`). Same selections and logits as ``reduce_forward`` with
         ``selection="threshold"`` (or ``"off"``), at the cost of the tokens actually kept."""
-        if selection not in ("off", "threshold") or self.training:
+        if selection not in ("off", "threshold") or self.training or self.restores_tokens:
             raise ValueError("the unpadded path is for inference (eval mode, selection off or threshold)")
         attend = attention_kernel(attention, input_ids.device)
         packing, position = pack(attention_mask.bool())
@@ -176,22 +184,33 @@ class TokenReductionMixin:
             return self.unpadded_forward(input_ids, attention_mask, token_type_ids, **kwargs)
         return self.reduce_forward(input_ids, attention_mask, token_type_ids, **kwargs)
 
+    def extend_positions(self, length: int) -> int:
+        """Grow the learned position embeddings to ``length`` by repeating the learned ones (the
+        standard way to read longer inputs, e.g. the original's BERT-1024). Returns the old count."""
+        embeddings = self._embed_module()
+        old = embeddings.position_embeddings
+        if length <= old.num_embeddings:
+            return old.num_embeddings
+        grown = nn.Embedding(length, old.embedding_dim).to(old.weight.device, old.weight.dtype)
+        with torch.no_grad():
+            grown.weight.copy_(old.weight[torch.arange(length) % old.num_embeddings])
+        embeddings.position_embeddings = grown
+        for name in ("position_ids", "token_type_ids"):  # the stock buffers are as long as the table
+            if hasattr(embeddings, name):
+                fill = torch.arange(length) if name == "position_ids" else torch.zeros(length, dtype=torch.long)
+                embeddings.register_buffer(name, fill[None].to(old.weight.device), persistent=False)
+        self.config.max_position_embeddings = length
+        return old.num_embeddings
+
     def selector_parameters(self) -> list[nn.Parameter]:
         return list(self.selectors.parameters())
 
 
-class TRBertForSequenceClassification(TokenReductionMixin, BertPreTrainedModel):
-    """BERT + selectors; head as stock ``BertForSequenceClassification`` (pooler, dropout, linear)."""
+class _BertBackbone:
+    """Where the stock BERT pieces are: embeddings, layers, and one layer on packed tokens."""
 
-    def __init__(self, config):
-        super().__init__(config)
-        self.num_labels = config.num_labels
-        self.bert = BertModel(config)
-        dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
-        self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
-        self._init_selectors(config)
-        self.post_init()
+    def _embed_module(self):
+        return self.bert.embeddings
 
     def _embed(self, input_ids, token_type_ids, position_ids=None):
         return self.bert.embeddings(input_ids=input_ids, token_type_ids=token_type_ids, position_ids=position_ids)
@@ -207,22 +226,10 @@ class TRBertForSequenceClassification(TokenReductionMixin, BertPreTrainedModel):
         h = layer.attention.output(context.flatten(1), x)
         return layer.output(layer.intermediate(h), h)
 
-    def _head(self, cls):
-        return self.classifier(self.dropout(self.bert.pooler(cls[:, None])))
 
-
-class TRDistilBertForSequenceClassification(TokenReductionMixin, DistilBertPreTrainedModel):
-    """DistilBERT + selectors; head as stock ``DistilBertForSequenceClassification``."""
-
-    def __init__(self, config):
-        super().__init__(config)
-        self.num_labels = config.num_labels
-        self.distilbert = DistilBertModel(config)
-        self.pre_classifier = nn.Linear(config.dim, config.dim)
-        self.classifier = nn.Linear(config.dim, config.num_labels)
-        self.dropout = nn.Dropout(config.seq_classif_dropout)
-        self._init_selectors(config)
-        self.post_init()
+class _DistilBertBackbone:
+    def _embed_module(self):
+        return self.distilbert.embeddings
 
     def _embed(self, input_ids, token_type_ids, position_ids=None):
         return self.distilbert.embeddings(input_ids, position_ids=position_ids)
@@ -238,5 +245,72 @@ class TRDistilBertForSequenceClassification(TokenReductionMixin, DistilBertPreTr
         h = layer.sa_layer_norm(a.out_lin(context.flatten(1)) + x)
         return layer.output_layer_norm(layer.ffn(h) + h)
 
+
+class TRBertForSequenceClassification(TokenReductionMixin, _BertBackbone, BertPreTrainedModel):
+    """BERT + selectors; head as stock ``BertForSequenceClassification`` (pooler, dropout, linear)."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.bert = BertModel(config)
+        dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self._init_selectors(config)
+        self.post_init()
+
+    def _head(self, cls):
+        return self.classifier(self.dropout(self.bert.pooler(cls[:, None])))
+
+
+class TRDistilBertForSequenceClassification(TokenReductionMixin, _DistilBertBackbone, DistilBertPreTrainedModel):
+    """DistilBERT + selectors; head as stock ``DistilBertForSequenceClassification``."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.distilbert = DistilBertModel(config)
+        self.pre_classifier = nn.Linear(config.dim, config.dim)
+        self.classifier = nn.Linear(config.dim, config.num_labels)
+        self.dropout = nn.Dropout(config.seq_classif_dropout)
+        self._init_selectors(config)
+        self.post_init()
+
     def _head(self, cls):
         return self.classifier(self.dropout(torch.relu(self.pre_classifier(cls))))
+
+
+class TRBertForQuestionAnswering(TokenReductionMixin, _BertBackbone, BertPreTrainedModel):
+    """BERT + selectors with the residual restore; head as stock ``BertForQuestionAnswering``
+    (no pooler, ``qa_outputs``). ``logits [B, 2, T]``: start and end logits of every position."""
+
+    restores_tokens = True
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.num_labels = 2
+        self.bert = BertModel(config, add_pooling_layer=False)
+        self.qa_outputs = nn.Linear(config.hidden_size, 2)
+        self._init_selectors(config)
+        self.post_init()
+
+    def _head(self, sequence):
+        return self.qa_outputs(sequence).transpose(1, 2)
+
+
+class TRDistilBertForQuestionAnswering(TokenReductionMixin, _DistilBertBackbone, DistilBertPreTrainedModel):
+    """DistilBERT + selectors with the residual restore; head as stock ``DistilBertForQuestionAnswering``."""
+
+    restores_tokens = True
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.num_labels = 2
+        self.distilbert = DistilBertModel(config)
+        self.qa_outputs = nn.Linear(config.dim, 2)
+        self.dropout = nn.Dropout(config.qa_dropout)
+        self._init_selectors(config)
+        self.post_init()
+
+    def _head(self, sequence):
+        return self.qa_outputs(self.dropout(sequence)).transpose(1, 2)

@@ -25,7 +25,7 @@ from .errors import InputError, exit_code
 from .loop import evaluate, teacher_logits, token_scores, train
 from .resume import prune, read_training_state, resolve, write_training_state
 from .stages import SCORES, TEACHER, model_kind, needed_artifacts, training_stage
-from .tasks import get_task
+from .tasks import make_task
 
 logger = logging.getLogger("trbert")
 
@@ -57,9 +57,15 @@ def _features(args, task, split, tokenizer):
 
 
 def _model(args, task, path, world: World):
-    model = load_model(path, args.model_type, task.num_labels, cache_dir=args.cache_dir or None).to(world.device)
+    hub = {"cache_dir": args.cache_dir} if args.cache_dir else {}
+    model = load_model(path, args.model_type, task.num_labels, task.family, task.head, **hub)
+    old = model.extend_positions(args.max_seq_length)
+    if old < args.max_seq_length:
+        logger.info(
+            "%s: position embeddings extended from %d to %d (learned ones repeated)", path, old, args.max_seq_length
+        )
     model.example_dropout = args.example_seeded_dropout
-    return model
+    return model.to(world.device)
 
 
 def _resume_state(args, stage, out: Path, world: World):
@@ -151,10 +157,13 @@ def evaluate_checkpoint(args, task, path, world: World, model=None) -> dict:
     tokenizer = load_tokenizer(args, str(path))
     arrays, _ = _features(args, task, split, tokenizer)
     model = model if model is not None else _model(args, task, str(path), world)
-    results = evaluate(args, model, task, arrays, selection_for(args), world)
+    results = evaluate(args, model, task, arrays, selection_for(args), world, split)
     results["checkpoint"] = str(path)
     results["split"] = split
+    files = results.pop("_files", {})
     if world.is_main:
+        for name, content in files.items():  # predictions in the official formats
+            write_json(Path(path) / name, content)
         write_json(Path(path) / "eval_results.json", results)
     logger.info("%s on %s: %s", path, split, ", ".join(f"{k} = {v}" for k, v in results.items() if k != "checkpoint"))
     return results
@@ -171,7 +180,7 @@ def run_evaluation(args, task, world: World) -> list[dict]:
 
 
 def run(args) -> list[dict]:
-    task = get_task(args.task_name)
+    task = make_task(args, args.family)
     world = setup(args.no_cuda, args.local_rank)
     try:
         set_seed(args.seed)

@@ -37,6 +37,8 @@ FIXED = (
     "task_name",
     "model_type",
     "max_seq_length",
+    "doc_stride",
+    "max_query_length",
     "per_gpu_train_batch_size",
     "gradient_accumulation_steps",
     "learning_rate",

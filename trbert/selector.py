@@ -110,6 +110,17 @@ def gather_tokens(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return x.gather(1, expanded)
 
 
+def restore_tokens(buffer: torch.Tensor, positions: torch.Tensor, x: torch.Tensor, write: torch.Tensor) -> torch.Tensor:
+    """``buffer [B, T0, d]`` with ``x [B, k, d]`` written at original ``positions [B, k]`` where
+    ``write [B, k]``; every other slot unchanged. Each position is written at most once per call
+    and masked fillers never (D10 fixed). Out of place, so gradients flow into ``x``."""
+    t0 = buffer.shape[1]
+    target = positions.masked_fill(~write, t0)  # unwritten slots go to a scratch column, cut below
+    padded = torch.cat([buffer, buffer.new_zeros(buffer.shape[0], 1, buffer.shape[2])], 1)
+    index = target[..., None].expand(-1, -1, x.shape[-1])
+    return padded.scatter(1, index, x.to(buffer.dtype))[:, :t0]
+
+
 def additive_mask(alive: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """Attention mask for stock layers: ``[B, 1, 1, T]`` with 0 on alive keys, dtype-min elsewhere."""
     return (~alive)[:, None, None, :].to(dtype) * torch.finfo(dtype).min

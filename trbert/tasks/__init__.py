@@ -1,10 +1,38 @@
 """Tasks: one family module per kind of head, each with short dataset readers.
 
-A task family implements the protocol the loop needs (see :class:`trbert.tasks.classify.ClassificationTask`):
-``read`` a split into examples, ``featurize`` them into arrays, the per-row ``row_loss`` that the
-reward needs, and ``score`` (the metric dict, its main key first).
+A task implements the protocol the loop needs: ``path``/``read`` a split into examples,
+``featurize`` them into arrays (``settings``: what else changes the features), the per-row
+``row_loss`` that the reward needs, and ``score`` (the metric dict; ``_files`` in it are written
+next to the results). ``head`` names the model head; ``family`` the entry script's flag set.
 """
 
+from ..errors import InputError
 from .classify import CLASSIFICATION_TASKS, ClassificationTask, get_task
+from .qa_readers import read_mrqa, read_squad
+from .span import SpanTask
 
-__all__ = ["CLASSIFICATION_TASKS", "ClassificationTask", "get_task"]
+FAMILIES = ("classification", "squad", "mrqa")
+
+
+def make_task(args, family: str):
+    """The task an entry script's arguments describe."""
+    if family == "classification":
+        return get_task(args.task_name)
+    if family not in FAMILIES:
+        raise InputError(f"unknown task family {family!r}")
+    options = {
+        "train_file": args.train_file,
+        "predict_file": args.predict_file,
+        "doc_stride": args.doc_stride,
+        "max_query_length": args.max_query_length,
+        "n_best_size": args.n_best_size,
+        "max_answer_length": args.max_answer_length,
+        "version_2_with_negative": args.version_2_with_negative,
+        "null_score_diff_threshold": args.null_score_diff_threshold,
+    }
+    if family == "squad":
+        return SpanTask("squad", read_squad, family="squad", **options)
+    return SpanTask(args.task_name, read_mrqa, family="mrqa", drop_answerless_train_windows=True, **options)
+
+
+__all__ = ["CLASSIFICATION_TASKS", "FAMILIES", "ClassificationTask", "SpanTask", "get_task", "make_task"]

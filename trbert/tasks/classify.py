@@ -68,6 +68,8 @@ class ClassificationTask:
     extension: str
     reader: Callable[[Path, int], list[Example]]
     family: str = "classification"
+    head: str = "classification"
+    settings = {}  # nothing besides text, tokenizer and length changes the features
 
     def path(self, data_dir: str, split: str) -> Path:
         """The file of ``split``; an error naming it when it is missing."""
@@ -85,7 +87,7 @@ class ClassificationTask:
             raise InputError(f"{path}: the file holds no examples")
         return examples
 
-    def featurize(self, examples: list[Example], tokenizer, max_length: int) -> dict[str, np.ndarray]:
+    def featurize(self, examples: list[Example], tokenizer, max_length: int, split: str = "") -> dict[str, np.ndarray]:
         """``input_ids [N, T]`` int32 (zero padded), ``lengths [N]``, ``labels [N]``."""
         encoded = tokenizer([text for text, _ in examples], truncation=True, max_length=max_length)["input_ids"]
         ids = np.full((len(encoded), max_length), tokenizer.pad_token_id or 0, dtype=np.int32)
@@ -100,8 +102,8 @@ class ClassificationTask:
             return distillation_rows(logits, batch["teacher"], temperature)
         return cross_entropy_rows(logits, batch["labels"])
 
-    def score(self, logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-        return {"acc": float((logits.argmax(-1) == labels).mean())}
+    def score(self, logits: np.ndarray, arrays: dict, data_dir: str = "", split: str = "") -> dict[str, float]:
+        return {"acc": float((logits.argmax(-1) == arrays["labels"]).mean())}
 
 
 def _jsonl(name: str, num_labels: int) -> ClassificationTask:

@@ -1,0 +1,231 @@
+"""Span QA: readers, answer alignment, official EM/F1, the QA reduction model, decoding, and every
+stage of run_squad.py and run_mrqa.py."""
+
+import gzip
+import json
+import shutil
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from conftest import FIXTURES, tiny_bert_config, tiny_distilbert_config
+from test_pipeline import script
+from transformers import BertForQuestionAnswering, BertTokenizerFast, DistilBertForQuestionAnswering
+
+from trbert.errors import InputError
+from trbert.model import TRBertForQuestionAnswering, TRDistilBertForQuestionAnswering
+from trbert.tasks import make_task
+from trbert.tasks.answer_metrics import f1, normalize_answer, squad_scores, trivia_scores
+from trbert.tasks.qa_readers import read_mrqa, read_squad
+
+SQUAD, MRQA = FIXTURES / "squad", FIXTURES / "mrqa"
+
+
+def _task(family="squad", **overrides):
+    options = dict(
+        task_name="newsqa",
+        train_file="train-v2.0.json" if family == "squad" else "train.jsonl",
+        predict_file="dev-v2.0.json" if family == "squad" else "dev.jsonl",
+        doc_stride=16,
+        max_query_length=12,
+        n_best_size=20,
+        max_answer_length=30,
+        version_2_with_negative=True,
+        null_score_diff_threshold=0.0,
+    )
+    return make_task(SimpleNamespace(**{**options, **overrides}), family)
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return BertTokenizerFast(vocab_file=str(FIXTURES / "vocab.txt"), do_lower_case=True)
+
+
+def test_readers(tmp_path):
+    squad = read_squad(SQUAD / "train-v2.0.json")
+    assert len(squad) == 24 and sum(not e.answers for e in squad) == 6
+    assert all(e.answer_start is None for e in squad if not e.answers)
+    mrqa = read_mrqa(MRQA / "train.jsonl")  # the header line is skipped
+    assert len(mrqa) == 18 and all(e.answers and e.answer_start is not None for e in mrqa)
+    packed = tmp_path / "train.jsonl.gz"
+    packed.write_bytes(gzip.compress((MRQA / "train.jsonl").read_bytes()))
+    assert [e.qid for e in read_mrqa(packed)] == [e.qid for e in mrqa]
+    broken = tmp_path / "bad.jsonl"
+    broken.write_text((MRQA / "dev.jsonl").read_text() + '{"context": "x", "qas": [\n')
+    with pytest.raises(InputError, match=r"bad.jsonl:6: not valid JSON"):
+        read_mrqa(broken)
+    (tmp_path / "bad.json").write_text('{"data": [')
+    with pytest.raises(InputError, match=r"bad.json:1: not valid JSON"):
+        read_squad(tmp_path / "bad.json")
+    packed.write_bytes(packed.read_bytes()[:200])
+    with pytest.raises(InputError, match="cannot be read"):
+        read_mrqa(packed)
+
+
+@pytest.mark.parametrize("family", ["squad", "mrqa"])
+def test_answer_alignment_round_trips(tokenizer, family):
+    task = _task(family)
+    examples = task.read(SQUAD if family == "squad" else MRQA, "train")
+    arrays = task.featurize(examples, tokenizer, 48, "train")
+    assert task.counts["misaligned"] == 1 and task.counts["truncated_questions"] == 1
+    answered = 0
+    for row in range(len(arrays["lengths"])):
+        example = examples[arrays["example"][row]]
+        s, e = arrays["start"][row], arrays["end"][row]
+        if s == 0:
+            assert e == 0
+            continue
+        offsets = arrays["offsets"][row]
+        assert example.context[offsets[s][0] : offsets[e][1]] == example.answer_text
+        answered += 1
+    assert answered >= 17 and arrays["input_ids"].shape[1] == 48 and (arrays["lengths"] <= 48).all()
+    windows_per_question = np.bincount(arrays["example"])
+    assert windows_per_question.max() > 1  # long contexts are cut into several windows
+    if family == "mrqa":
+        assert (arrays["start"] > 0).all()  # answer-less training windows dropped (DeFormer protocol)
+    # every context token is decoded in exactly one window (the one where it has most context)
+    for number in np.unique(arrays["example"]):
+        rows = np.flatnonzero(arrays["example"] == number)
+        starts = [arrays["offsets"][r][arrays["max_context"][r], 0] for r in rows]
+        merged = np.concatenate(starts)
+        assert len(merged) == len(set(merged.tolist()))
+
+
+def test_official_answer_normalisation_and_scores():
+    assert normalize_answer("The  Eiffel-Tower!") == "eiffeltower"
+    assert normalize_answer("an apple, a pear") == "apple pear"
+    assert f1("the cat sat", "cat sat down") == pytest.approx(2 * (2 / 3) * 1 / (2 / 3 + 1))
+    assert f1("", "") == 1.0 and f1("", "something") == 0.0
+    golds = {"q1": ["Paris", "the city of Paris"], "q2": [], "q3": ["blue river"], "q4": []}
+    preds = {"q1": "city of paris", "q2": "", "q3": "river", "q4": "a bridge"}
+    report = squad_scores(golds, preds)
+    # q1 exact (max over gold answers), q2 right (empty), q3 f1 2/3, q4 wrong
+    assert report["exact"] == pytest.approx(50.0) and report["f1"] == pytest.approx(100 * (1 + 1 + 2 / 3) / 4)
+    assert report["HasAns_total"] == 2 and report["HasAns_exact"] == pytest.approx(50.0)
+    assert report["NoAns_total"] == 2 and report["NoAns_f1"] == pytest.approx(50.0)
+    assert squad_scores({"q": ["x"]}, {})["exact"] == 0.0  # unanswered counts as wrong
+    trivia = trivia_scores({"q": ["Mt. Everest", "Everest"]}, {"q": "mt everest"})
+    assert trivia["exact_match"] == 100.0  # TriviaQA turns punctuation into spaces
+
+
+def _stock_pair(config, ours, stock):
+    torch.manual_seed(0)
+    reference = stock(config).eval()
+    model = ours(config).eval()
+    model.load_state_dict(reference.state_dict(), strict=False)
+    return model, reference
+
+
+@pytest.mark.parametrize(
+    "config,ours,stock",
+    [
+        (tiny_bert_config, TRBertForQuestionAnswering, BertForQuestionAnswering),
+        (tiny_distilbert_config, TRDistilBertForQuestionAnswering, DistilBertForQuestionAnswering),
+    ],
+)
+def test_keep_all_equals_the_stock_qa_model(config, ours, stock):
+    model, reference = _stock_pair(config(), ours, stock)
+    for selector in model.selectors:
+        selector.out.bias.data.fill_(20.0)
+    ids = torch.randint(5, 40, (3, 20))
+    mask = torch.arange(20)[None] < torch.tensor([20, 14, 9])[:, None]
+    with torch.no_grad():
+        out = model(ids, mask, selection="threshold")
+        ref = reference(input_ids=ids, attention_mask=mask.long())
+    for i, name in enumerate(("start_logits", "end_logits")):
+        assert torch.allclose(out.logits[:, i][mask], getattr(ref, name)[mask], atol=1e-5)
+
+
+def test_dropped_tokens_keep_the_state_they_had_when_dropped():
+    torch.manual_seed(1)
+    model = TRBertForQuestionAnswering(tiny_bert_config()).eval()
+    model.qa_outputs.weight.data = torch.eye(2, 32)  # start logit = hidden feature 0
+    model.qa_outputs.bias.data.zero_()
+    ids = torch.randint(5, 40, (2, 16))
+    mask = torch.ones(2, 16, dtype=torch.bool)
+    with torch.no_grad():
+        out = model(ids, mask, selection="threshold")
+        states = model(ids, mask, output_hidden_states=True).hidden_states  # [embeddings, layer 0, ...]
+        dropped = torch.sigmoid(model.selectors[0](states[1])) < 0.5  # selector 0 sees layer 0's output
+    dropped[:, 0] = False
+    assert dropped.any() and (~dropped).any()
+    assert torch.allclose(out.logits[:, 0][dropped], states[1][..., 0][dropped], atol=1e-6)
+
+
+def test_positions_extend_beyond_the_checkpoint():
+    model = TRBertForQuestionAnswering(tiny_bert_config())
+    learned = model.bert.embeddings.position_embeddings.weight.detach().clone()
+    assert model.extend_positions(100) == 64 and model.config.max_position_embeddings == 100
+    grown = model.bert.embeddings.position_embeddings.weight
+    assert torch.equal(grown[:64], learned) and torch.equal(grown[64:100], learned[:36])
+    out = model(torch.randint(5, 40, (1, 90)), torch.ones(1, 90, dtype=torch.bool))
+    assert out.logits.shape == (1, 2, 90)
+
+
+def test_decoding_picks_the_best_span_and_the_null_answer(tokenizer):
+    task = _task("squad")
+    examples = task.read(SQUAD, "dev")
+    arrays = task.featurize(examples, tokenizer, 48, "dev")
+    logits = np.full((len(arrays["lengths"]), 2, 48), -5.0, dtype=np.float32)
+    logits[:, :, 0] = 0.0  # [CLS]: null score 0 beats every other span (-10)
+    rows = range(len(arrays["lengths"]))
+    target = next(r for r in rows if arrays["start"][r] > 0 and arrays["max_context"][r, arrays["start"][r]])
+    s, e = arrays["start"][target], arrays["end"][target]
+    logits[target, 0, s], logits[target, 1, e] = 10.0, 10.0
+    answers, odds = task.decode(logits, arrays, examples)
+    example = examples[arrays["example"][target]]
+    assert answers[example.qid] == example.answer_text and odds[example.qid] < 0
+    others = [q for q in answers if q != example.qid]
+    assert others and all(answers[q] == "" and odds[q] == pytest.approx(10.0) for q in others)
+    task.version_2_with_negative = False  # SQuAD 1.1: always a span
+    assert all(answers for answers in task.decode(logits, arrays, examples)[0].values())
+
+
+def _span_stage(script_name, command, **paths):
+    common = (
+        "--data_dir {data} --max_seq_length 48 --doc_stride 16 --max_query_length 12 --per_gpu_train_batch_size 8"
+        " --per_gpu_eval_batch_size 8 --num_train_epochs 1 --logging_steps 2 --learning_rate 1e-3"
+        " --features_cache_dir {cache}"
+    )
+    return script(script_name, *f"{common} {command}".format(**paths).split())
+
+
+@pytest.mark.parametrize(
+    "script_name,data,extra",
+    [("run_squad.py", SQUAD, "--version_2_with_negative"), ("run_mrqa.py", MRQA, "--task_name newsqa")],
+)
+def test_every_stage_of_the_span_scripts(tmp_path, tiny_bert_dir, script_name, data, extra):
+    p = {"data": tmp_path / "data", "lm": tiny_bert_dir, "cache": tmp_path / "cache"}
+    shutil.copytree(data, p["data"])
+    p.update({n: tmp_path / n for n in ("bert", "rl", "both")})
+
+    def run(command):
+        return _span_stage(script_name, f"{extra} {command}", **p)
+
+    assert run("--model_type bert --model_name_or_path {lm} --output_dir {bert} --do_train") == 0
+    assert run("--model_type bert --model_name_or_path {bert} --output_dir {bert} --do_eval_grad --do_eval_logits") == 0
+    scores, teacher = np.load(p["bert"] / "token_scores.npy"), np.load(p["bert"] / "teacher_logits.npy")
+    assert scores.shape[1:] == (2, 48) and teacher.shape[1:] == (2, 48) and scores.max() > 0
+    assert (
+        run("--model_type autobert --model_name_or_path {bert} --output_dir {rl} --do_train --train_rl --alpha 5") == 0
+    )
+    joint = "--do_train --train_both --train_teacher --alpha 5"
+    assert run("--model_type autobert --model_name_or_path {rl} --output_dir {both} " + joint) == 0
+    assert run("--model_type autobert --model_name_or_path {both} --output_dir {both} --do_eval") == 0
+    assert run("--model_type bert --model_name_or_path {bert} --output_dir {bert} --do_eval") == 0
+    tr, full = (json.loads((p[k] / "eval_results.json").read_text()) for k in ("both", "bert"))
+    assert tr["total"] == full["total"] and 0 <= tr["f1"] <= 100 and len(tr["kept_fraction"]) == 2
+    assert tr["mflops"] < tr["full_model_mflops"] == full["mflops"]
+    predictions = json.loads((p["both"] / "predictions.json").read_text())
+    assert len(predictions) == tr["total"] and all(isinstance(v, str) for v in predictions.values())
+    assert (p["both"] / "null_odds.json").is_file() == (script_name == "run_squad.py")
+
+
+def test_a_malformed_file_stops_the_script_with_its_name(tmp_path, capsys, tiny_bert_dir):
+    p = {"data": tmp_path, "lm": tiny_bert_dir, "cache": tmp_path / "cache", "out": tmp_path / "out"}
+    (tmp_path / "train.jsonl").write_text('{"header": {}}\n{"context": 3}\n')
+    command = "--task_name newsqa --model_type bert --model_name_or_path {lm} --output_dir {out} --do_train"
+    assert _span_stage("run_mrqa.py", command, **p) == 2
+    err = capsys.readouterr().err
+    assert 'train.jsonl:2: no string "context"' in err and "Traceback" not in err and not p["out"].exists()
