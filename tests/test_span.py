@@ -19,14 +19,14 @@ from trbert.tasks import make_task
 from trbert.tasks.answer_metrics import f1, normalize_answer, squad_scores, trivia_scores
 from trbert.tasks.qa_readers import read_mrqa, read_squad
 
-SQUAD, MRQA = FIXTURES / "squad", FIXTURES / "mrqa"
+SQUAD, MRQA, TRIVIA = FIXTURES / "squad", FIXTURES / "mrqa", FIXTURES / "trivia"
 
 
 def _task(family="squad", **overrides):
     options = dict(
         task_name="newsqa",
-        train_file="train-v2.0.json" if family == "squad" else "train.jsonl",
-        predict_file="dev-v2.0.json" if family == "squad" else "dev.jsonl",
+        train_file={"squad": "train-v2.0.json", "mrqa": "train.jsonl", "trivia": "train.json"}[family],
+        predict_file={"squad": "dev-v2.0.json", "mrqa": "dev.jsonl", "trivia": "dev.json"}[family],
         doc_stride=16,
         max_query_length=12,
         n_best_size=20,
@@ -191,11 +191,16 @@ def _span_stage(script_name, command, **paths):
     return script(script_name, *f"{common} {command}".format(**paths).split())
 
 
-@pytest.mark.parametrize(
-    "script_name,data,extra",
-    [("run_squad.py", SQUAD, "--version_2_with_negative"), ("run_mrqa.py", MRQA, "--task_name newsqa")],
-)
-def test_every_stage_of_the_span_scripts(tmp_path, tiny_bert_dir, script_name, data, extra):
+SCRIPTS = [
+    ("run_squad.py", SQUAD, "--version_2_with_negative", 48),
+    ("run_mrqa.py", MRQA, "--task_name newsqa", 48),
+    ("run_triviaqa.py", TRIVIA, "--max_segment 3", 48),
+    ("run_triviaqa.py", TRIVIA, "--max_segment 2 --doc_stride -1 --max_seq_len 80", 80),  # beyond 64 positions
+]
+
+
+@pytest.mark.parametrize("script_name,data,extra,length", SCRIPTS)
+def test_every_stage_of_the_span_scripts(tmp_path, tiny_bert_dir, script_name, data, extra, length):
     p = {"data": tmp_path / "data", "lm": tiny_bert_dir, "cache": tmp_path / "cache"}
     shutil.copytree(data, p["data"])
     p.update({n: tmp_path / n for n in ("bert", "rl", "both")})
@@ -206,7 +211,7 @@ def test_every_stage_of_the_span_scripts(tmp_path, tiny_bert_dir, script_name, d
     assert run("--model_type bert --model_name_or_path {lm} --output_dir {bert} --do_train") == 0
     assert run("--model_type bert --model_name_or_path {bert} --output_dir {bert} --do_eval_grad --do_eval_logits") == 0
     scores, teacher = np.load(p["bert"] / "token_scores.npy"), np.load(p["bert"] / "teacher_logits.npy")
-    assert scores.shape[1:] == (2, 48) and teacher.shape[1:] == (2, 48) and scores.max() > 0
+    assert scores.shape[-2:] == (2, length) and teacher.shape[-2:] == (2, length) and scores.max() > 0
     assert (
         run("--model_type autobert --model_name_or_path {bert} --output_dir {rl} --do_train --train_rl --alpha 5") == 0
     )
@@ -229,3 +234,29 @@ def test_a_malformed_file_stops_the_script_with_its_name(tmp_path, capsys, tiny_
     assert _span_stage("run_mrqa.py", command, **p) == 2
     err = capsys.readouterr().err
     assert 'train.jsonl:2: no string "context"' in err and "Traceback" not in err and not p["out"].exists()
+
+
+def test_trivia_windows_and_the_shared_normalisation_loss(tokenizer):
+    task = _task("trivia", doc_stride=-1, max_segment=3, max_num_answers=64)
+    examples = task.read(TRIVIA, "train")
+    arrays = task.featurize(examples, tokenizer, 48, "train")
+    assert arrays["input_ids"].shape == (10, 3, 48) and task.counts["questions_without_gold_span"] == 1
+    for i, example in enumerate(examples):  # every gold position decodes to the answer text
+        for w in range(3):
+            for s, e in zip(arrays["starts"][i, w], arrays["ends"][i, w], strict=True):
+                if s > 0:
+                    offsets = arrays["offsets"][i, w]
+                    assert example.context[offsets[s][0] : offsets[e][1]] == example.answers[0]
+    # the OR loss over all windows of an example, against the formula
+    logits = torch.randn(1, 2, 2, 5)
+    batch = {
+        "attention_mask": torch.tensor([[[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]]]),
+        "starts": torch.tensor([[[2, -1], [1, 2]]]),
+        "ends": torch.tensor([[[3, -1], [2, -1]]]),
+    }
+    z = logits.masked_fill(batch["attention_mask"][:, :, None, :] == 0, -1e4)
+    start = torch.logsumexp(z[0, :, 0].flatten(), 0) - torch.logsumexp(
+        torch.stack([z[0, 0, 0, 2], z[0, 1, 0, 1], z[0, 1, 0, 2]]), 0
+    )
+    end = torch.logsumexp(z[0, :, 1].flatten(), 0) - torch.logsumexp(torch.stack([z[0, 0, 1, 3], z[0, 1, 1, 2]]), 0)
+    assert torch.allclose(task.row_loss(logits, batch), ((start + end) / 2)[None])

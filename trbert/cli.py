@@ -19,6 +19,22 @@ FAMILY_DEFAULTS = {
     "squad": dict(
         _SPAN, task_name="squad", max_seq_length=384, train_file="train-v2.0.json", predict_file="dev-v2.0.json"
     ),
+    "trivia": dict(
+        _SPAN,
+        task_name="triviaqa",
+        data_dir="triviaqa",
+        max_seq_length=1024,
+        learning_rate=3e-5,
+        alpha=0.1,
+        num_train_epochs=5.0,
+        warmup_steps=1000,
+        save_steps=-1,
+        train_file="train.json",
+        predict_file="dev.json",
+        doc_stride=-1,
+        max_query_length=55,
+        n_best_size=10,
+    ),
     "mrqa": dict(
         _SPAN,
         max_seq_length=512,
@@ -176,15 +192,30 @@ _SPAN_FLAGS = [
     ("--verbose_logging", dict(action="store_true", help="inert")),
     ("--threads", dict(type=int, default=1, help="inert (feature conversion runs in the fast tokenizer)")),
 ]
-FAMILY_FLAGS = {"classification": [], "squad": _SPAN_FLAGS, "mrqa": _SPAN_FLAGS}
+# flags of run_triviaqa.py besides the span ones
+_TRIVIA_FLAGS = [
+    ("--max_segment", dict(type=int, default=1, help="windows read per document (the rest is ignored)")),
+    ("--max_num_answers", dict(type=int, default=64, help="gold positions kept per window")),
+    ("--max_doc_len", dict(type=int, default=-1, help="inert (the document is cut by --max_segment windows)")),
+    ("--ignore_seq_with_no_answers", dict(action="store_true", help="inert")),
+]
+FAMILY_FLAGS = {
+    "classification": [],
+    "squad": _SPAN_FLAGS,
+    "mrqa": _SPAN_FLAGS,
+    "trivia": _SPAN_FLAGS + _TRIVIA_FLAGS,
+}
+# the original scripts' other spellings of shared flags
+FAMILY_ALIASES = {"trivia": {"--max_seq_length": "--max_seq_len", "--max_query_length": "--max_question_len"}}
 
 
 def build_parser(family: str = "classification", prog: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description=f"TR-BERT {family} pipeline")
     for flag, kwargs in _FLAGS + FAMILY_FLAGS[family]:
-        if flag == "--task_name" and "task_name" in FAMILY_DEFAULTS[family]:
+        if flag[2:] in FAMILY_DEFAULTS[family] and kwargs.get("required"):
             kwargs = {**kwargs, "required": False}
-        parser.add_argument(flag, **kwargs)
+        alias = FAMILY_ALIASES.get(family, {}).get(flag)
+        parser.add_argument(flag, *([alias] if alias else []), **kwargs)
     parser.set_defaults(**FAMILY_DEFAULTS[family])
     return parser
 
@@ -213,7 +244,9 @@ def validate(args, family: str = "classification") -> None:
     if args.fp16 and args.bf16:
         raise InputError("choose one of --fp16 and --bf16")
     for name in (
-        *(("doc_stride", "max_query_length", "n_best_size", "max_answer_length") if family != "classification" else ()),
+        *(("max_query_length", "n_best_size", "max_answer_length") if family != "classification" else ()),
+        *(("doc_stride",) if family in ("squad", "mrqa") else ()),
+        *(("max_segment", "max_num_answers") if family == "trivia" else ()),
         "per_gpu_train_batch_size",
         "per_gpu_eval_batch_size",
         "gradient_accumulation_steps",

@@ -91,13 +91,13 @@ def collate(arrays: dict[str, np.ndarray], index: list[int]) -> dict[str, torch.
         if name in HOST_ONLY:
             continue
         rows = array[index]
-        if name in TOKEN_ARRAYS or (name == "teacher" and array.ndim == 3):  # span teachers: [N, 2, T]
+        if name in TOKEN_ARRAYS or (name == "teacher" and array.ndim >= 3):  # span teachers: [N, (S,) 2, T]
             rows = rows[..., :width]
         batch[name] = torch.from_numpy(np.ascontiguousarray(rows))
     batch["input_ids"] = batch["input_ids"].long()
     if "token_type_ids" in batch:
         batch["token_type_ids"] = batch["token_type_ids"].long()
-    batch["attention_mask"] = torch.arange(width)[None, :] < batch["lengths"][:, None].long()
+    batch["attention_mask"] = torch.arange(width) < batch["lengths"][..., None].long()
     return batch
 
 
@@ -115,7 +115,9 @@ def loader_of(arrays, index_lists: list[list[int]]) -> DataLoader:
 def batches(arrays, batch_size: int, by_length: bool = False) -> DataLoader:
     """Collated batches in dataset order, or sorted by length (``by_length``, for fast inference;
     every batch carries its rows' ``index``)."""
-    order = np.argsort(-arrays["lengths"], kind="stable") if by_length else np.arange(len(arrays["lengths"]))
+    n = len(arrays["lengths"])
+    size = arrays["lengths"].reshape(n, -1).sum(1)  # tokens of an example (of all its windows)
+    order = np.argsort(-size, kind="stable") if by_length else np.arange(n)
     return loader_of(arrays, [order[i : i + batch_size].tolist() for i in range(0, len(order), batch_size)])
 
 

@@ -185,7 +185,7 @@ def predict(args, model, arrays, selection: str, world: World) -> dict:
     local = _predict_rows(args, model, shard(arrays, world), selection, world.device)
     n = len(arrays["lengths"])
     local["logits"] = gather_rows(local["logits"], n, world)
-    local["kept"] = gather_rows(local["kept"].T, n, world).T
+    local["kept"] = np.moveaxis(gather_rows(np.moveaxis(local["kept"], 0, 1), n, world), 0, 1)
     local["seconds"] = maximum(local["seconds"], world)
     return local
 
@@ -194,10 +194,11 @@ def predict(args, model, arrays, selection: str, world: World) -> dict:
 def _predict_rows(args, model, arrays, selection: str, device) -> dict:
     model.eval()
     n, num_sel = len(arrays["lengths"]), len(selector_layers(model.config))
-    width = arrays["input_ids"].shape[1]
+    windows, width = arrays["input_ids"].shape[1:-1], arrays["input_ids"].shape[-1]  # windows: () or (S,)
     # token-level heads give [2, T] per row (trimmed batches: the rest stays masked)
-    shape = (n, model.num_labels, width) if model.restores_tokens else (n, model.num_labels)
-    logits, kept = np.full(shape, MASKED, dtype=np.float32), np.zeros((num_sel, n), dtype=np.int64)
+    shape = (n, *windows, model.num_labels, width) if model.restores_tokens else (n, model.num_labels)
+    logits = np.full(shape, MASKED, dtype=np.float32)
+    kept = np.zeros((num_sel, n, *windows), dtype=np.int64)
     seconds = 0.0
     unpadded = selection in ("off", "threshold") and args.inference_path != "padded" and not model.restores_tokens
     options = {"unpadded": True, "attention": args.attention_kernel} if unpadded else {}
@@ -227,12 +228,17 @@ def evaluate(args, model, task, arrays, selection: str, world: World, split: str
     inputs, FLOPs speed-up, mean kept fraction per selection layer, measured time."""
     pred = predict(args, model, arrays, selection, world)
     lengths = arrays["lengths"].astype(np.int64)
+    n, flat = len(lengths), lengths.reshape(-1)  # windows of an example (TriviaQA) count together
+    real = flat > 1 if lengths.ndim > 1 else np.ones(len(flat), dtype=bool)
+    kept = pred["kept"].reshape(len(pred["kept"]), -1)
     counter = FlopsCounter.from_config(model.config)
-    full = counter.full(lengths)
-    reduced = counter.reduced(lengths, pred["kept"]) if selection != "off" else full
-    exact = (
-        counter.reduced(lengths, pred["kept"], exact=True) if selection != "off" else counter.full(lengths, exact=True)
-    )
+
+    def per_example(macs):
+        return (macs * real).reshape(n, -1).sum(1)
+
+    full = per_example(counter.full(flat))
+    reduced = per_example(counter.reduced(flat, kept)) if selection != "off" else full
+    exact = per_example(counter.reduced(flat, kept, exact=True) if selection != "off" else counter.full(flat, True))
     results = task.score(pred["logits"], arrays, args.data_dir, split)
     results.update(
         {
@@ -240,7 +246,7 @@ def evaluate(args, model, task, arrays, selection: str, world: World, split: str
             "full_model_mflops": mflops(full),
             "flops_speedup": float(np.sum(full) / np.sum(reduced)),
             "exact_mflops": mflops(exact),
-            "kept_fraction": [float(np.mean(k / lengths)) for k in pred["kept"]] if selection != "off" else [],
+            "kept_fraction": [float(np.mean((k / flat)[real])) for k in kept] if selection != "off" else [],
             "selection": selection,
             "examples": int(len(lengths)),
             "eval_batch_size": args.per_gpu_eval_batch_size,
@@ -272,8 +278,8 @@ def token_scores(args, model, task, arrays, world: World) -> np.ndarray:
 def _token_scores(args, model, task, arrays, device) -> np.ndarray:
     model.eval()
     r, sources = residual_layers(model.config)
-    n, t = arrays["input_ids"].shape
-    scores = np.zeros((n, len(sources), t), dtype=np.float32)
+    n, windows, t = len(arrays["lengths"]), arrays["input_ids"].shape[1:-1], arrays["input_ids"].shape[-1]
+    scores = np.zeros((n, *windows, len(sources), t), dtype=np.float32)
     for batch in progress(batches(arrays, args.per_gpu_eval_batch_size), "token scores"):
         index = batch["index"].numpy()
         batch = to_device(batch, device)
@@ -286,8 +292,9 @@ def _token_scores(args, model, task, arrays, device) -> np.ndarray:
         (grad,) = torch.autograd.grad(loss, states[r + 1])
         ref = states[r + 1].detach().float()
         rows = torch.stack([(grad.float() * (ref - states[s + 1].detach().float())).sum(-1).abs() for s in sources], 1)
-        rows = rows * batch["attention_mask"][:, None, :]
-        scores[index, :, : rows.shape[-1]] = rows.cpu().numpy()
+        mask = batch["attention_mask"].flatten(0, -2)  # windows run as rows
+        rows = (rows * mask[:, None, :]).view(*batch["input_ids"].shape[:-1], len(sources), -1)
+        scores[index, ..., : rows.shape[-1]] = rows.cpu().numpy()
     return scores
 
 

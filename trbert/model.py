@@ -20,7 +20,7 @@ from torch import nn
 from transformers import BertModel, BertPreTrainedModel, DistilBertModel, DistilBertPreTrainedModel
 
 from .packed import attention_kernel, keep_tokens, pack
-from .seeding import install_example_dropout, seeded_dropout, uniform
+from .seeding import combine, install_example_dropout, seeded_dropout, uniform
 from .selector import (
     THRESHOLD,
     Selector,
@@ -179,10 +179,47 @@ class TokenReductionMixin:
         return out
 
     def forward(self, input_ids, attention_mask, token_type_ids=None, unpadded=False, **kwargs) -> ReductionOutput:
-        """``reduce_forward``, or ``unpadded_forward`` when ``unpadded`` (inference only)."""
+        """``reduce_forward``, or ``unpadded_forward`` when ``unpadded`` (inference only); inputs
+        ``[B, S, T]`` (examples of several windows) go through :meth:`segmented_forward`."""
+        if input_ids.dim() == 3:
+            return self.segmented_forward(input_ids, attention_mask, token_type_ids, **kwargs)
         if unpadded:
             return self.unpadded_forward(input_ids, attention_mask, token_type_ids, **kwargs)
         return self.reduce_forward(input_ids, attention_mask, token_type_ids, **kwargs)
+
+    def segmented_forward(
+        self, input_ids, attention_mask, token_type_ids=None, guide=None, guided_rows=None, seeds=None, **kwargs
+    ) -> ReductionOutput:
+        """Examples of ``S`` windows ``[B, S, T]`` (TriviaQA): every window is a row with its own
+        selection; the outputs are folded back per example — ``logits [B, S, ...]``, ``kept`` one
+        ``[B, S]`` per selector, ``select_nll [B]`` summed over the real windows (an example's
+        action is the joint action of its windows; empty filler windows hold only [CLS])."""
+        b, s = input_ids.shape[:2]
+
+        def rows(x):
+            return None if x is None else x.flatten(0, 1)
+
+        if guided_rows is not None:
+            guided_rows = guided_rows.repeat_interleave(s)
+        if seeds is not None:
+            window = torch.arange(s, device=seeds.device).repeat(b)
+            seeds = combine(seeds.repeat_interleave(s), window)
+        out = self.reduce_forward(
+            rows(input_ids),
+            rows(attention_mask),
+            rows(token_type_ids),
+            guide=rows(guide),
+            guided_rows=guided_rows,
+            seeds=seeds,
+            **kwargs,
+        )
+        real = attention_mask[:, :, 1:].any(-1)
+        out.logits = out.logits.view(b, s, *out.logits.shape[1:])
+        out.kept = [k.view(b, s) for k in out.kept]
+        if out.select_nll is not None:
+            out.select_nll = (out.select_nll.view(b, s) * real).sum(1)
+        out.positions = out.positions.view(b, s, -1)
+        return out
 
     def extend_positions(self, length: int) -> int:
         """Grow the learned position embeddings to ``length`` by repeating the learned ones (the

@@ -24,9 +24,16 @@ def distillation_rows(logits: torch.Tensor, teacher: torch.Tensor, temperature: 
     return -(target * torch.log_softmax(logits.float() / temperature, dim=-1)).sum(-1)
 
 
-def length_fraction(kept: list[torch.Tensor], denominator: torch.Tensor | float) -> torch.Tensor:
-    """``Delta L`` per row: mean over the selectors that ran of ``kept / denominator``."""
-    return torch.stack(kept).float().div(denominator).mean(0)
+def length_fraction(
+    kept: list[torch.Tensor], denominator: torch.Tensor | float, real: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``Delta L`` per row: mean over the selectors that ran of ``kept / denominator``. With
+    windows (``kept [B, S]``, ``real [B, S]`` marking windows with more than [CLS]), the mean over
+    an example's real windows (TriviaQA's aggregation, spec §3.7)."""
+    fraction = torch.stack(kept).float().div(denominator).mean(0)
+    if real is None:
+        return fraction
+    return (fraction * real).sum(1) / real.sum(1).clamp_min(1)
 
 
 def rewards(task_loss: torch.Tensor, length: torch.Tensor, alpha: float) -> torch.Tensor:

@@ -71,7 +71,8 @@ def reinforce_step(model, task, batch, ctx, joint: bool):
     out = _forward(model, rows, selection="sample", guide=guide, guided_rows=chosen)
     task_loss = task.row_loss(out.logits, rows, teacher=joint and args.train_teacher, temperature=args.temperature)
     denominator = args.max_seq_length if args.length_penalty == "padded" else rows["lengths"].float()
-    length = length_fraction(out.kept, denominator) if out.kept else torch.zeros_like(task_loss)
+    real = rows["lengths"] > 1 if rows["lengths"].dim() == 2 else None  # windows of one example
+    length = length_fraction(out.kept, denominator, real) if out.kept else torch.zeros_like(task_loss)
     reward = rewards(task_loss, length, args.alpha)
     selector_loss = reinforce_loss(reward, out.select_nll)
     loss = task_loss.mean() + args.beta * selector_loss if joint else selector_loss

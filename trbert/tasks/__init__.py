@@ -10,8 +10,9 @@ from ..errors import InputError
 from .classify import CLASSIFICATION_TASKS, ClassificationTask, get_task
 from .qa_readers import read_mrqa, read_squad
 from .span import SpanTask
+from .trivia import TriviaTask, read_trivia
 
-FAMILIES = ("classification", "squad", "mrqa")
+FAMILIES = ("classification", "squad", "mrqa", "trivia")
 
 
 def make_task(args, family: str):
@@ -32,6 +33,10 @@ def make_task(args, family: str):
     }
     if family == "squad":
         return SpanTask("squad", read_squad, family="squad", **options)
+    if family == "trivia":
+        task = TriviaTask("triviaqa", read_trivia, family="trivia", **options)
+        task.max_segment, task.max_num_answers = args.max_segment, args.max_num_answers
+        return task
     return SpanTask(args.task_name, read_mrqa, family="mrqa", drop_answerless_train_windows=True, **options)
 
 

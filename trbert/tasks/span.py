@@ -41,6 +41,7 @@ class QAExample:
     answer_start: int | None = None  # the training answer: character offset (None: no answer) ...
     answer_text: str = ""  # ... and its text, checked against the context
     where: str = ""  # file:line, for messages
+    spans: list[tuple[int, int]] = field(default_factory=list)  # every gold character span (TriviaQA)
 
 
 @dataclass
@@ -221,17 +222,21 @@ class SpanTask:
         return {**report, "_files": files}
 
 
-def _locate(offsets: np.ndarray, context: list[int], answer) -> tuple[int, int]:
-    """Token positions of the answer's character span inside this window, or (0, 0)."""
-    if answer is None:
-        return 0, 0
-    first, last = context[0], context[-1]
-    if not (offsets[first][0] <= answer[0] and answer[1] <= offsets[last][1]):
-        return 0, 0
+def token_span(offsets: np.ndarray, context: list[int], span: tuple[int, int]) -> tuple[int, int] | None:
+    """First and last token ``(s, e)`` covering the character ``span`` (end exclusive) when the
+    window's context tokens hold all of it, else None. ``offsets [T, 2]`` are character spans."""
+    if not context:
+        return None
     inside = np.asarray(context)
-    start = inside[offsets[inside, 1] > answer[0]][0]
-    end = inside[offsets[inside, 0] < answer[1]][-1]
-    return int(start), int(end)
+    if not (offsets[inside[0]][0] <= span[0] and span[1] <= offsets[inside[-1]][1]):
+        return None
+    return int(inside[offsets[inside, 1] > span[0]][0]), int(inside[offsets[inside, 0] < span[1]][-1])
+
+
+def _locate(offsets: np.ndarray, context: list[int], answer) -> tuple[int, int]:
+    """Token positions of the answer inside this window, or (0, 0) ([CLS]: not in this window)."""
+    found = token_span(offsets, context, answer) if answer is not None else None
+    return found or (0, 0)
 
 
 def _mark_max_context(windows: list[dict]) -> None:
