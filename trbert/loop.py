@@ -21,10 +21,10 @@ import torch
 from .data import batches, loader_of, to_device
 from .distributed import World, gather_rows, maximum, mean_gradients, progress, restore_rng, shard
 from .flops import FlopsCounter, mflops
-from .model import selector_layers
+from .model import MASKED, selector_layers
 from .resume import Position, restore
 from .seeding import example_seeds
-from .tasks.span import MASKED
+from .stages import forward_batch
 
 logger = logging.getLogger(__name__)
 
@@ -211,9 +211,7 @@ def _predict_rows(args, model, arrays, selection: str, device) -> dict:
         _sync(device)
         start = time.perf_counter()
         with autocast(args, device):
-            out = model(
-                batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"), selection=selection, **options
-            )
+            out = forward_batch(model, batch, selection=selection, **options)
         _sync(device)
         seconds += time.perf_counter() - start
         logits[index, ..., : out.logits.shape[-1]] = out.logits.float().cpu().numpy()
@@ -284,9 +282,7 @@ def _token_scores(args, model, task, arrays, device) -> np.ndarray:
         index = batch["index"].numpy()
         batch = to_device(batch, device)
         with autocast(args, device):
-            out = model(
-                batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"), output_hidden_states=True
-            )
+            out = forward_batch(model, batch, output_hidden_states=True)
             loss = task.row_loss(out.logits, batch).sum()
         states = out.hidden_states  # [embeddings, layer 0, layer 1, ...]
         (grad,) = torch.autograd.grad(loss, states[r + 1])

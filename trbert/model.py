@@ -37,6 +37,7 @@ from .selector import (
 )
 
 SELECTIONS = ("off", "threshold", "uniform", "sample", "probe")
+MASKED = -1e4  # logit of positions a token-level head does not score (padding, empty slots)
 
 
 def selector_layers(config) -> list[int]:
@@ -67,6 +68,7 @@ class TokenReductionMixin:
 
     example_dropout = False  # dropout masks from the per-row ``seeds`` of the forward (see trbert.seeding)
     restores_tokens = False  # token-level heads: every original position gets an output (spec §7.1)
+    head_inputs: tuple[str, ...] = ()  # batch arrays the head reads besides the sequence
 
     def _init_selectors(self, config) -> None:
         config.tr_selector_layers = selector_layers(config)
@@ -101,6 +103,7 @@ class TokenReductionMixin:
         guided_rows: torch.Tensor | None = None,
         output_hidden_states: bool = False,
         seeds: torch.Tensor | None = None,
+        head_inputs: dict | None = None,
     ) -> ReductionOutput:
         """Run the backbone with token reduction.
 
@@ -113,11 +116,28 @@ class TokenReductionMixin:
             raise ValueError(f"selection must be one of {SELECTIONS}, got {selection!r}")
         with seeded_dropout(self, seeds if self.training and self.example_dropout else None):
             return self._reduce(
-                input_ids, attention_mask, token_type_ids, selection, guide, guided_rows, output_hidden_states, seeds
+                input_ids,
+                attention_mask,
+                token_type_ids,
+                selection,
+                guide,
+                guided_rows,
+                output_hidden_states,
+                seeds,
+                head_inputs or {},
             )
 
     def _reduce(
-        self, input_ids, attention_mask, token_type_ids, selection, guide, guided_rows, output_hidden_states, seeds
+        self,
+        input_ids,
+        attention_mask,
+        token_type_ids,
+        selection,
+        guide,
+        guided_rows,
+        output_hidden_states,
+        seeds,
+        head_inputs,
     ) -> ReductionOutput:
         x = self._embed(input_ids, token_type_ids)
         alive = attention_mask.bool()
@@ -145,7 +165,7 @@ class TokenReductionMixin:
             if output_hidden_states:
                 out.hidden_states.append(x)
         if restored is not None:  # survivors: their last-layer state, with gradient
-            out.logits = self._head(restore_tokens(restored, orig, x, alive))
+            out.logits = self._head(restore_tokens(restored, orig, x, alive), attention_mask.bool(), **head_inputs)
         else:
             out.logits = self._head(x[:, 0])
         out.positions = orig.masked_fill(~alive, -1)
@@ -188,7 +208,15 @@ class TokenReductionMixin:
         return self.reduce_forward(input_ids, attention_mask, token_type_ids, **kwargs)
 
     def segmented_forward(
-        self, input_ids, attention_mask, token_type_ids=None, guide=None, guided_rows=None, seeds=None, **kwargs
+        self,
+        input_ids,
+        attention_mask,
+        token_type_ids=None,
+        guide=None,
+        guided_rows=None,
+        seeds=None,
+        head_inputs=None,
+        **kwargs,
     ) -> ReductionOutput:
         """Examples of ``S`` windows ``[B, S, T]`` (TriviaQA): every window is a row with its own
         selection; the outputs are folded back per example — ``logits [B, S, ...]``, ``kept`` one
@@ -331,7 +359,7 @@ class TRBertForQuestionAnswering(TokenReductionMixin, _BertBackbone, BertPreTrai
         self._init_selectors(config)
         self.post_init()
 
-    def _head(self, sequence):
+    def _head(self, sequence, alive):
         return self.qa_outputs(sequence).transpose(1, 2)
 
 
@@ -349,5 +377,47 @@ class TRDistilBertForQuestionAnswering(TokenReductionMixin, _DistilBertBackbone,
         self._init_selectors(config)
         self.post_init()
 
-    def _head(self, sequence):
+    def _head(self, sequence, alive):
         return self.qa_outputs(self.dropout(sequence)).transpose(1, 2)
+
+
+class TRBertForHotpotQA(TokenReductionMixin, _BertBackbone, BertPreTrainedModel):
+    """BERT + selectors with the residual restore and HotpotQA's three heads (spec §7.2): span
+    start/end, a switch (span / yes / no) on the max over the real positions (D21: padding masked)
+    and a supporting-fact classifier per sentence on ``[h_start; h_end]``.
+
+    ``logits [B, 7, T]`` keep everything token-aligned: rows 0-1 start/end; rows 2-4 the switch
+    logits at column 0; rows 5-6 the (not supporting, supporting) logits of each sentence at its
+    first token; every other entry is ``MASKED``. Head inputs: ``sent_starts``/``sent_ends [B, M]``
+    (token positions, -1 for empty slots)."""
+
+    restores_tokens = True
+    head_inputs = ("sent_starts", "sent_ends")
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.num_labels = 7
+        self.bert = BertModel(config, add_pooling_layer=False)
+        self.qa_outputs = nn.Linear(config.hidden_size, 2)
+        self.switch = nn.Linear(config.hidden_size, 3)
+        self.sentence_hidden = nn.Linear(2 * config.hidden_size, config.hidden_size)
+        self.sentence_out = nn.Linear(config.hidden_size, 2)
+        self._init_selectors(config)
+        self.post_init()
+
+    def _head(self, sequence, alive, sent_starts=None, sent_ends=None):
+        b, t, _ = sequence.shape
+        logits = sequence.new_full((b, 7, t), MASKED)
+        logits[:, :2] = self.qa_outputs(sequence).transpose(1, 2)
+        pooled = sequence.masked_fill(~alive[..., None], torch.finfo(sequence.dtype).min).amax(1)
+        logits[:, 2:5, 0] = self.switch(pooled)
+        if sent_starts is not None:
+            valid = sent_starts >= 0
+            start, end = sent_starts.clamp_min(0), sent_ends.clamp_min(0)
+            pair = torch.cat([gather_tokens(sequence, start), gather_tokens(sequence, end)], -1)
+            scores = self.sentence_out(torch.nn.functional.gelu(self.sentence_hidden(pair)))  # [B, M, 2]
+            scores = scores.masked_fill(~valid[..., None], MASKED).to(logits.dtype)
+            column = start.masked_fill(~valid, t)  # empty slots go to a scratch column
+            scratch = torch.cat([logits[:, 5:7], logits.new_full((b, 2, 1), MASKED)], -1)
+            logits[:, 5:7] = scratch.scatter(2, column[:, None, :].expand(-1, 2, -1), scores.transpose(1, 2))[..., :t]
+        return logits

@@ -41,15 +41,18 @@ TEACHER = Artifact("teacher", "teacher_logits.npy", "--do_eval_logits on the fin
 RANKS = Artifact("ranks", "token_ranks.npy", "trans_imdb_rank.py (after --do_eval_grad)", "rank_path")
 
 
-def _forward(model, batch, **kwargs):
-    """The model on a training batch; ``seeds`` (per example) drive its sampling and seeded dropout."""
-    return model(
-        batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"), seeds=batch.get("seeds"), **kwargs
-    )
+def forward_batch(model, batch, **kwargs):
+    """The model on a batch: token types, the head's extra inputs, and the per-example ``seeds``
+    of its sampling and seeded dropout (training) when the batch has them."""
+    if model.head_inputs:
+        kwargs["head_inputs"] = {k: batch[k] for k in model.head_inputs}
+    if "seeds" in batch:
+        kwargs["seeds"] = batch["seeds"]
+    return model(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"), **kwargs)
 
 
 def finetune_step(model, task, batch, ctx):
-    loss = task.row_loss(_forward(model, batch).logits, batch).mean()
+    loss = task.row_loss(forward_batch(model, batch).logits, batch).mean()
     return loss, {"loss": loss}
 
 
@@ -68,7 +71,7 @@ def reinforce_step(model, task, batch, ctx, joint: bool):
     guiding = not joint and ctx.step < args.guide_rate * ctx.total_steps
     guide = rows.get("guide")
     chosen = guided_rows(len(batch["index"]), guiding, device=rows["input_ids"].device) if guide is not None else None
-    out = _forward(model, rows, selection="sample", guide=guide, guided_rows=chosen)
+    out = forward_batch(model, rows, selection="sample", guide=guide, guided_rows=chosen)
     task_loss = task.row_loss(out.logits, rows, teacher=joint and args.train_teacher, temperature=args.temperature)
     denominator = args.max_seq_length if args.length_penalty == "padded" else rows["lengths"].float()
     real = rows["lengths"] > 1 if rows["lengths"].dim() == 2 else None  # windows of one example
@@ -85,7 +88,7 @@ def reinforce_step(model, task, batch, ctx, joint: bool):
 
 
 def init_step(model, task, batch, ctx):
-    out = _forward(model, batch, selection="probe")
+    out = forward_batch(model, batch, selection="probe")
     loss = init_loss(out.probs, batch["ranks"], batch["attention_mask"])
     return loss, {"loss": loss}
 

@@ -23,12 +23,12 @@ import numpy as np
 import torch
 
 from ..errors import InputError
+from ..model import MASKED
 from ..objective import distillation_rows
 from .answer_metrics import squad_scores
 
 logger = logging.getLogger(__name__)
 
-MASKED = -1e4  # logit of masked positions (padding, trimmed columns)
 MISALIGNED = "misaligned"
 
 

@@ -17,9 +17,10 @@ import numpy as np
 import torch
 
 from ..errors import InputError
+from ..model import MASKED
 from .answer_metrics import trivia_scores
 from .qa_readers import _load_json, _require
-from .span import MASKED, QAExample, SpanTask, token_span
+from .span import QAExample, SpanTask, token_span
 
 
 def read_trivia(path: Path) -> list[QAExample]:
