@@ -28,10 +28,17 @@ def tiny_distilbert_config(**overrides):
     return DistilBertConfig(**{**options, **overrides})
 
 
+def fixture_tokenizer(lower: bool = True) -> BertTokenizerFast:
+    """The tiny WordPiece tokenizer (transformers 5 takes the vocabulary file as ``vocab``)."""
+    tokenizer = BertTokenizerFast(vocab=str(FIXTURES / "vocab.txt"), do_lower_case=lower)
+    assert len(tokenizer) == len((FIXTURES / "vocab.txt").read_text().split())
+    return tokenizer
+
+
 def _save_pretrained_lm(path: Path, model) -> Path:
     torch.manual_seed(0)
     model.save_pretrained(path)
-    BertTokenizerFast(vocab_file=str(FIXTURES / "vocab.txt"), do_lower_case=True).save_pretrained(path)
+    fixture_tokenizer().save_pretrained(path)
     return path
 
 

@@ -5,8 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import FIXTURES
-from transformers import BertTokenizerFast
+from conftest import FIXTURES, fixture_tokenizer
 
 from trbert.data import batches, load_features
 from trbert.errors import InputError
@@ -16,7 +15,7 @@ from trbert.tasks import get_task
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    return BertTokenizerFast(vocab_file=str(FIXTURES / "vocab.txt"), do_lower_case=True)
+    return fixture_tokenizer()
 
 
 def test_tasks_and_label_counts():
@@ -71,7 +70,7 @@ def test_features_and_cache_key(imdb_dir, tokenizer):
         f.write(json.dumps({"text": "good good", "label": 1}) + "\n")
     changed, new_fingerprint = load_features(task, imdb_dir, "train", tokenizer, 16)
     assert len(changed["lengths"]) == 49 and new_fingerprint["source_sha256"] != fingerprint["source_sha256"]
-    cased = BertTokenizerFast(vocab_file=str(FIXTURES / "vocab.txt"), do_lower_case=False)
+    cased = fixture_tokenizer(lower=False)
     assert load_features(task, imdb_dir, "train", cased, 16)[1]["tokenizer_sha256"] != fingerprint["tokenizer_sha256"]
 
 

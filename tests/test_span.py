@@ -9,17 +9,17 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from conftest import FIXTURES, tiny_bert_config, tiny_distilbert_config
+from conftest import FIXTURES, fixture_tokenizer, tiny_bert_config, tiny_distilbert_config
 from test_pipeline import script
-from transformers import BertForQuestionAnswering, BertTokenizerFast, DistilBertForQuestionAnswering
+from transformers import BertForQuestionAnswering, DistilBertForQuestionAnswering
 
 from trbert.errors import InputError
-from trbert.model import TRBertForQuestionAnswering, TRDistilBertForQuestionAnswering
-from trbert.tasks import make_task
+from trbert.model import TRBertForHotpotQA, TRBertForQuestionAnswering, TRDistilBertForQuestionAnswering
+from trbert.tasks import HotpotTask, make_task
 from trbert.tasks.answer_metrics import f1, normalize_answer, squad_scores, trivia_scores
 from trbert.tasks.qa_readers import read_mrqa, read_squad
 
-SQUAD, MRQA, TRIVIA = FIXTURES / "squad", FIXTURES / "mrqa", FIXTURES / "trivia"
+SQUAD, MRQA, TRIVIA, HOTPOT = (FIXTURES / name for name in ("squad", "mrqa", "trivia", "hotpot"))
 
 
 def _task(family="squad", **overrides):
@@ -39,7 +39,7 @@ def _task(family="squad", **overrides):
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    return BertTokenizerFast(vocab_file=str(FIXTURES / "vocab.txt"), do_lower_case=True)
+    return fixture_tokenizer()
 
 
 def test_readers(tmp_path):
@@ -196,6 +196,7 @@ SCRIPTS = [
     ("run_mrqa.py", MRQA, "--task_name newsqa", 48),
     ("run_triviaqa.py", TRIVIA, "--max_segment 3", 48),
     ("run_triviaqa.py", TRIVIA, "--max_segment 2 --doc_stride -1 --max_seq_len 80", 80),  # beyond 64 positions
+    ("run_hotpotqa.py", HOTPOT, "--max_seq_length 96 --warmup_steps 0", 96),
 ]
 
 
@@ -211,7 +212,7 @@ def test_every_stage_of_the_span_scripts(tmp_path, tiny_bert_dir, script_name, d
     assert run("--model_type bert --model_name_or_path {lm} --output_dir {bert} --do_train") == 0
     assert run("--model_type bert --model_name_or_path {bert} --output_dir {bert} --do_eval_grad --do_eval_logits") == 0
     scores, teacher = np.load(p["bert"] / "token_scores.npy"), np.load(p["bert"] / "teacher_logits.npy")
-    assert scores.shape[-2:] == (2, length) and teacher.shape[-2:] == (2, length) and scores.max() > 0
+    assert scores.shape[-2:] == (2, length) and teacher.shape[-1] == length and scores.max() > 0
     assert (
         run("--model_type autobert --model_name_or_path {bert} --output_dir {rl} --do_train --train_rl --alpha 5") == 0
     )
@@ -225,6 +226,7 @@ def test_every_stage_of_the_span_scripts(tmp_path, tiny_bert_dir, script_name, d
     predictions = json.loads((p["both"] / "predictions.json").read_text())
     assert len(predictions) == tr["total"] and all(isinstance(v, str) for v in predictions.values())
     assert (p["both"] / "null_odds.json").is_file() == (script_name == "run_squad.py")
+    assert (script_name == "run_hotpotqa.py") == (teacher.shape[-2] == 7)  # span, switch, sentence rows
 
 
 def test_a_malformed_file_stops_the_script_with_its_name(tmp_path, capsys, tiny_bert_dir):
@@ -260,3 +262,40 @@ def test_trivia_windows_and_the_shared_normalisation_loss(tokenizer):
     )
     end = torch.logsumexp(z[0, :, 1].flatten(), 0) - torch.logsumexp(torch.stack([z[0, 0, 1, 3], z[0, 1, 1, 2]]), 0)
     assert torch.allclose(task.row_loss(logits, batch), ((start + end) / 2)[None])
+
+
+def test_hotpot_features_heads_and_answers(tokenizer):
+    task = HotpotTask(max_answer_length=30)
+    examples = task.read(HOTPOT, "train")
+    arrays = task.featurize(examples, tokenizer, 64, "train")
+    assert arrays["switch"].tolist() == [{"yes": 1, "no": 2}.get(e.answer, 0) for e in examples]
+    for i, example in enumerate(examples):
+        s, e = arrays["starts"][i, 0], arrays["ends"][i, 0]
+        if arrays["switch"][i] == 0 and s > 0:  # the gold span's word pieces spell the answer
+            assert tokenizer.decode(arrays["input_ids"][i, s : e + 1]) == example.answer
+        real = arrays["sent_starts"][i] >= 0
+        assert (arrays["sent_starts"][i][real] <= arrays["sent_ends"][i][real]).all()
+        assert (arrays["sent_ends"][i][real] < arrays["lengths"][i]).all()
+    # keep-all: the span rows equal stock BertForQuestionAnswering on the same weights
+    model, reference = _stock_pair(tiny_bert_config(), TRBertForHotpotQA, BertForQuestionAnswering)
+    for selector in model.selectors:
+        selector.out.bias.data.fill_(20.0)
+    batch = {k: torch.from_numpy(v[:3]) for k, v in arrays.items() if k not in ("origin",)}
+    width = int(batch["lengths"].max())
+    ids, types = batch["input_ids"][:, :width].long(), batch["token_type_ids"][:, :width].long()
+    mask = torch.arange(width) < batch["lengths"][:, None]
+    heads = {"sent_starts": batch["sent_starts"], "sent_ends": batch["sent_ends"]}
+    with torch.no_grad():
+        out = model(ids, mask, types, selection="threshold", head_inputs=heads)
+        ref = reference(input_ids=ids, attention_mask=mask.long(), token_type_ids=types)
+    assert torch.allclose(out.logits[:, 0][mask], ref.start_logits[mask], atol=1e-5)
+    loss = task.row_loss(out.logits, {**batch, "attention_mask": mask})
+    assert loss.shape == (3,) and torch.isfinite(loss).all()
+    # decoding: the switch answers yes / no; F1 scores a wrong yes/no as 0
+    dev = task.read(HOTPOT, "dev")
+    dev_arrays = task.featurize(dev, tokenizer, 64, "dev")
+    logits = np.full((len(dev), 7, 64), -5.0, dtype=np.float32)
+    logits[:, 2:5, 0] = [0.0, 1.0, 0.0]  # switch: yes
+    assert set(task.decode(logits, dev_arrays, dev).values()) == {"yes"}
+    report = task.score(logits, dev_arrays, HOTPOT, "dev")
+    assert report["f1"] == pytest.approx(100.0 * sum(e.answer == "yes" for e in dev) / len(dev))

@@ -25,6 +25,7 @@ from transformers import AutoConfig
 
 from .errors import InputError
 from .model import (
+    TRBertForHotpotQA,
     TRBertForQuestionAnswering,
     TRBertForSequenceClassification,
     TRDistilBertForQuestionAnswering,
@@ -44,6 +45,7 @@ MODEL_CLASSES = {
     ("distilbert", "classification"): TRDistilBertForSequenceClassification,
     ("bert", "span"): TRBertForQuestionAnswering,
     ("distilbert", "span"): TRDistilBertForQuestionAnswering,
+    ("bert", "hotpot"): TRBertForHotpotQA,  # the original has no DistilBERT HotpotQA model either
 }
 # selector weights in checkpoints of the original TR-BERT release (spec §1.1)
 ORIGINAL_SELECTOR = re.compile(r"^(?:bert\.encoder|distilbert\.transformer)\.linear_([12])\.(\d+)\.(weight|bias)$")
@@ -80,6 +82,8 @@ def load_model(
     if model_type not in MODEL_TYPES:
         raise InputError(f"unknown --model_type {model_type!r}; known: {', '.join(MODEL_TYPES)}")
     backbone = MODEL_TYPES[model_type]
+    if (backbone, head) not in MODEL_CLASSES:
+        raise InputError(f"--model_type {model_type}: no {backbone} model with a {head} head (use a bert type)")
     cls = MODEL_CLASSES[backbone, head]
     try:
         config = AutoConfig.from_pretrained(name_or_path, **hub)

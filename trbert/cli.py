@@ -35,6 +35,17 @@ FAMILY_DEFAULTS = {
         max_query_length=55,
         n_best_size=10,
     ),
+    "hotpot": dict(
+        _SPAN,
+        task_name="hotpotqa",
+        guide_rate=0.5,
+        max_seq_length=1024,
+        per_gpu_train_batch_size=4,
+        per_gpu_eval_batch_size=4,
+        warmup_steps=1000,
+        train_file="hotpot_train_graph.json",
+        predict_file="rerank_dev_tok.json",
+    ),
     "mrqa": dict(
         _SPAN,
         max_seq_length=512,
@@ -204,6 +215,7 @@ FAMILY_FLAGS = {
     "squad": _SPAN_FLAGS,
     "mrqa": _SPAN_FLAGS,
     "trivia": _SPAN_FLAGS + _TRIVIA_FLAGS,
+    "hotpot": _SPAN_FLAGS + [("--drop_data", dict(action="store_true", help="inert"))],
 }
 # the original scripts' other spellings of shared flags
 FAMILY_ALIASES = {"trivia": {"--max_seq_length": "--max_seq_len", "--max_query_length": "--max_question_len"}}

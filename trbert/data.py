@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader
 logger = logging.getLogger(__name__)
 
 TOKEN_ARRAYS = ("input_ids", "token_type_ids", "guide", "ranks")  # arrays whose last axis is the token axis
-HOST_ONLY = ("offsets", "max_context")  # decoding aids that never go into a batch
+HOST_ONLY = ("offsets", "max_context", "origin")  # decoding aids that never go into a batch
 
 
 def file_digest(path: Path) -> str:

@@ -8,11 +8,12 @@ next to the results). ``head`` names the model head; ``family`` the entry script
 
 from ..errors import InputError
 from .classify import CLASSIFICATION_TASKS, ClassificationTask, get_task
+from .hotpot import HotpotTask
 from .qa_readers import read_mrqa, read_squad
 from .span import SpanTask
 from .trivia import TriviaTask, read_trivia
 
-FAMILIES = ("classification", "squad", "mrqa", "trivia")
+FAMILIES = ("classification", "squad", "mrqa", "trivia", "hotpot")
 
 
 def make_task(args, family: str):
@@ -21,6 +22,13 @@ def make_task(args, family: str):
         return get_task(args.task_name)
     if family not in FAMILIES:
         raise InputError(f"unknown task family {family!r}")
+    if family == "hotpot":
+        return HotpotTask(
+            train_file=args.train_file,
+            predict_file=args.predict_file,
+            max_answer_length=args.max_answer_length,
+            seed=args.seed,
+        )
     options = {
         "train_file": args.train_file,
         "predict_file": args.predict_file,
@@ -40,4 +48,4 @@ def make_task(args, family: str):
     return SpanTask(args.task_name, read_mrqa, family="mrqa", drop_answerless_train_windows=True, **options)
 
 
-__all__ = ["CLASSIFICATION_TASKS", "FAMILIES", "ClassificationTask", "SpanTask", "get_task", "make_task"]
+__all__ = ["CLASSIFICATION_TASKS", "FAMILIES", "ClassificationTask", "HotpotTask", "SpanTask", "get_task", "make_task"]
