@@ -115,34 +115,23 @@ class TokenReductionMixin:
         if selection not in SELECTIONS:
             raise ValueError(f"selection must be one of {SELECTIONS}, got {selection!r}")
         with seeded_dropout(self, seeds if self.training and self.example_dropout else None):
-            return self._reduce(
-                input_ids,
-                attention_mask,
-                token_type_ids,
-                selection,
-                guide,
-                guided_rows,
-                output_hidden_states,
-                seeds,
-                head_inputs or {},
-            )
+            x = self._embed(input_ids, token_type_ids)
+            out = ReductionOutput(logits=x.new_empty(0), hidden_states=[x] if output_hidden_states else [])
+            x, alive, orig, restored = self._encode(x, attention_mask.bool(), out, selection, guide, guided_rows, seeds)
+            if restored is not None:  # survivors: their last-layer state, with gradient
+                sequence = restore_tokens(restored, orig, x, alive)
+                out.logits = self._head(sequence, attention_mask.bool(), **(head_inputs or {}))
+            else:
+                out.logits = self._head(x[:, 0])
+        out.positions = orig.masked_fill(~alive, -1)
+        return out
 
-    def _reduce(
-        self,
-        input_ids,
-        attention_mask,
-        token_type_ids,
-        selection,
-        guide,
-        guided_rows,
-        output_hidden_states,
-        seeds,
-        head_inputs,
-    ) -> ReductionOutput:
-        x = self._embed(input_ids, token_type_ids)
-        alive = attention_mask.bool()
+    def _encode(self, x, alive, out: ReductionOutput, selection, guide, guided_rows, seeds):
+        """The stock layers with selection before the selector layers; fills ``out``'s kept counts,
+        log-likelihoods, probabilities and hidden states. Returns the surviving states ``[B, k, d]``,
+        their ``alive`` mask and original positions, and the restore buffer of token-level heads."""
+        record = bool(out.hidden_states)
         orig = torch.arange(x.shape[1], device=x.device).expand(x.shape[0], -1)
-        out = ReductionOutput(logits=x.new_empty(0), hidden_states=[x] if output_hidden_states else [])
         restored = torch.zeros_like(x) if self.restores_tokens else None
         if selection == "sample":
             out.select_nll = torch.zeros(x.shape[0], device=x.device)
@@ -162,14 +151,9 @@ class TokenReductionMixin:
                     x, orig = gather_tokens(x, index), orig.gather(1, index)
                     out.kept.append(alive.sum(1))
             x = layer(x, additive_mask(alive, x.dtype))
-            if output_hidden_states:
+            if record:
                 out.hidden_states.append(x)
-        if restored is not None:  # survivors: their last-layer state, with gradient
-            out.logits = self._head(restore_tokens(restored, orig, x, alive), attention_mask.bool(), **head_inputs)
-        else:
-            out.logits = self._head(x[:, 0])
-        out.positions = orig.masked_fill(~alive, -1)
-        return out
+        return x, alive, orig, restored
 
     @torch.no_grad()
     def unpadded_forward(

@@ -8,7 +8,6 @@ with head truncation, no segment ids.
 from __future__ import annotations
 
 import csv
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ import torch
 
 from ..errors import InputError
 from ..objective import cross_entropy_rows, distillation_rows
+from .files import json_lines
 
 Example = tuple[str, int]
 
@@ -31,18 +31,10 @@ def _check_label(label, num_labels: int, where: str, first: int = 0) -> int:
 
 def read_jsonl(path: Path, num_labels: int) -> list[Example]:
     examples = []
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{number}"
-            try:
-                item = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise InputError(f"{where}: not valid JSON ({e.msg})") from None
-            if not isinstance(item, dict) or not isinstance(item.get("text"), str) or "label" not in item:
-                raise InputError(f'{where}: expected an object with a string "text" and an integer "label"')
-            examples.append((item["text"], _check_label(item["label"], num_labels, where)))
+    for where, _, item in json_lines(path):
+        if not isinstance(item, dict) or not isinstance(item.get("text"), str) or "label" not in item:
+            raise InputError(f'{where}: expected an object with a string "text" and an integer "label"')
+        examples.append((item["text"], _check_label(item["label"], num_labels, where)))
     return examples
 
 

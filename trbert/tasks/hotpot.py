@@ -14,7 +14,6 @@ once with a seeded generator.
 
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +26,7 @@ from ..errors import InputError
 from ..model import MASKED
 from ..objective import distillation_rows
 from .answer_metrics import f1, normalize_answer
-from .qa_readers import _require
+from .files import json_lines, require, split_file
 
 MAX_ANSWERS, MAX_SENTENCES, MAX_QUESTION = 8, 80, 80
 SWITCH = {"yes": 1, "no": 2}
@@ -44,24 +43,14 @@ class HotpotExample:
 
 def read_hotpot(path: Path) -> list[HotpotExample]:
     examples = []
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{number}"
-            try:
-                item = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise InputError(f"{where}: not valid JSON ({e.msg})") from None
-            _require(isinstance(item.get("question"), str), where, 'no string "question"')
-            nodes = item.get("node")
-            _require(isinstance(nodes, list) and nodes, where, 'no "node" list of paragraphs')
-            for node in nodes:
-                _require(
-                    isinstance(node.get("context"), list), where, 'a paragraph without a "context" word-piece list'
-                )
-            qid = str(item.get("qid", number))
-            examples.append(HotpotExample(qid, item["question"], str(item.get("answer", "")), nodes, where))
+    for where, number, item in json_lines(path):
+        require(isinstance(item, dict) and isinstance(item.get("question"), str), where, 'no string "question"')
+        nodes = item.get("node")
+        require(isinstance(nodes, list) and nodes, where, 'no "node" list of paragraphs')
+        for node in nodes:
+            require(isinstance(node.get("context"), list), where, 'a paragraph without a "context" word-piece list')
+        qid = str(item.get("qid", number))
+        examples.append(HotpotExample(qid, item["question"], str(item.get("answer", "")), nodes, where))
     return examples
 
 
@@ -82,10 +71,7 @@ class HotpotTask:
         return {"paragraph_order_seed": self.seed}
 
     def path(self, data_dir: str, split: str) -> Path:
-        path = Path(data_dir) / (self.train_file if split == "train" else self.predict_file)
-        if not path.is_file():
-            raise InputError(f"{path}: data file not found (set --train_file / --predict_file or --data_dir)")
-        return path
+        return split_file(data_dir, split, self.train_file, self.predict_file)
 
     def read(self, data_dir: str, split: str) -> list[HotpotExample]:
         examples = read_hotpot(self.path(data_dir, split))

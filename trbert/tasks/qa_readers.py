@@ -12,39 +12,22 @@ error naming the file (and line) for malformed input. Nothing here tokenises.
 
 from __future__ import annotations
 
-import gzip
-import json
 from pathlib import Path
 
-from ..errors import InputError
+from .files import json_lines, load_json, require
 from .span import QAExample
 
 
-def _load_json(path: Path):
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except json.JSONDecodeError as e:
-        raise InputError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
-    except UnicodeDecodeError as e:
-        raise InputError(f"{path}: not UTF-8 text ({e.reason})") from None
-
-
-def _require(condition: bool, where: str, what: str) -> None:
-    if not condition:
-        raise InputError(f"{where}: {what}")
-
-
 def read_squad(path: Path) -> list[QAExample]:
-    data = _load_json(path)
-    _require(isinstance(data, dict) and isinstance(data.get("data"), list), str(path), 'expected {"data": [...]}')
+    data = load_json(path)
+    require(isinstance(data, dict) and isinstance(data.get("data"), list), str(path), 'expected {"data": [...]}')
     examples = []
     for a, article in enumerate(data["data"]):
         for p, paragraph in enumerate(article.get("paragraphs", [])):
             where = f"{path}: data[{a}].paragraphs[{p}]"
-            _require(isinstance(paragraph.get("context"), str), where, 'no string "context"')
+            require(isinstance(paragraph.get("context"), str), where, 'no string "context"')
             for question in paragraph.get("qas", []):
-                _require(
+                require(
                     isinstance(question, dict) and {"id", "question"} <= question.keys(),
                     where,
                     'a question without "id" or "question"',
@@ -66,36 +49,19 @@ def read_squad(path: Path) -> list[QAExample]:
     return examples
 
 
-def _open_text(path: Path):
-    return gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")
-
-
 def read_mrqa(path: Path) -> list[QAExample]:
     examples = []
-    try:
-        with _open_text(path) as f:
-            for number, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                where = f"{path}:{number}"
-                try:
-                    item = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise InputError(f"{where}: not valid JSON ({e.msg})") from None
-                if number == 1 and "header" in item:
-                    continue
-                _require(isinstance(item.get("context"), str), where, 'no string "context"')
-                examples += [_mrqa_question(item["context"], q, where) for q in item.get("qas", [])]
-    except (OSError, EOFError) as e:  # e.g. a truncated .gz
-        raise InputError(f"{path}: cannot be read ({e})") from None
+    for where, number, item in json_lines(path):
+        if number == 1 and isinstance(item, dict) and "header" in item:
+            continue
+        require(isinstance(item, dict) and isinstance(item.get("context"), str), where, 'no string "context"')
+        examples += [_mrqa_question(item["context"], q, where) for q in item.get("qas", [])]
     return examples
 
 
 def _mrqa_question(context: str, question: dict, where: str) -> QAExample:
     qid = question.get("qid", question.get("id"))
-    _require(
-        qid is not None and isinstance(question.get("question"), str), where, 'a question without "qid"/"question"'
-    )
+    require(qid is not None and isinstance(question.get("question"), str), where, 'a question without "qid"/"question"')
     detected = question.get("detected_answers") or []
     start, text = None, ""
     if detected and detected[0].get("char_spans"):

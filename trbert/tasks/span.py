@@ -26,6 +26,7 @@ from ..errors import InputError
 from ..model import MASKED
 from ..objective import distillation_rows
 from .answer_metrics import squad_scores
+from .files import split_file
 
 logger = logging.getLogger(__name__)
 
@@ -74,11 +75,7 @@ class SpanTask:
         }
 
     def path(self, data_dir: str, split: str) -> Path:
-        path = Path(data_dir) / (self.train_file if split == "train" else self.predict_file)
-        if not path.is_file():
-            flag = "--train_file" if split == "train" else "--predict_file"
-            raise InputError(f"{path}: data file not found (set {flag} or --data_dir)")
-        return path
+        return split_file(data_dir, split, self.train_file, self.predict_file)
 
     def read(self, data_dir: str, split: str) -> list[QAExample]:
         path = self.path(data_dir, split)

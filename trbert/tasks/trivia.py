@@ -19,19 +19,19 @@ import torch
 from ..errors import InputError
 from ..model import MASKED
 from .answer_metrics import trivia_scores
-from .qa_readers import _load_json, _require
+from .files import load_json, require
 from .span import QAExample, SpanTask, token_span
 
 
 def read_trivia(path: Path) -> list[QAExample]:
-    entries = _load_json(path)
-    _require(isinstance(entries, list), str(path), "expected a JSON list of entries")
+    entries = load_json(path)
+    require(isinstance(entries, list), str(path), "expected a JSON list of entries")
     examples = []
     for number, entry in enumerate(entries):
         where = f"{path}: entry {number}"
-        _require(isinstance(entry, dict) and isinstance(entry.get("context"), str), where, 'no string "context"')
+        require(isinstance(entry, dict) and isinstance(entry.get("context"), str), where, 'no string "context"')
         for question in entry.get("qas", []):
-            _require(isinstance(question.get("question"), str), where, 'a question without "question"')
+            require(isinstance(question.get("question"), str), where, 'a question without "question"')
             aliases = (question.get("answers") or {}).get("Aliases", [])
             spans = [
                 (int(s), int(e) + 1)
