@@ -18,6 +18,7 @@ from trbert.model import TRBertForHotpotQA, TRBertForQuestionAnswering, TRDistil
 from trbert.tasks import HotpotTask, make_task
 from trbert.tasks.answer_metrics import f1, normalize_answer, squad_scores, trivia_scores
 from trbert.tasks.qa_readers import read_mrqa, read_squad
+from trbert.tasks.span import QAExample
 
 SQUAD, MRQA, TRIVIA, HOTPOT = (FIXTURES / name for name in ("squad", "mrqa", "trivia", "hotpot"))
 
@@ -299,3 +300,13 @@ def test_hotpot_features_heads_and_answers(tokenizer):
     assert set(task.decode(logits, dev_arrays, dev).values()) == {"yes"}
     report = task.score(logits, dev_arrays, HOTPOT, "dev")
     assert report["f1"] == pytest.approx(100.0 * sum(e.answer == "yes" for e in dev) / len(dev))
+
+
+def test_empty_contexts_are_counted_and_an_all_empty_file_is_refused(tokenizer):
+    task = _task("squad")
+    good = QAExample("q1", "What film?", "The film was great.", ["film"], 4, "film")
+    empty = QAExample("q2", "What?", "   ", [], None)
+    arrays = task.featurize([good, empty], tokenizer, 48, "train")
+    assert task.counts["empty_contexts"] == 1 and arrays["example"].tolist() == [0]
+    with pytest.raises(InputError, match="no usable question"):
+        task.featurize([empty], tokenizer, 48, "train")
