@@ -28,6 +28,7 @@ from .model import (
     TRBertForHotpotQA,
     TRBertForQuestionAnswering,
     TRBertForSequenceClassification,
+    TRBertForWikihop,
     TRDistilBertForQuestionAnswering,
     TRDistilBertForSequenceClassification,
 )
@@ -45,7 +46,9 @@ MODEL_CLASSES = {
     ("distilbert", "classification"): TRDistilBertForSequenceClassification,
     ("bert", "span"): TRBertForQuestionAnswering,
     ("distilbert", "span"): TRDistilBertForQuestionAnswering,
-    ("bert", "hotpot"): TRBertForHotpotQA,  # the original has no DistilBERT HotpotQA model either
+    # the original has no DistilBERT model for these two either
+    ("bert", "hotpot"): TRBertForHotpotQA,
+    ("bert", "wikihop"): TRBertForWikihop,
 }
 # selector weights in checkpoints of the original TR-BERT release (spec §1.1)
 ORIGINAL_SELECTOR = re.compile(r"^(?:bert\.encoder|distilbert\.transformer)\.linear_([12])\.(\d+)\.(weight|bias)$")

@@ -35,6 +35,19 @@ FAMILY_DEFAULTS = {
         max_query_length=55,
         n_best_size=10,
     ),
+    "race": dict(task_name="race", learning_rate=2e-5, warmup_steps=0),
+    "wikihop": dict(
+        task_name="wikihop",
+        data_dir="wikihop",
+        max_seq_length=1024,
+        per_gpu_train_batch_size=2,
+        learning_rate=5e-5,
+        num_train_epochs=5.0,
+        warmup_steps=0,
+        save_steps=-1,
+        train_file="train.json",
+        predict_file="dev_sort.json",
+    ),
     "hotpot": dict(
         _SPAN,
         task_name="hotpotqa",
@@ -210,15 +223,37 @@ _TRIVIA_FLAGS = [
     ("--max_doc_len", dict(type=int, default=-1, help="inert (the document is cut by --max_segment windows)")),
     ("--ignore_seq_with_no_answers", dict(action="store_true", help="inert")),
 ]
+_INERT = dict(action="store_true", help="inert (a leftover of the original)")
+_RACE_FLAGS = [
+    ("--max_qa_length", dict(type=int, default=128, help="question + option word pieces kept")),
+    *[(flag, _INERT) for flag in ("--train_both_self", "--train_jiaoti", "--train_pred", "--do_calc")],
+]
+_WIKIHOP_FLAGS = [
+    ("--train_file", dict(default="", help="training file inside --data_dir")),
+    ("--predict_file", dict(default="", help="evaluation file inside --data_dir")),
+    ("--max_doc_len", dict(type=int, default=1024, help="supporting-text word pieces read per question")),
+    ("--max_segment", dict(type=int, default=8, help="windows per question")),
+    ("--max_num_candidates", dict(type=int, default=79, help="candidate markers at most")),
+    ("--doc_stride", dict(type=int, default=-1, help="step between window starts in the document; -1: no overlap")),
+    ("--max_question_len", dict(type=int, default=55, help="inert (the query is never cut)")),
+    ("--race_npy_path", dict(default="", help="inert")),
+    *[(flag, _INERT) for flag in ("--ignore_seq_with_no_answers", "--test", "--verbose_logging")],
+    ("--threads", dict(type=int, default=1, help="inert")),
+]
 FAMILY_FLAGS = {
     "classification": [],
     "squad": _SPAN_FLAGS,
     "mrqa": _SPAN_FLAGS,
     "trivia": _SPAN_FLAGS + _TRIVIA_FLAGS,
-    "hotpot": _SPAN_FLAGS + [("--drop_data", dict(action="store_true", help="inert"))],
+    "hotpot": _SPAN_FLAGS + [("--drop_data", _INERT)],
+    "race": _RACE_FLAGS,
+    "wikihop": _WIKIHOP_FLAGS,
 }
 # the original scripts' other spellings of shared flags
-FAMILY_ALIASES = {"trivia": {"--max_seq_length": "--max_seq_len", "--max_query_length": "--max_question_len"}}
+FAMILY_ALIASES = {
+    "trivia": {"--max_seq_length": "--max_seq_len", "--max_query_length": "--max_question_len"},
+    "wikihop": {"--max_seq_length": "--max_seq_len"},
+}
 
 
 def build_parser(family: str = "classification", prog: str | None = None) -> argparse.ArgumentParser:
@@ -256,9 +291,15 @@ def validate(args, family: str = "classification") -> None:
     if args.fp16 and args.bf16:
         raise InputError("choose one of --fp16 and --bf16")
     for name in (
-        *(("max_query_length", "n_best_size", "max_answer_length") if family != "classification" else ()),
+        *(
+            ("max_query_length", "n_best_size", "max_answer_length")
+            if family in ("squad", "mrqa", "trivia", "hotpot")
+            else ()
+        ),
         *(("doc_stride",) if family in ("squad", "mrqa") else ()),
         *(("max_segment", "max_num_answers") if family == "trivia" else ()),
+        *(("max_segment", "max_num_candidates") if family == "wikihop" else ()),
+        *(("max_qa_length",) if family == "race" else ()),
         "per_gpu_train_batch_size",
         "per_gpu_eval_batch_size",
         "gradient_accumulation_steps",

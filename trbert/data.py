@@ -25,7 +25,13 @@ HOST_ONLY = ("offsets", "max_context", "origin")  # decoding aids that never go 
 
 
 def file_digest(path: Path) -> str:
+    """sha256 of a file; of a folder (RACE's splits): of its files' names and digests."""
+    path = Path(path)
     h = hashlib.sha256()
+    if path.is_dir():
+        for item in sorted(p for p in path.rglob("*") if p.is_file()):
+            h.update(f"{item.relative_to(path)}:{file_digest(item)}\n".encode())
+        return h.hexdigest()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)

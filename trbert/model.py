@@ -405,3 +405,21 @@ class TRBertForHotpotQA(TokenReductionMixin, _BertBackbone, BertPreTrainedModel)
             scratch = torch.cat([logits[:, 5:7], logits.new_full((b, 2, 1), MASKED)], -1)
             logits[:, 5:7] = scratch.scatter(2, column[:, None, :].expand(-1, 2, -1), scores.transpose(1, 2))[..., :t]
         return logits
+
+
+class TRBertForWikihop(TokenReductionMixin, _BertBackbone, BertPreTrainedModel):
+    """BERT + selectors with the residual restore and WikiHop's token scorer (spec §7.2): one logit
+    per position, ``logits [B, 1, T]``; the task reads them at the candidate markers."""
+
+    restores_tokens = True
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.num_labels = 1
+        self.bert = BertModel(config, add_pooling_layer=False)
+        self.token_scores = nn.Linear(config.hidden_size, 1)
+        self._init_selectors(config)
+        self.post_init()
+
+    def _head(self, sequence, alive):
+        return self.token_scores(sequence).transpose(1, 2)

@@ -7,13 +7,14 @@ next to the results). ``head`` names the model head; ``family`` the entry script
 """
 
 from ..errors import InputError
+from .choice import RaceTask, WikihopTask
 from .classify import CLASSIFICATION_TASKS, ClassificationTask, get_task
 from .hotpot import HotpotTask
 from .qa_readers import read_mrqa, read_squad
 from .span import SpanTask
 from .trivia import TriviaTask, read_trivia
 
-FAMILIES = ("classification", "squad", "mrqa", "trivia", "hotpot")
+FAMILIES = ("classification", "squad", "mrqa", "trivia", "hotpot", "race", "wikihop")
 
 
 def make_task(args, family: str):
@@ -22,6 +23,11 @@ def make_task(args, family: str):
         return get_task(args.task_name)
     if family not in FAMILIES:
         raise InputError(f"unknown task family {family!r}")
+    if family == "race":
+        return RaceTask(max_qa_length=args.max_qa_length)
+    if family == "wikihop":
+        keys = ("train_file", "predict_file", "max_segment", "max_doc_len", "max_num_candidates", "doc_stride")
+        return WikihopTask(**{k: getattr(args, k) for k in keys})
     if family == "hotpot":
         return HotpotTask(
             train_file=args.train_file,
@@ -48,4 +54,14 @@ def make_task(args, family: str):
     return SpanTask(args.task_name, read_mrqa, family="mrqa", drop_answerless_train_windows=True, **options)
 
 
-__all__ = ["CLASSIFICATION_TASKS", "FAMILIES", "ClassificationTask", "HotpotTask", "SpanTask", "get_task", "make_task"]
+__all__ = [
+    "CLASSIFICATION_TASKS",
+    "FAMILIES",
+    "ClassificationTask",
+    "HotpotTask",
+    "RaceTask",
+    "SpanTask",
+    "WikihopTask",
+    "get_task",
+    "make_task",
+]

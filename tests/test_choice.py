@@ -1,0 +1,133 @@
+"""RACE and WikiHop: readers and their bad input, features, losses, and every stage of both scripts."""
+
+import json
+import shutil
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from conftest import FIXTURES, fixture_tokenizer
+from test_pipeline import script
+
+from trbert.errors import InputError
+from trbert.tasks import make_task
+from trbert.tasks.choice import read_race
+
+RACE, WIKIHOP = FIXTURES / "race", FIXTURES / "wikihop"
+
+
+def _wikihop(**overrides):
+    options = dict(
+        train_file="train.json",
+        predict_file="dev_sort.json",
+        max_segment=3,
+        max_doc_len=1024,
+        max_num_candidates=79,
+        doc_stride=-1,
+    )
+    return make_task(SimpleNamespace(**{**options, **overrides}), "wikihop")
+
+
+def test_race_reader_features_and_question_accuracy(tmp_path):
+    questions = read_race(RACE / "train")
+    assert len(questions) >= 4 and all(len(q.options) == 4 and 0 <= q.answer < 4 for q in questions)
+    task = make_task(SimpleNamespace(max_qa_length=12), "race")
+    tokenizer = fixture_tokenizer()
+    arrays = task.featurize(questions, tokenizer, 40)
+    assert arrays["input_ids"].shape == (4 * len(questions), 40)
+    assert (arrays["labels"].reshape(-1, 4).sum(1) == 1).all()  # one right option per question
+    group = arrays["input_ids"][:4]
+    first_sep = [list(row).index(tokenizer.sep_token_id) for row in group]
+    assert len(set(first_sep)) == 1  # the passage has one length for the four options
+    logits = np.zeros((len(arrays["labels"]), 2), dtype=np.float32)
+    logits[:, 1] = arrays["labels"]  # the right option scores highest
+    assert task.score(logits, arrays)["acc"] == 1.0
+    logits[:, 1] = -arrays["labels"]
+    assert task.score(logits, arrays)["acc"] == 0.0
+
+    bad = tmp_path / "train" / "high"
+    bad.mkdir(parents=True)
+    item = {"article": "a film", "questions": ["q?"], "options": [["a", "b", "c"]], "answers": ["A"]}
+    (bad / "1.txt").write_text(json.dumps(item))
+    with pytest.raises(InputError, match=r"1.txt: question 0: expected 4 options"):
+        read_race(tmp_path / "train")
+    item.update(options=[["a", "b", "c", "d"]], answers=["E"])
+    (bad / "1.txt").write_text(json.dumps(item))
+    with pytest.raises(InputError, match=r"answer 'E' is not one of A, B, C, D"):
+        read_race(tmp_path / "train")
+
+
+def test_wikihop_windows_markers_and_loss(tmp_path):
+    task = _wikihop()
+    tokenizer = fixture_tokenizer()
+    items = task.read(WIKIHOP, "train")
+    arrays = task.featurize(items, tokenizer, 32)
+    assert arrays["input_ids"].shape == (10, 3, 32)
+    unused1 = tokenizer.convert_tokens_to_ids("[unused1]")
+    for i, item in enumerate(items):
+        markers = arrays["markers"][i][: len(item["candidates"])]
+        real = arrays["lengths"][i] > 1
+        for w in np.flatnonzero(real):  # every real window repeats the query and the markers
+            assert (arrays["input_ids"][i, w, markers] == unused1).all()
+        assert (arrays["markers"][i][len(item["candidates"]) :] == -1).all()
+    assert (arrays["lengths"][:, 1:] > 1).any()  # long supports fill several windows
+    # the loss: cross-entropy over candidates of the marker logits averaged over real windows
+    logits = torch.randn(2, 3, 1, 32)
+    batch = {k: torch.from_numpy(arrays[k][:2]) for k in ("markers", "lengths", "labels")}
+    scores = task.candidate_logits(logits, batch["markers"], batch["lengths"])
+    i, real = 0, batch["lengths"][0] > 1
+    expected = logits[0, real, 0][:, batch["markers"][0, : len(items[0]["candidates"])]].mean(0)
+    assert torch.allclose(scores[0, : len(items[0]["candidates"])], expected)
+    loss = task.row_loss(logits, batch)
+    assert torch.allclose(loss, torch.nn.functional.cross_entropy(scores, batch["labels"], reduction="none"))
+
+    broken = json.loads((WIKIHOP / "train.json").read_text())
+    broken[2]["answer"] = "nowhere"
+    (tmp_path / "train.json").write_text(json.dumps(broken))
+    with pytest.raises(InputError, match=r"item WH_tra_2: answer 'nowhere' is not a candidate"):
+        task.read(tmp_path, "train")
+    with pytest.raises(InputError, match=r"more than --max_num_candidates 2"):
+        _wikihop(max_num_candidates=2).read(WIKIHOP, "train")
+
+
+def _choice_stage(script_name, command, **paths):
+    common = (
+        "--data_dir {data} --per_gpu_train_batch_size 8 --per_gpu_eval_batch_size 8 --num_train_epochs 1"
+        " --logging_steps 2 --learning_rate 1e-3 --features_cache_dir {cache}"
+    )
+    return script(script_name, *f"{common} {command}".format(**paths).split())
+
+
+@pytest.mark.parametrize(
+    "script_name,data,extra",
+    [
+        ("run_race_classify.py", RACE, "--max_seq_length 48 --max_qa_length 16"),
+        ("run_wikihop.py", WIKIHOP, "--max_seq_len 48 --max_segment 3"),
+        ("run_wikihop.py", WIKIHOP, "--max_seq_len 80 --max_segment 2 --doc_stride 20"),  # beyond 64 positions
+    ],
+)
+def test_every_stage_of_the_choice_scripts(tmp_path, tiny_bert_dir, script_name, data, extra):
+    p = {"data": tmp_path / "data", "lm": tiny_bert_dir, "cache": tmp_path / "cache"}
+    shutil.copytree(data, p["data"])
+    p.update({n: tmp_path / n for n in ("bert", "rl", "both")})
+
+    def run(command):
+        return _choice_stage(script_name, f"{extra} {command}", **p)
+
+    assert run("--model_type bert --model_name_or_path {lm} --output_dir {bert} --do_train") == 0
+    assert run("--model_type bert --model_name_or_path {bert} --output_dir {bert} --do_eval_grad --do_eval_logits") == 0
+    assert np.load(p["bert"] / "token_scores.npy").max() > 0
+    assert (
+        run("--model_type autobert --model_name_or_path {bert} --output_dir {rl} --do_train --train_rl --alpha 1") == 0
+    )
+    joint = "--do_train --train_both --train_teacher --alpha 1 --beta 0.5 --temperature 2"
+    assert run("--model_type autobert --model_name_or_path {rl} --output_dir {both} " + joint) == 0
+    assert run("--model_type autobert --model_name_or_path {both} --output_dir {both} --do_eval") == 0
+    assert run("--model_type bert --model_name_or_path {bert} --output_dir {bert} --do_eval") == 0
+    tr, full = (json.loads((p[k] / "eval_results.json").read_text()) for k in ("both", "bert"))
+    assert 0 <= tr["acc"] <= 1 and len(tr["kept_fraction"]) == 2
+    assert tr["mflops"] < tr["full_model_mflops"] == full["mflops"]
+    if script_name == "run_race_classify.py":
+        assert run("--model_type autobert --model_name_or_path {both} --output_dir {both} --do_eval --do_test") == 0
+        assert json.loads((p["both"] / "eval_results.json").read_text())["split"] == "test"
