@@ -7,10 +7,12 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from conftest import FIXTURES, fixture_tokenizer
+from conftest import FIXTURES, fixture_tokenizer, tiny_bert_config, tiny_distilbert_config
 from test_pipeline import script
+from transformers import BertForMultipleChoice, DistilBertForMultipleChoice
 
 from trbert.errors import InputError
+from trbert.model import TRBertForMultipleChoice, TRDistilBertForMultipleChoice
 from trbert.tasks import make_task
 from trbert.tasks.choice import read_race
 
@@ -32,7 +34,7 @@ def _wikihop(**overrides):
 def test_race_reader_features_and_question_accuracy(tmp_path):
     questions = read_race(RACE / "train")
     assert len(questions) >= 4 and all(len(q.options) == 4 and 0 <= q.answer < 4 for q in questions)
-    task = make_task(SimpleNamespace(max_qa_length=12), "race")
+    task = make_task(SimpleNamespace(max_qa_length=12, shared_selection=False), "race")
     tokenizer = fixture_tokenizer()
     arrays = task.featurize(questions, tokenizer, 40)
     assert arrays["input_ids"].shape == (4 * len(questions), 40)
@@ -103,6 +105,7 @@ def _choice_stage(script_name, command, **paths):
     "script_name,data,extra",
     [
         ("run_race_classify.py", RACE, "--max_seq_length 48 --max_qa_length 16"),
+        ("run_race_classify.py", RACE, "--max_seq_length 48 --max_qa_length 16 --shared_selection"),
         ("run_wikihop.py", WIKIHOP, "--max_seq_len 48 --max_segment 3"),
         ("run_wikihop.py", WIKIHOP, "--max_seq_len 80 --max_segment 2 --doc_stride 20"),  # beyond 64 positions
     ],
@@ -131,3 +134,57 @@ def test_every_stage_of_the_choice_scripts(tmp_path, tiny_bert_dir, script_name,
     if script_name == "run_race_classify.py":
         assert run("--model_type autobert --model_name_or_path {both} --output_dir {both} --do_eval --do_test") == 0
         assert json.loads((p["both"] / "eval_results.json").read_text())["split"] == "test"
+
+
+def _choice_batch(tokenizer):
+    task = make_task(SimpleNamespace(max_qa_length=12, shared_selection=True), "race")
+    arrays = task.featurize(read_race(RACE / "train")[:3], tokenizer, 40)
+    width = int(arrays["lengths"].max())
+    ids = torch.from_numpy(arrays["input_ids"][..., :width]).long()
+    types = torch.from_numpy(arrays["token_type_ids"][..., :width]).long()
+    mask = torch.arange(width) < torch.from_numpy(arrays["lengths"])[..., None]
+    return arrays, ids, types, mask, {"question_end": torch.from_numpy(arrays["question_end"])}
+
+
+@pytest.mark.parametrize(
+    "config,ours,stock",
+    [
+        (tiny_bert_config, TRBertForMultipleChoice, BertForMultipleChoice),
+        (tiny_distilbert_config, TRDistilBertForMultipleChoice, DistilBertForMultipleChoice),
+    ],
+)
+def test_shared_selection_keep_all_equals_the_stock_multiple_choice_model(config, ours, stock):
+    torch.manual_seed(0)
+    reference = stock(config()).eval()
+    model = ours(config()).eval()
+    model.load_state_dict(reference.state_dict(), strict=False)
+    for selector in model.selectors:
+        selector.out.bias.data.fill_(20.0)
+    arrays, ids, types, mask, heads = _choice_batch(fixture_tokenizer())
+    stock_types = {"token_type_ids": types} if stock is BertForMultipleChoice else {}
+    with torch.no_grad():
+        out = model(
+            ids, mask, types if stock is BertForMultipleChoice else None, selection="threshold", head_inputs=heads
+        )
+        ref = reference(input_ids=ids, attention_mask=mask.long(), **stock_types)
+    assert out.logits.shape == (3, 4) and torch.allclose(out.logits, ref.logits, atol=1e-5)
+
+
+@pytest.mark.parametrize("selection", ["threshold", "sample"])
+def test_the_options_of_a_question_share_one_selection(selection):
+    torch.manual_seed(3)
+    model = TRBertForMultipleChoice(tiny_bert_config()).train(selection == "sample")
+    arrays, ids, types, mask, heads = _choice_batch(fixture_tokenizer())
+    seeds = torch.arange(3) if selection == "sample" else None
+    with torch.no_grad():
+        out = model(ids, mask, types, selection=selection, head_inputs=heads, seeds=seeds)
+    positions = out.positions  # [B, 4, k] original positions reaching the last layer
+    for b in range(3):
+        end = int(arrays["question_end"][b])
+        shared = [set(p[(p >= 0) & (p < end)].tolist()) for p in positions[b]]
+        assert all(s == shared[0] for s in shared)  # the same passage/question tokens in every option row
+        for c in range(4):  # option tokens and the final [SEP] are always kept
+            kept = set(positions[b, c][positions[b, c] >= 0].tolist())
+            assert set(range(end, int(arrays["lengths"][b, c]))) <= kept
+    if selection == "sample":
+        assert out.select_nll.shape == (3,) and torch.isfinite(out.select_nll).all()

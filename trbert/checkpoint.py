@@ -26,9 +26,11 @@ from transformers import AutoConfig
 from .errors import InputError
 from .model import (
     TRBertForHotpotQA,
+    TRBertForMultipleChoice,
     TRBertForQuestionAnswering,
     TRBertForSequenceClassification,
     TRBertForWikihop,
+    TRDistilBertForMultipleChoice,
     TRDistilBertForQuestionAnswering,
     TRDistilBertForSequenceClassification,
 )
@@ -46,6 +48,8 @@ MODEL_CLASSES = {
     ("distilbert", "classification"): TRDistilBertForSequenceClassification,
     ("bert", "span"): TRBertForQuestionAnswering,
     ("distilbert", "span"): TRDistilBertForQuestionAnswering,
+    ("bert", "choice"): TRBertForMultipleChoice,
+    ("distilbert", "choice"): TRDistilBertForMultipleChoice,
     # the original has no DistilBERT model for these two either
     ("bert", "hotpot"): TRBertForHotpotQA,
     ("bert", "wikihop"): TRBertForWikihop,

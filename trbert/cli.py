@@ -226,6 +226,10 @@ _TRIVIA_FLAGS = [
 _INERT = dict(action="store_true", help="inert (a leftover of the original)")
 _RACE_FLAGS = [
     ("--max_qa_length", dict(type=int, default=128, help="question + option word pieces kept")),
+    (
+        "--shared_selection",
+        dict(action="store_true", help="NEW: run_mcrace.py's model: one selection per question shared by its options"),
+    ),
     *[(flag, _INERT) for flag in ("--train_both_self", "--train_jiaoti", "--train_pred", "--do_calc")],
 ]
 _WIKIHOP_FLAGS = [

@@ -200,7 +200,7 @@ def _predict_rows(args, model, arrays, selection: str, device) -> dict:
     logits = np.full(shape, MASKED, dtype=np.float32)
     kept = np.zeros((num_sel, n, *windows), dtype=np.int64)
     seconds = 0.0
-    unpadded = selection in ("off", "threshold") and args.inference_path != "padded" and not model.restores_tokens
+    unpadded = selection in ("off", "threshold") and args.inference_path != "padded" and model.supports_unpadded
     options = {"unpadded": True, "attention": args.attention_kernel} if unpadded else {}
     # sorting by length saves padding; results do not depend on batch composition, except in the
     # original's batch-uniform mode, which keeps the dataset order

@@ -70,6 +70,11 @@ class TokenReductionMixin:
     restores_tokens = False  # token-level heads: every original position gets an output (spec §7.1)
     head_inputs: tuple[str, ...] = ()  # batch arrays the head reads besides the sequence
 
+    @property
+    def supports_unpadded(self) -> bool:
+        """The packed inference path serves one-row-per-example heads on [CLS] (classification)."""
+        return not self.restores_tokens and not self.head_inputs
+
     def _init_selectors(self, config) -> None:
         config.tr_selector_layers = selector_layers(config)
         self.selectors = nn.ModuleList(Selector(config.hidden_size) for _ in config.tr_selector_layers)
@@ -92,6 +97,10 @@ class TokenReductionMixin:
                 target = guided_target(prob, guide[:, w].gather(1, orig), alive)
         noise = uniform(seeds, -1 - w, (x.shape[1],)) if seeds is not None else None
         return prob, sample_keep(prob, alive, target, guided_rows, noise)
+
+    def _nll(self, prob, keep, alive, orig):
+        """Log-likelihood term of one selection per row (a hook for shared selections)."""
+        return selection_nll(prob, keep, alive)
 
     def reduce_forward(
         self,
@@ -144,7 +153,7 @@ class TokenReductionMixin:
                 else:
                     prob, keep = self._select(w, x, alive, orig, selection, guide, guided_rows, seeds)
                     if out.select_nll is not None:
-                        out.select_nll = out.select_nll + selection_nll(prob, keep, alive)
+                        out.select_nll = out.select_nll + self._nll(prob, keep, alive, orig)
                     if restored is not None:  # dropped tokens keep the state they had (no gradient, spec §7.1)
                         restored = restore_tokens(restored, orig, x.detach(), alive & ~keep)
                     index, alive = compact(keep)
@@ -162,7 +171,7 @@ class TokenReductionMixin:
         """Inference without padding (classification heads): every example carries only its own
         tokens through every layer (see :mod:`trbert.packed`). Same selections and logits as ``reduce_forward`` with
         ``selection="threshold"`` (or ``"off"``), at the cost of the tokens actually kept."""
-        if selection not in ("off", "threshold") or self.training or self.restores_tokens:
+        if selection not in ("off", "threshold") or self.training or not self.supports_unpadded:
             raise ValueError("the unpadded path is for inference (eval mode, selection off or threshold)")
         attend = attention_kernel(attention, input_ids.device)
         packing, position = pack(attention_mask.bool())
@@ -423,3 +432,85 @@ class TRBertForWikihop(TokenReductionMixin, _BertBackbone, BertPreTrainedModel):
 
     def _head(self, sequence, alive):
         return self.token_scores(sequence).transpose(1, 2)
+
+
+class SharedChoiceMixin:
+    """Multiple choice with one selection per question shared by its option rows (the original's
+    ``run_mcrace.py``, spec §7.4 a). Input ``[B, C, T]``: every row ``[CLS] passage [SEP] question
+    option [SEP]`` with the passage and question at the same positions in all rows. Positions before
+    ``question_end [B]`` are selectable; option tokens and the last [SEP] are always kept. Selector
+    logits are averaged over the options before the sigmoid; the decision of the question applies to
+    all its rows, expanded example-major (D13 fixed; the guide is read by selector, D15 fixed).
+    Outputs: ``logits [B, C]``, ``kept`` ``[B, C]`` per selector, ``select_nll [B]``."""
+
+    head_inputs = ("question_end",)
+    _question_end = None  # [rows], set for the duration of a forward
+
+    def forward(self, input_ids, attention_mask, token_type_ids=None, head_inputs=None, **kwargs):
+        b, c = input_ids.shape[:2]
+
+        def rows(x):
+            return None if x is None else x.flatten(0, 1)
+
+        for key in ("guided_rows", "seeds"):
+            if kwargs.get(key) is not None:
+                kwargs[key] = kwargs[key].repeat_interleave(c)
+        kwargs["guide"] = rows(kwargs.get("guide"))
+        self._question_end = head_inputs["question_end"].repeat_interleave(c)
+        try:
+            out = self.reduce_forward(rows(input_ids), rows(attention_mask), rows(token_type_ids), **kwargs)
+        finally:
+            self._question_end = None
+        out.logits = out.logits.view(b, c)
+        out.kept = [k.view(b, c) for k in out.kept]
+        if out.select_nll is not None:  # the rows of a question share one decision: count it once
+            out.select_nll = out.select_nll.view(b, c)[:, 0]
+        out.positions = out.positions.view(b, c, -1)
+        return out
+
+    def _selectable(self, alive, orig):
+        return alive & (orig < self._question_end[:, None])
+
+    def _select(self, w, x, alive, orig, selection, guide, guided_rows, seeds):
+        c = self.num_labels
+        selectable = self._selectable(alive, orig)
+        logits = self.selectors[w](x).float().view(-1, c, x.shape[1]).mean(1).repeat_interleave(c, 0)
+        prob = torch.sigmoid(logits) * selectable
+        if selection == "threshold":
+            shared = threshold_keep(prob, selectable)
+        elif selection == "uniform":
+            shared = batch_uniform_keep(prob, selectable)
+        else:
+            target = None
+            if guide is not None and guided_rows is not None:  # the first option row's scores, by selector w
+                with torch.no_grad():
+                    first = guide[:, w].gather(1, orig).view(-1, c, x.shape[1])[:, 0].repeat_interleave(c, 0)
+                    target = guided_target(prob, first, selectable)
+            noise = None
+            if seeds is not None:
+                noise = uniform(seeds.view(-1, c)[:, 0], -1 - w, (x.shape[1],)).repeat_interleave(c, 0)
+            shared = sample_keep(prob, selectable, target, guided_rows, noise)
+        keep = (shared & selectable) | (alive & ~selectable)
+        return prob, keep
+
+    def _nll(self, prob, keep, alive, orig):
+        """Averaged over the selectable positions only (spec §7.4 a)."""
+        return selection_nll(prob, keep, self._selectable(alive, orig))
+
+
+class TRBertForMultipleChoice(SharedChoiceMixin, TRBertForSequenceClassification):
+    """Head as stock ``BertForMultipleChoice`` (pooler, dropout, ``classifier`` d -> 1 per option)."""
+
+    def __init__(self, config):
+        config.num_labels = 1
+        super().__init__(config)
+        self.num_labels = 4  # options: the width of the logits
+
+
+class TRDistilBertForMultipleChoice(SharedChoiceMixin, TRDistilBertForSequenceClassification):
+    """Head as stock ``DistilBertForMultipleChoice`` (pre_classifier, ReLU, dropout, d -> 1)."""
+
+    def __init__(self, config):
+        config.num_labels = 1
+        super().__init__(config)
+        self.num_labels = 4

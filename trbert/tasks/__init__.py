@@ -24,7 +24,8 @@ def make_task(args, family: str):
     if family not in FAMILIES:
         raise InputError(f"unknown task family {family!r}")
     if family == "race":
-        return RaceTask(max_qa_length=args.max_qa_length)
+        head = "choice" if args.shared_selection else "classification"
+        return RaceTask(max_qa_length=args.max_qa_length, head=head, num_labels=1 if args.shared_selection else 2)
     if family == "wikihop":
         keys = ("train_file", "predict_file", "max_segment", "max_doc_len", "max_num_candidates", "doc_stride")
         return WikihopTask(**{k: getattr(args, k) for k in keys})

@@ -76,10 +76,12 @@ class RaceTask(ClassificationTask):
     reader: object = None
     family: str = "race"
     max_qa_length: int = 128
+    # head "classification": run_race_classify.py's binary rows; "choice": one selection shared by
+    # the four options of a question (--shared_selection), cross-entropy over the options
 
     @property
     def settings(self) -> dict:
-        return {"max_qa_length": self.max_qa_length}
+        return {"max_qa_length": self.max_qa_length, "layout": self.head}
 
     def path(self, data_dir: str, split: str) -> Path:
         folder = Path(data_dir) / split
@@ -92,15 +94,16 @@ class RaceTask(ClassificationTask):
 
     def featurize(self, questions: list[RaceQuestion], tokenizer, max_length: int, split: str = "") -> dict:
         """``[CLS] passage [SEP] question option [SEP]``: the passage cut to the same length for the
-        four options, question + option cut to ``--max_qa_length`` word pieces."""
-        rows = []
+        four options, question + option cut to ``--max_qa_length`` word pieces. One row per option."""
+        rows, ends = [], []
         for q in questions:
             article = tokenizer.tokenize(q.article)
-            pairs = [(tokenizer.tokenize(q.question) + tokenizer.tokenize(o))[: self.max_qa_length] for o in q.options]
-            room = max_length - 3 - max(len(p) for p in pairs)
-            for pair in pairs:
-                tokens = [tokenizer.cls_token, *article[: max(room, 0)], tokenizer.sep_token]
-                rows.append((tokens + pair + [tokenizer.sep_token], len(tokens)))
+            question = tokenizer.tokenize(q.question)
+            pairs = [(question + tokenizer.tokenize(o))[: self.max_qa_length] for o in q.options]
+            room = max(max_length - 3 - max(len(p) for p in pairs), 0)
+            first = [tokenizer.cls_token, *article[:room], tokenizer.sep_token]
+            rows += [(first + pair + [tokenizer.sep_token], len(first)) for pair in pairs]
+            ends.append(len(first) + min(len(question), min(len(p) for p in pairs)))
         n = len(rows)
         arrays = {
             "input_ids": np.full((n, max_length), tokenizer.pad_token_id or 0, dtype=np.int32),
@@ -111,11 +114,18 @@ class RaceTask(ClassificationTask):
         for i, (tokens, first) in enumerate(rows):
             arrays["input_ids"][i, : len(tokens)] = tokenizer.convert_tokens_to_ids(tokens)
             arrays["token_type_ids"][i, first : len(tokens)] = 1
+        if self.head == "choice":  # one row per question: [N, 4, T], the answer index, the selectable prefix
+            arrays = {k: v.reshape(len(questions), OPTIONS, *v.shape[1:]) for k, v in arrays.items()}
+            arrays["labels"] = arrays["labels"].argmax(1)
+            arrays["question_end"] = np.array(ends, dtype=np.int64)
         return arrays
 
     def score(self, logits: np.ndarray, arrays: dict, data_dir: str = "", split: str = "") -> dict:
-        choice = logits[:, 1].reshape(-1, OPTIONS).argmax(1)
-        gold = arrays["labels"].reshape(-1, OPTIONS).argmax(1)
+        if self.head == "choice":  # logits [N, 4]
+            choice, gold = logits.argmax(1), arrays["labels"]
+        else:  # four binary rows per question
+            choice = logits[:, 1].reshape(-1, OPTIONS).argmax(1)
+            gold = arrays["labels"].reshape(-1, OPTIONS).argmax(1)
         return {"acc": float((choice == gold).mean()), "questions": int(len(gold))}
 
 
