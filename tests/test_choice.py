@@ -12,7 +12,7 @@ from test_pipeline import script
 from transformers import BertForMultipleChoice, DistilBertForMultipleChoice
 
 from trbert.errors import InputError
-from trbert.model import TRBertForMultipleChoice, TRDistilBertForMultipleChoice
+from trbert.heads import TRBertForMultipleChoice, TRDistilBertForMultipleChoice
 from trbert.tasks import make_task
 from trbert.tasks.choice import read_race
 

@@ -14,7 +14,7 @@ from test_pipeline import script
 from transformers import BertForQuestionAnswering, DistilBertForQuestionAnswering
 
 from trbert.errors import InputError
-from trbert.model import TRBertForHotpotQA, TRBertForQuestionAnswering, TRDistilBertForQuestionAnswering
+from trbert.heads import TRBertForHotpotQA, TRBertForQuestionAnswering, TRDistilBertForQuestionAnswering
 from trbert.tasks import HotpotTask, make_task
 from trbert.tasks.answer_metrics import f1, normalize_answer, squad_scores, trivia_scores
 from trbert.tasks.qa_readers import read_mrqa, read_squad

@@ -5,14 +5,30 @@ the pipeline entry point. See README.md.
 """
 
 from .flops import FlopsCounter, layer_macs, mflops
-from .model import ReductionOutput, TRBertForSequenceClassification, TRDistilBertForSequenceClassification
+from .heads import (
+    TRBertForHotpotQA,
+    TRBertForMultipleChoice,
+    TRBertForQuestionAnswering,
+    TRBertForSequenceClassification,
+    TRBertForWikihop,
+    TRDistilBertForMultipleChoice,
+    TRDistilBertForQuestionAnswering,
+    TRDistilBertForSequenceClassification,
+)
+from .model import ReductionOutput
 from .selector import Selector
 
 __all__ = [
     "FlopsCounter",
     "ReductionOutput",
     "Selector",
+    "TRBertForHotpotQA",
+    "TRBertForMultipleChoice",
+    "TRBertForQuestionAnswering",
     "TRBertForSequenceClassification",
+    "TRBertForWikihop",
+    "TRDistilBertForMultipleChoice",
+    "TRDistilBertForQuestionAnswering",
     "TRDistilBertForSequenceClassification",
     "layer_macs",
     "mflops",

@@ -24,7 +24,7 @@ from safetensors import safe_open
 from transformers import AutoConfig
 
 from .errors import InputError
-from .model import (
+from .heads import (
     TRBertForHotpotQA,
     TRBertForMultipleChoice,
     TRBertForQuestionAnswering,

@@ -1,10 +1,12 @@
-"""TR-BERT classification models: stock BERT / DistilBERT plus token selectors.
+"""Token reduction on stock BERT / DistilBERT: the encoder loop with selectors, and the backbones.
 
-What this file is: the only place that touches transformers internals. Each model owns the stock
-backbone (``self.bert`` / ``self.distilbert``) and head under their usual names, so a stock or
-fine-tuned checkpoint loads by its usual keys, and adds ``self.selectors`` (one :class:`Selector`
-per selection layer). Our forward walks the stock embeddings and layers itself and, before each
-selection layer, drops tokens with the functions of :mod:`trbert.selector`.
+What this file is: with :mod:`trbert.heads`, the only place that touches transformers internals.
+Each model (:mod:`trbert.heads`) owns the stock backbone (``self.bert`` / ``self.distilbert``) and
+head under their usual names, so a stock or fine-tuned checkpoint loads by its usual keys, and adds
+``self.selectors`` (one :class:`Selector` per selection layer). The forward here walks the stock
+embeddings and layers itself and, before each selection layer, drops tokens with the functions of
+:mod:`trbert.selector`; token-level heads get every position back (the residual restore), examples
+of several windows run their windows as rows.
 
 What changes against the stock classes: only the encoder loop (selection and gathering) and the
 outputs (no loss; per-row losses live in :mod:`trbert.objective`). With ``selection="off"`` the
@@ -17,7 +19,6 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
-from transformers import BertModel, BertPreTrainedModel, DistilBertModel, DistilBertPreTrainedModel
 
 from .packed import attention_kernel, keep_tokens, pack
 from .seeding import combine, install_example_dropout, seeded_dropout, uniform
@@ -264,7 +265,7 @@ class TokenReductionMixin:
         return list(self.selectors.parameters())
 
 
-class _BertBackbone:
+class BertBackbone:
     """Where the stock BERT pieces are: embeddings, layers, and one layer on packed tokens."""
 
     def _embed_module(self):
@@ -285,7 +286,7 @@ class _BertBackbone:
         return layer.output(layer.intermediate(h), h)
 
 
-class _DistilBertBackbone:
+class DistilBertBackbone:
     def _embed_module(self):
         return self.distilbert.embeddings
 
@@ -302,215 +303,3 @@ class _DistilBertBackbone:
         context = attend(a.q_lin(x).view(shape), a.k_lin(x).view(shape), a.v_lin(x).view(shape), packing)
         h = layer.sa_layer_norm(a.out_lin(context.flatten(1)) + x)
         return layer.output_layer_norm(layer.ffn(h) + h)
-
-
-class TRBertForSequenceClassification(TokenReductionMixin, _BertBackbone, BertPreTrainedModel):
-    """BERT + selectors; head as stock ``BertForSequenceClassification`` (pooler, dropout, linear)."""
-
-    def __init__(self, config):
-        super().__init__(config)
-        self.num_labels = config.num_labels
-        self.bert = BertModel(config)
-        dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
-        self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
-        self._init_selectors(config)
-        self.post_init()
-
-    def _head(self, cls):
-        return self.classifier(self.dropout(self.bert.pooler(cls[:, None])))
-
-
-class TRDistilBertForSequenceClassification(TokenReductionMixin, _DistilBertBackbone, DistilBertPreTrainedModel):
-    """DistilBERT + selectors; head as stock ``DistilBertForSequenceClassification``."""
-
-    def __init__(self, config):
-        super().__init__(config)
-        self.num_labels = config.num_labels
-        self.distilbert = DistilBertModel(config)
-        self.pre_classifier = nn.Linear(config.dim, config.dim)
-        self.classifier = nn.Linear(config.dim, config.num_labels)
-        self.dropout = nn.Dropout(config.seq_classif_dropout)
-        self._init_selectors(config)
-        self.post_init()
-
-    def _head(self, cls):
-        return self.classifier(self.dropout(torch.relu(self.pre_classifier(cls))))
-
-
-class TRBertForQuestionAnswering(TokenReductionMixin, _BertBackbone, BertPreTrainedModel):
-    """BERT + selectors with the residual restore; head as stock ``BertForQuestionAnswering``
-    (no pooler, ``qa_outputs``). ``logits [B, 2, T]``: start and end logits of every position."""
-
-    restores_tokens = True
-
-    def __init__(self, config):
-        super().__init__(config)
-        self.num_labels = 2
-        self.bert = BertModel(config, add_pooling_layer=False)
-        self.qa_outputs = nn.Linear(config.hidden_size, 2)
-        self._init_selectors(config)
-        self.post_init()
-
-    def _head(self, sequence, alive):
-        return self.qa_outputs(sequence).transpose(1, 2)
-
-
-class TRDistilBertForQuestionAnswering(TokenReductionMixin, _DistilBertBackbone, DistilBertPreTrainedModel):
-    """DistilBERT + selectors with the residual restore; head as stock ``DistilBertForQuestionAnswering``."""
-
-    restores_tokens = True
-
-    def __init__(self, config):
-        super().__init__(config)
-        self.num_labels = 2
-        self.distilbert = DistilBertModel(config)
-        self.qa_outputs = nn.Linear(config.dim, 2)
-        self.dropout = nn.Dropout(config.qa_dropout)
-        self._init_selectors(config)
-        self.post_init()
-
-    def _head(self, sequence, alive):
-        return self.qa_outputs(self.dropout(sequence)).transpose(1, 2)
-
-
-class TRBertForHotpotQA(TokenReductionMixin, _BertBackbone, BertPreTrainedModel):
-    """BERT + selectors with the residual restore and HotpotQA's three heads (spec §7.2): span
-    start/end, a switch (span / yes / no) on the max over the real positions (D21: padding masked)
-    and a supporting-fact classifier per sentence on ``[h_start; h_end]``.
-
-    ``logits [B, 7, T]`` keep everything token-aligned: rows 0-1 start/end; rows 2-4 the switch
-    logits at column 0; rows 5-6 the (not supporting, supporting) logits of each sentence at its
-    first token; every other entry is ``MASKED``. Head inputs: ``sent_starts``/``sent_ends [B, M]``
-    (token positions, -1 for empty slots)."""
-
-    restores_tokens = True
-    head_inputs = ("sent_starts", "sent_ends")
-
-    def __init__(self, config):
-        super().__init__(config)
-        self.num_labels = 7
-        self.bert = BertModel(config, add_pooling_layer=False)
-        self.qa_outputs = nn.Linear(config.hidden_size, 2)
-        self.switch = nn.Linear(config.hidden_size, 3)
-        self.sentence_hidden = nn.Linear(2 * config.hidden_size, config.hidden_size)
-        self.sentence_out = nn.Linear(config.hidden_size, 2)
-        self._init_selectors(config)
-        self.post_init()
-
-    def _head(self, sequence, alive, sent_starts=None, sent_ends=None):
-        b, t, _ = sequence.shape
-        logits = sequence.new_full((b, 7, t), MASKED)
-        logits[:, :2] = self.qa_outputs(sequence).transpose(1, 2)
-        pooled = sequence.masked_fill(~alive[..., None], torch.finfo(sequence.dtype).min).amax(1)
-        logits[:, 2:5, 0] = self.switch(pooled)
-        if sent_starts is not None:
-            valid = sent_starts >= 0
-            start, end = sent_starts.clamp_min(0), sent_ends.clamp_min(0)
-            pair = torch.cat([gather_tokens(sequence, start), gather_tokens(sequence, end)], -1)
-            scores = self.sentence_out(torch.nn.functional.gelu(self.sentence_hidden(pair)))  # [B, M, 2]
-            scores = scores.masked_fill(~valid[..., None], MASKED).to(logits.dtype)
-            column = start.masked_fill(~valid, t)  # empty slots go to a scratch column
-            scratch = torch.cat([logits[:, 5:7], logits.new_full((b, 2, 1), MASKED)], -1)
-            logits[:, 5:7] = scratch.scatter(2, column[:, None, :].expand(-1, 2, -1), scores.transpose(1, 2))[..., :t]
-        return logits
-
-
-class TRBertForWikihop(TokenReductionMixin, _BertBackbone, BertPreTrainedModel):
-    """BERT + selectors with the residual restore and WikiHop's token scorer (spec §7.2): one logit
-    per position, ``logits [B, 1, T]``; the task reads them at the candidate markers."""
-
-    restores_tokens = True
-
-    def __init__(self, config):
-        super().__init__(config)
-        self.num_labels = 1
-        self.bert = BertModel(config, add_pooling_layer=False)
-        self.token_scores = nn.Linear(config.hidden_size, 1)
-        self._init_selectors(config)
-        self.post_init()
-
-    def _head(self, sequence, alive):
-        return self.token_scores(sequence).transpose(1, 2)
-
-
-class SharedChoiceMixin:
-    """Multiple choice with one selection per question shared by its option rows (the original's
-    ``run_mcrace.py``, spec §7.4 a). Input ``[B, C, T]``: every row ``[CLS] passage [SEP] question
-    option [SEP]`` with the passage and question at the same positions in all rows. Positions before
-    ``question_end [B]`` are selectable; option tokens and the last [SEP] are always kept. Selector
-    logits are averaged over the options before the sigmoid; the decision of the question applies to
-    all its rows, expanded example-major (D13 fixed; the guide is read by selector, D15 fixed).
-    Outputs: ``logits [B, C]``, ``kept`` ``[B, C]`` per selector, ``select_nll [B]``."""
-
-    head_inputs = ("question_end",)
-    _question_end = None  # [rows], set for the duration of a forward
-
-    def forward(self, input_ids, attention_mask, token_type_ids=None, head_inputs=None, **kwargs):
-        b, c = input_ids.shape[:2]
-
-        def rows(x):
-            return None if x is None else x.flatten(0, 1)
-
-        for key in ("guided_rows", "seeds"):
-            if kwargs.get(key) is not None:
-                kwargs[key] = kwargs[key].repeat_interleave(c)
-        kwargs["guide"] = rows(kwargs.get("guide"))
-        self._question_end = head_inputs["question_end"].repeat_interleave(c)
-        try:
-            out = self.reduce_forward(rows(input_ids), rows(attention_mask), rows(token_type_ids), **kwargs)
-        finally:
-            self._question_end = None
-        out.logits = out.logits.view(b, c)
-        out.kept = [k.view(b, c) for k in out.kept]
-        if out.select_nll is not None:  # the rows of a question share one decision: count it once
-            out.select_nll = out.select_nll.view(b, c)[:, 0]
-        out.positions = out.positions.view(b, c, -1)
-        return out
-
-    def _selectable(self, alive, orig):
-        return alive & (orig < self._question_end[:, None])
-
-    def _select(self, w, x, alive, orig, selection, guide, guided_rows, seeds):
-        c = self.num_labels
-        selectable = self._selectable(alive, orig)
-        logits = self.selectors[w](x).float().view(-1, c, x.shape[1]).mean(1).repeat_interleave(c, 0)
-        prob = torch.sigmoid(logits) * selectable
-        if selection == "threshold":
-            shared = threshold_keep(prob, selectable)
-        elif selection == "uniform":
-            shared = batch_uniform_keep(prob, selectable)
-        else:
-            target = None
-            if guide is not None and guided_rows is not None:  # the first option row's scores, by selector w
-                with torch.no_grad():
-                    first = guide[:, w].gather(1, orig).view(-1, c, x.shape[1])[:, 0].repeat_interleave(c, 0)
-                    target = guided_target(prob, first, selectable)
-            noise = None
-            if seeds is not None:
-                noise = uniform(seeds.view(-1, c)[:, 0], -1 - w, (x.shape[1],)).repeat_interleave(c, 0)
-            shared = sample_keep(prob, selectable, target, guided_rows, noise)
-        keep = (shared & selectable) | (alive & ~selectable)
-        return prob, keep
-
-    def _nll(self, prob, keep, alive, orig):
-        """Averaged over the selectable positions only (spec §7.4 a)."""
-        return selection_nll(prob, keep, self._selectable(alive, orig))
-
-
-class TRBertForMultipleChoice(SharedChoiceMixin, TRBertForSequenceClassification):
-    """Head as stock ``BertForMultipleChoice`` (pooler, dropout, ``classifier`` d -> 1 per option)."""
-
-    def __init__(self, config):
-        config.num_labels = 1
-        super().__init__(config)
-        self.num_labels = 4  # options: the width of the logits
-
-
-class TRDistilBertForMultipleChoice(SharedChoiceMixin, TRDistilBertForSequenceClassification):
-    """Head as stock ``DistilBertForMultipleChoice`` (pre_classifier, ReLU, dropout, d -> 1)."""
-
-    def __init__(self, config):
-        config.num_labels = 1
-        super().__init__(config)
-        self.num_labels = 4

@@ -5,7 +5,7 @@ What this file is: the reader of the authors' preprocessed files (one JSON objec
 (``[start, end]`` inclusive in ``context``), ``sent_pos`` (``[start, end)`` per sentence),
 ``supp_label``; dev lines also ``qid`` and per paragraph ``doc_tokens``/``tok_to_orig_index``),
 the features (``[CLS] question [SEP]`` then ``[unused1] title [unused2] context`` per paragraph
-until ``--max_seq_length``), the loss of the three heads of :class:`trbert.model.TRBertForHotpotQA`
+until ``--max_seq_length``), the loss of the three heads of :class:`trbert.heads.TRBertForHotpotQA`
 (empty sentence slots and padding masked, D21 fixed) and answer F1 as HotpotQA's evaluation
 defines it. The paragraph order is fixed per example (the original reshuffled every epoch, which
 broke the alignment with the token scores: D24 and §4.4), gold paragraphs first then shuffled
