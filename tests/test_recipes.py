@@ -23,3 +23,31 @@ def test_every_recipe_command_parses():
         assert args.task_name == "imdb" and args.max_seq_length == 512
     rl = parse_args(commands[3])
     assert rl.train_rl and rl.alpha == 1 and rl.guide_rate == 0.5 and rl.model_type == "autobert"
+
+
+FAMILY_OF = {
+    "run_classification.py": "classification",
+    "run_squad.py": "squad",
+    "run_mrqa.py": "mrqa",
+    "run_triviaqa.py": "trivia",
+    "run_hotpotqa.py": "hotpot",
+    "run_race_classify.py": "race",
+    "run_wikihop.py": "wikihop",
+}
+
+
+def test_every_readme_command_parses_with_its_script():
+    """The README's per-script command blocks (``C="python run_x.py ..."`` then ``$C ...``)."""
+    readme = (RECIPE.parents[1] / "README.md").read_text().replace("\\\n", " ")
+    seen = {}
+    for block in readme.split("```bash")[1:]:
+        lines = block.split("```")[0].splitlines()
+        common = next((line for line in lines if line.startswith('C="python run_')), None)
+        if common is None:
+            continue
+        script, *base = shlex.split(common[2:].strip('"'))[1:]
+        for line in (line for line in lines if line.startswith("$C ")):
+            args = parse_args(base + shlex.split(line[2:]), FAMILY_OF[script], script)
+            seen[script] = seen.get(script, 0) + 1
+            assert args.family == FAMILY_OF[script]
+    assert set(seen) == set(FAMILY_OF) and min(seen.values()) >= 6  # every stage of every script
