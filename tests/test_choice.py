@@ -1,14 +1,13 @@
 """RACE and WikiHop: readers and their bad input, features, losses, and every stage of both scripts."""
 
 import json
-import shutil
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 from conftest import FIXTURES, fixture_tokenizer, tiny_bert_config, tiny_distilbert_config
-from test_pipeline import script
+from test_pipeline import every_stage, script
 from transformers import BertForMultipleChoice, DistilBertForMultipleChoice
 
 from trbert.errors import InputError
@@ -93,14 +92,6 @@ def test_wikihop_windows_markers_and_loss(tmp_path):
         _wikihop(max_num_candidates=2).read(WIKIHOP, "train")
 
 
-def _choice_stage(script_name, command, **paths):
-    common = (
-        "--data_dir {data} --per_gpu_train_batch_size 8 --per_gpu_eval_batch_size 8 --num_train_epochs 1"
-        " --logging_steps 2 --learning_rate 1e-3 --features_cache_dir {cache}"
-    )
-    return script(script_name, *f"{common} {command}".format(**paths).split())
-
-
 @pytest.mark.parametrize(
     "script_name,data,extra",
     [
@@ -111,28 +102,12 @@ def _choice_stage(script_name, command, **paths):
     ],
 )
 def test_every_stage_of_the_choice_scripts(tmp_path, tiny_bert_dir, script_name, data, extra):
-    p = {"data": tmp_path / "data", "lm": tiny_bert_dir, "cache": tmp_path / "cache"}
-    shutil.copytree(data, p["data"])
-    p.update({n: tmp_path / n for n in ("bert", "rl", "both")})
-
-    def run(command):
-        return _choice_stage(script_name, f"{extra} {command}", **p)
-
-    assert run("--model_type bert --model_name_or_path {lm} --output_dir {bert} --do_train") == 0
-    assert run("--model_type bert --model_name_or_path {bert} --output_dir {bert} --do_eval_grad --do_eval_logits") == 0
-    assert np.load(p["bert"] / "token_scores.npy").max() > 0
-    assert (
-        run("--model_type autobert --model_name_or_path {bert} --output_dir {rl} --do_train --train_rl --alpha 1") == 0
-    )
-    joint = "--do_train --train_both --train_teacher --alpha 1 --beta 0.5 --temperature 2"
-    assert run("--model_type autobert --model_name_or_path {rl} --output_dir {both} " + joint) == 0
-    assert run("--model_type autobert --model_name_or_path {both} --output_dir {both} --do_eval") == 0
-    assert run("--model_type bert --model_name_or_path {bert} --output_dir {bert} --do_eval") == 0
-    tr, full = (json.loads((p[k] / "eval_results.json").read_text()) for k in ("both", "bert"))
-    assert 0 <= tr["acc"] <= 1 and len(tr["kept_fraction"]) == 2
-    assert tr["mflops"] < tr["full_model_mflops"] == full["mflops"]
+    joint = "--train_teacher --alpha 1 --beta 0.5 --temperature 2"
+    p, tr, _ = every_stage(script_name, extra, tmp_path, data, tiny_bert_dir, "--alpha 1", joint)
+    assert np.load(p["bert"] / "token_scores.npy").max() > 0 and 0 <= tr["acc"] <= 1
     if script_name == "run_race_classify.py":
-        assert run("--model_type autobert --model_name_or_path {both} --output_dir {both} --do_eval --do_test") == 0
+        command = f"--data_dir {p['data']} {extra} --model_type autobert --model_name_or_path {p['both']}"
+        assert script(script_name, *f"{command} --output_dir {p['both']} --do_eval --do_test".split()) == 0
         assert json.loads((p["both"] / "eval_results.json").read_text())["split"] == "test"
 
 

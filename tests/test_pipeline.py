@@ -30,6 +30,30 @@ COMMON = (
 )
 
 
+def every_stage(script_name: str, flags: str, tmp_path, data, lm, rl_flags: str, joint_flags: str):
+    """Copy ``data``, run the six stages of an entry script in order with ``flags``; returns the
+    paths (``bert``, ``rl``, ``both``) and the TR-BERT and baseline ``eval_results.json``."""
+    p = {"data": tmp_path / "data", "lm": lm, "cache": tmp_path / "cache"}
+    shutil.copytree(data, p["data"])
+    p.update({n: tmp_path / n for n in ("bert", "rl", "both")})
+    common = (
+        "--data_dir {data} --per_gpu_train_batch_size 8 --per_gpu_eval_batch_size 8 --num_train_epochs 1"
+        " --logging_steps 2 --learning_rate 1e-3 --features_cache_dir {cache} " + flags
+    )
+    for command in (
+        "--model_type bert --model_name_or_path {lm} --output_dir {bert} --do_train",
+        "--model_type bert --model_name_or_path {bert} --output_dir {bert} --do_eval_grad --do_eval_logits",
+        "--model_type autobert --model_name_or_path {bert} --output_dir {rl} --do_train --train_rl " + rl_flags,
+        "--model_type autobert --model_name_or_path {rl} --output_dir {both} --do_train --train_both " + joint_flags,
+        "--model_type autobert --model_name_or_path {both} --output_dir {both} --do_eval",
+        "--model_type bert --model_name_or_path {bert} --output_dir {bert} --do_eval",
+    ):
+        assert script(script_name, *f"{common} {command}".format(**p).split()) == 0, command
+    tr, full = (json.loads((p[k] / "eval_results.json").read_text()) for k in ("both", "bert"))
+    assert tr["mflops"] < tr["full_model_mflops"] == full["mflops"] and len(tr["kept_fraction"]) == 2
+    return p, tr, full
+
+
 def stage(command: str, **paths) -> int:
     """``run_classification.py`` with the common flags and ``command`` (``{name}`` = ``paths[name]``)."""
     return script("run_classification.py", *f"{COMMON} {command}".format(**paths).split())
