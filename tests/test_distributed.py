@@ -101,6 +101,15 @@ def test_two_processes_equal_one_process_with_twice_the_batch(tmp_path, imdb_dir
     assert stage(rl + " --per_gpu_train_batch_size 8", **p) == 0
     _torchrun(rl.replace("{rl1}", "{rl2}") + " --per_gpu_train_batch_size 4", **p)
     _assert_same_weights(p["rl1"], p["rl2"])
+
+    # joint training with distillation from the teacher logits written above
+    joint = "--model_type autobert --model_name_or_path {rl1} --output_dir {j1} --train_both --train_teacher" + seeded
+    p.update(j1=p["rl1"].parent / "j1", j2=p["rl1"].parent / "j2")
+    assert stage(joint + " --per_gpu_train_batch_size 8 --teacher_npy_path {one}/teacher_logits.npy", **p) == 0
+    _torchrun(
+        joint.replace("{j1}", "{j2}") + " --per_gpu_train_batch_size 4 --teacher_npy_path {one}/teacher_logits.npy", **p
+    )
+    _assert_same_weights(p["j1"], p["j2"])
     w1, w0 = _weights(p["rl1"]), _weights(p["one"])
     assert any(not torch.equal(w1[k], w0[k]) for k in w1 if k.startswith("selectors"))  # RL did train
 
@@ -153,6 +162,10 @@ def test_a_truncated_or_foreign_checkpoint_is_refused(tmp_path, capsys, imdb_dir
     assert "cannot resume a different run: --learning_rate 0.001 vs 1.0 now" in capsys.readouterr().err
     assert stage(resume.replace("--do_train", "--do_train --train_init --model_type initbert"), **p) == 2
     assert "stage finetune vs train_init now" in capsys.readouterr().err
+    state = json.loads((checkpoint / "training_state.json").read_text())
+    (checkpoint / "training_state.json").write_text(json.dumps({**state, "world_size": 2}))
+    assert stage(resume, **p) == 2
+    assert "world size 2 vs 1 now" in capsys.readouterr().err
     weights = checkpoint / "optimizer.safetensors"
     weights.write_bytes(weights.read_bytes()[:100])
     before = sorted(x.name for x in p["out"].iterdir())
