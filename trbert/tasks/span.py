@@ -117,6 +117,38 @@ class SpanTask:
             return MISALIGNED
         return start, start + len(text)
 
+    def _tokenized_windows(self, example: QAExample, tokenizer, max_length: int) -> list[dict]:
+        """``[CLS] question [SEP] window [SEP]`` for every window of the context: ``ids``,
+        ``types``, ``context`` (positions of context tokens), ``offsets [T, 2]`` (their character
+        spans, -1 elsewhere) and ``max_context``. Windows start ``--doc_stride`` word pieces apart
+        (-1: one window length, no overlap)."""
+        question = self._question(example, tokenizer)
+        question_length = len(tokenizer(question, add_special_tokens=False)["input_ids"])
+        window = max_length - question_length - 3
+        if window < 1:
+            raise InputError(f"{example.where}: --max_seq_length {max_length} leaves no room for the context")
+        step = window if self.doc_stride < 0 else min(self.doc_stride, window)
+        encoded = tokenizer(
+            question,
+            example.context,
+            truncation="only_second",
+            max_length=max_length,
+            stride=window - step,
+            return_overflowing_tokens=True,
+            return_offsets_mapping=True,
+        )
+        rows = []
+        for w in range(len(encoded["input_ids"])):
+            sequence = encoded.sequence_ids(w)
+            context = [i for i, s in enumerate(sequence) if s == 1]
+            offsets = np.full((len(sequence), 2), -1, dtype=np.int32)
+            if context:
+                offsets[context] = [encoded["offset_mapping"][w][i] for i in context]
+            types = encoded["token_type_ids"][w] if "token_type_ids" in encoded else [int(s == 1) for s in sequence]
+            rows.append({"ids": encoded["input_ids"][w], "types": types, "context": context, "offsets": offsets})
+        _mark_max_context(rows)
+        return rows
+
     def _windows(self, number: int, example: QAExample, tokenizer, max_length: int, training: bool) -> list[dict]:
         if not example.context.strip():
             self.counts["empty_contexts"] += 1
@@ -126,39 +158,16 @@ class SpanTask:
             if training:  # skipped in training (counted); evaluation still scores the question
                 return []
             answer = None
-        question = self._question(example, tokenizer)
-        question_length = len(tokenizer(question, add_special_tokens=False)["input_ids"])
-        window = max_length - question_length - 3
-        if window < 1:
-            raise InputError(f"{example.where}: --max_seq_length {max_length} leaves no room for the context")
-        encoded = tokenizer(
-            question,
-            example.context,
-            truncation="only_second",
-            max_length=max_length,
-            stride=max(0, window - self.doc_stride),
-            return_overflowing_tokens=True,
-            return_offsets_mapping=True,
-        )
         windows = []
-        for w in range(len(encoded["input_ids"])):
-            sequence = encoded.sequence_ids(w)
-            context = [i for i, s in enumerate(sequence) if s == 1]
-            if not context:
+        for row in self._tokenized_windows(example, tokenizer, max_length):
+            if not row["context"]:
                 continue
-            offsets = np.full((len(sequence), 2), -1, dtype=np.int32)
-            offsets[context] = [encoded["offset_mapping"][w][i] for i in context]
-            start, end = _locate(offsets, context, answer)
-            if training and self.drop_answerless_train_windows and answer is not None and start == 0:
+            row["start"], row["end"] = _locate(row["offsets"], row["context"], answer)
+            if training and self.drop_answerless_train_windows and answer is not None and row["start"] == 0:
                 self.counts["dropped_windows"] += 1
                 continue
-            types = encoded["token_type_ids"][w] if "token_type_ids" in encoded else [int(s == 1) for s in sequence]
-            windows.append(
-                {"ids": encoded["input_ids"][w], "types": types, "offsets": offsets, "start": start, "end": end}
-            )
-        _mark_max_context(windows)
-        for row in windows:
             row["example"] = number
+            windows.append(row)
         return windows
 
     # ---- loss -----------------------------------------------------------------------------

@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import InputError
 from ..model import MASKED
 from .answer_metrics import trivia_scores
 from .files import load_json, require
@@ -61,47 +60,29 @@ class TriviaTask(SpanTask):
             "token_type_ids": np.zeros((n, s, max_length), dtype=np.int8),
             "lengths": np.ones((n, s), dtype=np.int32),  # a filler window holds [CLS] only
             "offsets": np.full((n, s, max_length, 2), -1, dtype=np.int32),
+            "max_context": np.zeros((n, s, max_length), dtype=bool),
             "starts": np.full((n, s, a), -1, dtype=np.int64),
             "ends": np.full((n, s, a), -1, dtype=np.int64),
         }
         arrays["input_ids"][:, :, 0] = tokenizer.cls_token_id
         for i, example in enumerate(examples):
             self._fill(arrays, i, example, tokenizer, max_length)
-        arrays["max_context"] = arrays["offsets"][..., 0] >= 0  # non-overlapping windows by default
         return arrays
 
     def _fill(self, arrays, i, example, tokenizer, max_length) -> None:
         if not example.context.strip():
             self.counts["empty_contexts"] += 1
             return
-        question = self._question(example, tokenizer)
-        question_length = len(tokenizer(question, add_special_tokens=False)["input_ids"])
-        window = max_length - question_length - 3
-        if window < 1:
-            raise InputError(f"{example.where}: --max_seq_len {max_length} leaves no room for the document")
-        step = window if self.doc_stride < 0 else min(self.doc_stride, window)
-        encoded = tokenizer(
-            question,
-            example.context,
-            truncation="only_second",
-            max_length=max_length,
-            stride=window - step,
-            return_overflowing_tokens=True,
-            return_offsets_mapping=True,
-        )
         found = False
-        for w in range(min(self.max_segment, len(encoded["input_ids"]))):
-            ids, sequence = encoded["input_ids"][w], encoded.sequence_ids(w)
-            context = [t for t, x in enumerate(sequence) if x == 1]
-            arrays["input_ids"][i, w, : len(ids)] = ids
-            arrays["token_type_ids"][i, w, : len(ids)] = [int(x == 1) for x in sequence]
-            arrays["lengths"][i, w] = len(ids)
-            offsets = arrays["offsets"][i, w]
-            offsets[context] = [encoded["offset_mapping"][w][t] for t in context]
-            starts, ends = _gold_positions(offsets, context, example.spans)
-            k = min(len(starts), self.max_num_answers)
-            arrays["starts"][i, w, :k], arrays["ends"][i, w, :k] = starts[:k], ends[:k]
-            found |= k > 0
+        for w, row in enumerate(self._tokenized_windows(example, tokenizer, max_length)[: self.max_segment]):
+            k = len(row["ids"])
+            arrays["input_ids"][i, w, :k], arrays["token_type_ids"][i, w, :k] = row["ids"], row["types"]
+            arrays["lengths"][i, w] = k
+            arrays["offsets"][i, w, :k], arrays["max_context"][i, w, :k] = row["offsets"], row["max_context"]
+            starts, ends = _gold_positions(row["offsets"], row["context"], example.spans)
+            found |= len(starts) > 0
+            starts, ends = starts[: self.max_num_answers], ends[: self.max_num_answers]
+            arrays["starts"][i, w, : len(starts)], arrays["ends"][i, w, : len(ends)] = starts, ends
         if not found:  # no gold anywhere: [CLS] of every window (as the original)
             self.counts["questions_without_gold_span"] += 1
             arrays["starts"][i, :, 0] = arrays["ends"][i, :, 0] = 0
