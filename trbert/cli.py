@@ -209,7 +209,10 @@ _SPAN_FLAGS = [
         "--null_score_diff_threshold",
         dict(type=float, default=0.0, help="answer 'no answer' when null score - best span score exceeds this"),
     ),
-    ("--doc_stride", dict(type=int, default=128, help="step between the starts of consecutive context windows")),
+    (
+        "--doc_stride",
+        dict(type=int, default=128, help="step between the starts of consecutive context windows; -1: no overlap"),
+    ),
     ("--max_query_length", dict(type=int, default=64, help="question word pieces kept (longer ones are cut)")),
     ("--n_best_size", dict(type=int, default=20, help="start and end candidates considered per window")),
     ("--max_answer_length", dict(type=int, default=30, help="longest answer in word pieces")),
@@ -271,7 +274,23 @@ def build_parser(family: str = "classification", prog: str | None = None) -> arg
     return parser
 
 
-def validate(args, family: str = "classification") -> None:
+# integer flags that must be positive (where the script has them)
+POSITIVE = (
+    "per_gpu_train_batch_size",
+    "per_gpu_eval_batch_size",
+    "gradient_accumulation_steps",
+    "max_seq_length",
+    "max_query_length",
+    "n_best_size",
+    "max_answer_length",
+    "max_segment",
+    "max_num_answers",
+    "max_num_candidates",
+    "max_qa_length",
+)
+
+
+def validate(args) -> None:
     """Reject combinations the pipeline cannot run, before anything is read or written."""
     kind = model_kind(args.model_type)
     if args.do_train:
@@ -294,28 +313,16 @@ def validate(args, family: str = "classification") -> None:
         raise InputError("nothing to do: give --do_train, --do_eval, --do_eval_grad or --do_eval_logits")
     if args.fp16 and args.bf16:
         raise InputError("choose one of --fp16 and --bf16")
-    for name in (
-        *(
-            ("max_query_length", "n_best_size", "max_answer_length")
-            if family in ("squad", "mrqa", "trivia", "hotpot")
-            else ()
-        ),
-        *(("doc_stride",) if family in ("squad", "mrqa") else ()),
-        *(("max_segment", "max_num_answers") if family == "trivia" else ()),
-        *(("max_segment", "max_num_candidates") if family == "wikihop" else ()),
-        *(("max_qa_length",) if family == "race" else ()),
-        "per_gpu_train_batch_size",
-        "per_gpu_eval_batch_size",
-        "gradient_accumulation_steps",
-        "max_seq_length",
-    ):
-        if getattr(args, name) < 1:
+    for name in POSITIVE:
+        if hasattr(args, name) and getattr(args, name) < 1:
             raise InputError(f"--{name} must be at least 1")
+    if hasattr(args, "doc_stride") and args.doc_stride < 1 and args.doc_stride != -1:
+        raise InputError("--doc_stride must be at least 1, or -1 (windows without overlap)")
 
 
 def parse_args(argv=None, family: str = "classification", prog: str | None = None):
     args = build_parser(family, prog).parse_args(argv)
     args.task_name = args.task_name.lower()
     args.family = family
-    validate(args, family)
+    validate(args)
     return args

@@ -127,5 +127,10 @@ def batches(arrays, batch_size: int, by_length: bool = False) -> DataLoader:
     return loader_of(arrays, [order[i : i + batch_size].tolist() for i in range(0, len(order), batch_size)])
 
 
+def real_windows(lengths):
+    """Which windows ``[N, S]`` hold text: filler windows of a short example hold only [CLS]."""
+    return lengths > 1
+
+
 def to_device(batch: dict, device) -> dict:
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}

@@ -14,15 +14,7 @@ from torch import nn
 from transformers import BertModel, BertPreTrainedModel, DistilBertModel, DistilBertPreTrainedModel
 
 from .model import MASKED, BertBackbone, DistilBertBackbone, TokenReductionMixin
-from .seeding import uniform
-from .selector import (
-    batch_uniform_keep,
-    gather_tokens,
-    guided_target,
-    sample_keep,
-    selection_nll,
-    threshold_keep,
-)
+from .selector import gather_tokens, selection_nll
 
 
 class TRBertForSequenceClassification(TokenReductionMixin, BertBackbone, BertPreTrainedModel):
@@ -168,51 +160,34 @@ class SharedChoiceMixin:
     _question_end = None  # [rows], set for the duration of a forward
 
     def forward(self, input_ids, attention_mask, token_type_ids=None, head_inputs=None, **kwargs):
-        b, c = input_ids.shape[:2]
-
-        def rows(x):
-            return None if x is None else x.flatten(0, 1)
-
-        for key in ("guided_rows", "seeds"):
-            if kwargs.get(key) is not None:
-                kwargs[key] = kwargs[key].repeat_interleave(c)
-        kwargs["guide"] = rows(kwargs.get("guide"))
+        """The option rows run as the windows of one example (:meth:`segmented_forward`)."""
+        c = input_ids.shape[1]
         self._question_end = head_inputs["question_end"].repeat_interleave(c)
         try:
-            out = self.reduce_forward(rows(input_ids), rows(attention_mask), rows(token_type_ids), **kwargs)
+            out = self.segmented_forward(input_ids, attention_mask, token_type_ids, **kwargs)
         finally:
             self._question_end = None
-        out.logits = out.logits.view(b, c)
-        out.kept = [k.view(b, c) for k in out.kept]
-        if out.select_nll is not None:  # the rows of a question share one decision: count it once
-            out.select_nll = out.select_nll.view(b, c)[:, 0]
-        out.positions = out.positions.view(b, c, -1)
+        out.logits = out.logits.squeeze(-1)  # [B, C, 1] -> [B, C]
+        if out.select_nll is not None:  # the C rows carry the same shared decision: count it once
+            out.select_nll = out.select_nll / c
         return out
 
     def _selectable(self, alive, orig):
         return alive & (orig < self._question_end[:, None])
 
     def _select(self, w, x, alive, orig, selection, guide, guided_rows, seeds):
+        """One decision per question: probabilities from the option-averaged selector logits; the
+        first option row's guide and seed stand for the question, so every row decides alike."""
         c = self.num_labels
+
+        def first_row(t):
+            return None if t is None else t.view(-1, c, *t.shape[1:])[:, 0].repeat_interleave(c, 0)
+
         selectable = self._selectable(alive, orig)
         logits = self.selectors[w](x).float().view(-1, c, x.shape[1]).mean(1).repeat_interleave(c, 0)
         prob = torch.sigmoid(logits) * selectable
-        if selection == "threshold":
-            shared = threshold_keep(prob, selectable)
-        elif selection == "uniform":
-            shared = batch_uniform_keep(prob, selectable)
-        else:
-            target = None
-            if guide is not None and guided_rows is not None:  # the first option row's scores, by selector w
-                with torch.no_grad():
-                    first = guide[:, w].gather(1, orig).view(-1, c, x.shape[1])[:, 0].repeat_interleave(c, 0)
-                    target = guided_target(prob, first, selectable)
-            noise = None
-            if seeds is not None:
-                noise = uniform(seeds.view(-1, c)[:, 0], -1 - w, (x.shape[1],)).repeat_interleave(c, 0)
-            shared = sample_keep(prob, selectable, target, guided_rows, noise)
-        keep = (shared & selectable) | (alive & ~selectable)
-        return prob, keep
+        shared = self._decide(w, prob, selectable, orig, selection, first_row(guide), guided_rows, first_row(seeds))
+        return prob, shared | (alive & ~selectable)
 
     def _nll(self, prob, keep, alive, orig):
         """Averaged over the selectable positions only (spec §7.4 a)."""

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .data import batches, loader_of, to_device
+from .data import batches, loader_of, real_windows, to_device
 from .distributed import World, gather_rows, maximum, mean_gradients, progress, restore_rng, shard
 from .flops import FlopsCounter, mflops
 from .model import MASKED, selector_layers
@@ -180,8 +180,9 @@ def _sync(device):
 
 
 def predict(args, model, arrays, selection: str, world: World) -> dict:
-    """Logits ``[N, C]`` and kept counts ``[S, N]`` in dataset order, plus the model's wall time
-    (the slowest rank's: each rank runs its share of the rows)."""
+    """Logits (``[N, C]``, or ``[N, (windows,) C, T]`` for token-level heads) and kept counts
+    ``[selectors, N, (windows)]`` in dataset order, plus the model's wall time (the slowest rank's:
+    each rank runs its share of the rows)."""
     local = _predict_rows(args, model, shard(arrays, world), selection, world.device)
     n = len(arrays["lengths"])
     local["logits"] = gather_rows(local["logits"], n, world)
@@ -227,7 +228,7 @@ def evaluate(args, model, task, arrays, selection: str, world: World, split: str
     pred = predict(args, model, arrays, selection, world)
     lengths = arrays["lengths"].astype(np.int64)
     n, flat = len(lengths), lengths.reshape(-1)  # windows of an example (TriviaQA) count together
-    real = flat > 1 if lengths.ndim > 1 else np.ones(len(flat), dtype=bool)
+    real = real_windows(flat) if lengths.ndim > 1 else np.ones(len(flat), dtype=bool)
     kept = pred["kept"].reshape(len(pred["kept"]), -1)
     counter = FlopsCounter.from_config(model.config)
 

@@ -86,18 +86,24 @@ class TokenReductionMixin:
         return {layer: w for w, layer in enumerate(self.config.tr_selector_layers)}
 
     def _select(self, w, x, alive, orig, selection, guide, guided_rows, seeds):
-        """Decide which positions of ``x [B, T, d]`` survive selector ``w``."""
+        """Keep probabilities ``[B, T]`` of selector ``w`` on ``x [B, T, d]`` and which positions survive."""
         prob = keep_probabilities(self.selectors[w](x), alive)
+        return prob, self._decide(w, prob, alive, orig, selection, guide, guided_rows, seeds)
+
+    @staticmethod
+    def _decide(w, prob, alive, orig, selection, guide, guided_rows, seeds):
+        """The keep decision ``[B, T]`` for ``prob``: threshold, batch-uniform, or sampled (with the
+        imitation target on guided rows and per-row seeded noise)."""
         if selection == "threshold":
-            return prob, threshold_keep(prob, alive)
+            return threshold_keep(prob, alive)
         if selection == "uniform":
-            return prob, batch_uniform_keep(prob, alive)
+            return batch_uniform_keep(prob, alive)
         target = None
         if guide is not None and guided_rows is not None:
             with torch.no_grad():
                 target = guided_target(prob, guide[:, w].gather(1, orig), alive)
-        noise = uniform(seeds, -1 - w, (x.shape[1],)) if seeds is not None else None
-        return prob, sample_keep(prob, alive, target, guided_rows, noise)
+        noise = uniform(seeds, -1 - w, (prob.shape[1],)) if seeds is not None else None
+        return sample_keep(prob, alive, target, guided_rows, noise)
 
     def _nll(self, prob, keep, alive, orig):
         """Log-likelihood term of one selection per row (a hook for shared selections)."""

@@ -23,7 +23,7 @@ from .data import load_features
 from .distributed import World, barrier, broadcast_parameters, rng_states, setup, teardown
 from .errors import InputError, exit_code
 from .loop import evaluate, teacher_logits, token_scores, train
-from .resume import prune, read_training_state, resolve, write_training_state
+from .resume import prune, read_training_state, resolve, step_of, write_training_state
 from .stages import SCORES, TEACHER, model_kind, needed_artifacts, training_stage
 from .tasks import make_task
 
@@ -173,9 +173,7 @@ def run_evaluation(args, task, world: World) -> list[dict]:
     out = Path(args.output_dir)
     paths = [out]
     if args.eval_all_checkpoints:
-        paths += sorted(
-            out.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]) if p.name.split("-")[-1].isdigit() else 0
-        )
+        paths += sorted(out.glob("checkpoint-*"), key=step_of)
     return [evaluate_checkpoint(args, task, p, world) for p in paths if (p / "config.json").is_file() or p == out]
 
 

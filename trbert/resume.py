@@ -87,12 +87,12 @@ def _unflatten(tensors: dict[str, torch.Tensor], param_groups: list) -> dict:
     return {"state": state, "param_groups": param_groups}
 
 
-def write_training_state(folder: Path, position: Position, loop, rng: dict, args, stage: str, world_size: int) -> None:
+def write_training_state(folder: Path, position: Position, run, rng: dict, args, stage: str, world_size: int) -> None:
     """Fill ``folder`` (a checkpoint being written) with the training state; the JSON goes last."""
-    save_file(_flatten(loop.optimizer.state_dict()), folder / OPTIMIZER)
+    optimizer = run.optimizer.state_dict()
+    save_file(_flatten(optimizer), folder / OPTIMIZER)
     save_file({k: v.contiguous() for k, v in rng.items()}, folder / RNG)
-    groups = loop.optimizer.state_dict()["param_groups"]
-    files = sorted(p.name for p in folder.rglob("*") if p.is_file())
+    files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
     state = {
         "step": position.step,
         "epoch": position.epoch,
@@ -100,9 +100,9 @@ def write_training_state(folder: Path, position: Position, loop, rng: dict, args
         "world_size": world_size,
         "stage": stage,
         "arguments": {k: getattr(args, k, None) for k in FIXED},
-        "param_groups": groups,
-        "scheduler": {k: v for k, v in loop.scheduler.state_dict().items() if k != "lr_lambdas"},
-        "scaler": loop.scaler.state_dict(),
+        "param_groups": optimizer["param_groups"],
+        "scheduler": {k: v for k, v in run.scheduler.state_dict().items() if k != "lr_lambdas"},
+        "scaler": run.scaler.state_dict(),
         "sha256": {name: file_digest(folder / name) for name in files},
     }
     (folder / STATE).write_text(json.dumps(state, indent=2))
@@ -155,16 +155,17 @@ def read_training_state(folder: Path, args, stage: str, world_size: int) -> dict
     return state
 
 
-def restore(loop, state: dict, device) -> Position:
-    """Load optimizer, scheduler and scaler state into ``loop``; returns the saved position."""
-    loop.optimizer.load_state_dict(state["optimizer"])
-    for slots in loop.optimizer.state.values():
+def restore(run, state: dict, device) -> Position:
+    """Load optimizer, scheduler and scaler state into ``run`` (a :class:`trbert.loop.Optimization`);
+    returns the saved position."""
+    run.optimizer.load_state_dict(state["optimizer"])
+    for slots in run.optimizer.state.values():
         for name, value in slots.items():
             if torch.is_tensor(value) and name != "step":
                 slots[name] = value.to(device)
-    loop.scheduler.load_state_dict({**state["scheduler"], "lr_lambdas": [None] * len(loop.optimizer.param_groups)})
+    run.scheduler.load_state_dict({**state["scheduler"], "lr_lambdas": [None] * len(run.optimizer.param_groups)})
     if state["scaler"]:
-        loop.scaler.load_state_dict(state["scaler"])
+        run.scaler.load_state_dict(state["scaler"])
     return Position(state["step"], state["epoch"], state["micro"])
 
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .data import real_windows
 from .objective import REPLICAS, guided_rows, init_loss, length_fraction, reinforce_loss, rewards
 from .seeding import combine
 
@@ -74,7 +75,7 @@ def reinforce_step(model, task, batch, ctx, joint: bool):
     out = forward_batch(model, rows, selection="sample", guide=guide, guided_rows=chosen)
     task_loss = task.row_loss(out.logits, rows, teacher=joint and args.train_teacher, temperature=args.temperature)
     denominator = args.max_seq_length if args.length_penalty == "padded" else rows["lengths"].float()
-    real = rows["lengths"] > 1 if rows["lengths"].dim() == 2 else None  # windows of one example
+    real = real_windows(rows["lengths"]) if rows["lengths"].dim() == 2 else None  # windows of one example
     length = length_fraction(out.kept, denominator, real) if out.kept else torch.zeros_like(task_loss)
     reward = rewards(task_loss, length, args.alpha)
     selector_loss = reinforce_loss(reward, out.select_nll)

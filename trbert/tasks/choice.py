@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..data import real_windows
 from ..errors import InputError
 from ..model import MASKED
 from ..objective import cross_entropy_rows, distillation_rows
@@ -213,7 +214,7 @@ class WikihopTask:
         [CLS]); absent candidates ``MASKED``. ``logits [B, S, 1, T]``."""
         windows = logits.shape[1]
         at = logits[:, :, 0].gather(2, markers.clamp_min(0)[:, None, :].expand(-1, windows, -1))  # [B, S, C]
-        real = (lengths > 1)[..., None]
+        real = real_windows(lengths)[..., None]
         mean = (at * real).sum(1) / real.sum(1).clamp_min(1)
         return mean.masked_fill(markers < 0, MASKED)
 
