@@ -1,5 +1,6 @@
 """Shared fixtures: a tiny WordPiece vocabulary, tiny random BERT / DistilBERT checkpoints, data."""
 
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -63,3 +64,9 @@ def imdb_dir(tmp_path):
     for split in ("train", "dev", "test"):
         (target / f"{split}.jsonl").write_text((FIXTURES / "imdb" / f"{split}.jsonl").read_text())
     return target
+
+
+def featurize(task, examples, tokenizer, max_length: int, split: str = "train"):
+    """``task.featurize`` on all of ``examples`` at once: ``(arrays, counts)``."""
+    counts = Counter()
+    return task.featurize(list(examples), tokenizer, max_length, split, 0, counts), counts

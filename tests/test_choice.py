@@ -1,41 +1,36 @@
 """RACE and WikiHop: readers and their bad input, features, losses, and every stage of both scripts."""
 
 import json
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
-from conftest import FIXTURES, fixture_tokenizer, tiny_bert_config, tiny_distilbert_config
+from conftest import FIXTURES, featurize, fixture_tokenizer, tiny_bert_config, tiny_distilbert_config
 from test_pipeline import every_stage, script
 from transformers import BertForMultipleChoice, DistilBertForMultipleChoice
 
 from trbert.errors import InputError
 from trbert.heads import TRBertForMultipleChoice, TRDistilBertForMultipleChoice
-from trbert.tasks import make_task
-from trbert.tasks.choice import read_race
+from trbert.tasks import family, make_task
+from trbert.tasks.race import read_race
 
 RACE, WIKIHOP = FIXTURES / "race", FIXTURES / "wikihop"
 
 
 def _wikihop(**overrides):
-    options = dict(
-        train_file="train.json",
-        predict_file="dev_sort.json",
-        max_segment=3,
-        max_doc_len=1024,
-        max_num_candidates=79,
-        doc_stride=-1,
-    )
-    return make_task(SimpleNamespace(**{**options, **overrides}), "wikihop")
+    return make_task("wikihop", family("wikihop").config(**{"max_segment": 3, **overrides}))
+
+
+def _race(shared: bool):
+    return make_task("race", family("race").config(max_qa_length=12, shared_selection=shared))
 
 
 def test_race_reader_features_and_question_accuracy(tmp_path):
     questions = read_race(RACE / "train")
     assert len(questions) >= 4 and all(len(q.options) == 4 and 0 <= q.answer < 4 for q in questions)
-    task = make_task(SimpleNamespace(max_qa_length=12, shared_selection=False), "race")
+    task = _race(shared=False)
     tokenizer = fixture_tokenizer()
-    arrays = task.featurize(questions, tokenizer, 40)
+    arrays, _ = featurize(task, questions, tokenizer, 40)
     assert arrays["input_ids"].shape == (4 * len(questions), 40)
     assert (arrays["labels"].reshape(-1, 4).sum(1) == 1).all()  # one right option per question
     group = arrays["input_ids"][:4]
@@ -43,9 +38,9 @@ def test_race_reader_features_and_question_accuracy(tmp_path):
     assert len(set(first_sep)) == 1  # the passage has one length for the four options
     logits = np.zeros((len(arrays["labels"]), 2), dtype=np.float32)
     logits[:, 1] = arrays["labels"]  # the right option scores highest
-    assert task.score(logits, arrays)["acc"] == 1.0
+    assert task.score(task.predict(logits, arrays, questions), questions)["acc"] == 1.0
     logits[:, 1] = -arrays["labels"]
-    assert task.score(logits, arrays)["acc"] == 0.0
+    assert task.score(task.predict(logits, arrays, questions), questions)["acc"] == 0.0
 
     bad = tmp_path / "train" / "high"
     bad.mkdir(parents=True)
@@ -63,7 +58,7 @@ def test_wikihop_windows_markers_and_loss(tmp_path):
     task = _wikihop()
     tokenizer = fixture_tokenizer()
     items = task.read(WIKIHOP, "train")
-    arrays = task.featurize(items, tokenizer, 32)
+    arrays, _ = featurize(task, items, tokenizer, 32)
     assert arrays["input_ids"].shape == (10, 3, 32)
     unused1 = tokenizer.convert_tokens_to_ids("[unused1]")
     for i, item in enumerate(items):
@@ -112,8 +107,7 @@ def test_every_stage_of_the_choice_scripts(tmp_path, tiny_bert_dir, script_name,
 
 
 def _choice_batch(tokenizer):
-    task = make_task(SimpleNamespace(max_qa_length=12, shared_selection=True), "race")
-    arrays = task.featurize(read_race(RACE / "train")[:3], tokenizer, 40)
+    arrays, _ = featurize(_race(shared=True), read_race(RACE / "train")[:3], tokenizer, 40)
     width = int(arrays["lengths"].max())
     ids = torch.from_numpy(arrays["input_ids"][..., :width]).long()
     types = torch.from_numpy(arrays["token_type_ids"][..., :width]).long()

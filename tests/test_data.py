@@ -25,9 +25,9 @@ def test_tasks_and_label_counts():
 
 
 def test_jsonl_and_yelp_readers():
-    imdb = get_task("imdb").read(FIXTURES / "imdb", "train")
+    imdb = list(get_task("imdb").read(FIXTURES / "imdb", "train"))
     assert len(imdb) == 48 and {y for _, y in imdb} == {0, 1}
-    yelp = get_task("yelp_f").read(FIXTURES / "yelp", "train")
+    yelp = list(get_task("yelp_f").read(FIXTURES / "yelp", "train"))
     assert len(yelp) == 24 and {y for _, y in yelp} == {0, 1, 2, 3, 4}  # 1-based in the file
 
 
@@ -43,18 +43,18 @@ def test_jsonl_and_yelp_readers():
 def test_bad_jsonl_lines_name_file_and_line(tmp_path, content, message):
     (tmp_path / "train.jsonl").write_text(content)
     with pytest.raises(InputError, match=message):
-        get_task("imdb").read(tmp_path, "train")
+        list(get_task("imdb").read(tmp_path, "train"))
 
 
 def test_bad_yelp_rows_and_missing_files(tmp_path):
     (tmp_path / "train.csv").write_text('3,"good"\n6,"too many stars"\n')
     with pytest.raises(InputError, match=r"train.csv:2: label 6 is not one of 1..5"):
-        get_task("yelp_f").read(tmp_path, "train")
+        list(get_task("yelp_f").read(tmp_path, "train"))
     (tmp_path / "train.csv").write_text("3\n")
     with pytest.raises(InputError, match="expected 2 columns"):
-        get_task("yelp_f").read(tmp_path, "train")
+        list(get_task("yelp_f").read(tmp_path, "train"))
     with pytest.raises(InputError, match="dev.csv: data file not found"):
-        get_task("yelp_f").read(tmp_path, "dev")
+        list(get_task("yelp_f").read(tmp_path, "dev"))
 
 
 def test_features_and_cache_key(imdb_dir, tokenizer):
@@ -62,10 +62,10 @@ def test_features_and_cache_key(imdb_dir, tokenizer):
     arrays, fingerprint = load_features(task, imdb_dir, "train", tokenizer, 16)
     assert arrays["input_ids"].shape == (48, 16) and arrays["lengths"].max() == 16
     assert (arrays["input_ids"][:, 0] == tokenizer.cls_token_id).all()
-    cached = list((imdb_dir / "cached_features").glob("*.npz"))
-    assert len(cached) == 1
-    load_features(task, imdb_dir, "train", tokenizer, 24)  # another length: another cache file
-    assert len(list((imdb_dir / "cached_features").glob("*.npz"))) == 2
+    cached = list((imdb_dir / "cached_features").glob("*/meta.json"))
+    assert len(cached) == 1 and isinstance(arrays["input_ids"], np.memmap)  # read back memory-mapped
+    load_features(task, imdb_dir, "train", tokenizer, 24)  # another length: another cache folder
+    assert len(list((imdb_dir / "cached_features").glob("*/meta.json"))) == 2
     with open(imdb_dir / "train.jsonl", "a") as f:  # new content: the old cache is not reused
         f.write(json.dumps({"text": "good good", "label": 1}) + "\n")
     changed, new_fingerprint = load_features(task, imdb_dir, "train", tokenizer, 16)
@@ -94,7 +94,7 @@ def test_hyperpartisan_split_is_seeded_and_per_class():
     assert splits == split_hyperpartisan(articles)
     counts = {s: [sum(r["label"] == c for r in rows) for c in (0, 1)] for s, rows in splits.items()}
     assert counts == {"train": [20, 12], "dev": [3, 1], "test": [3, 1]}  # 26 class-0, 14 class-1 articles
-    original = split_hyperpartisan(articles, original_sizes=True)  # D19: class 1 sized from class 0
+    original = split_hyperpartisan(articles, original_sizes=True)  # the original: class 1 sized from class 0
     assert [sum(r["label"] == 1 for r in original[s]) for s in ("dev", "test")] == [3, 3]
     texts = [r["text"] for rows in splits.values() for r in rows]
     assert sorted(texts) == sorted(t for t, _ in articles)

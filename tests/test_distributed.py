@@ -6,7 +6,6 @@ import signal
 import subprocess
 import sys
 import time
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -16,8 +15,9 @@ from safetensors.torch import load_file
 from test_pipeline import COMMON, ROOT, stage
 
 from trbert import TRBertForSequenceClassification
+from trbert.config import Precision
 from trbert.distributed import World
-from trbert.loop import _epoch_slices, autocast
+from trbert.loop import epoch_slices
 from trbert.seeding import example_seeds, uniform
 
 
@@ -48,13 +48,13 @@ def test_seeded_dropout_and_sampling_give_a_row_the_same_result_in_any_batch():
 
 
 def test_each_global_batch_is_cut_into_one_slice_per_rank():
-    single = _epoch_slices(10, 1, 0, 4, World())
-    ranks = [_epoch_slices(10, 1, 0, 4, World(rank=r, size=2)) for r in (0, 1)]
+    single = epoch_slices(10, 1, 0, 4, World())
+    ranks = [epoch_slices(10, 1, 0, 4, World(rank=r, size=2)) for r in (0, 1)]
     for whole, (a, wa), (b, wb) in zip(single, ranks[0], ranks[1], strict=True):
         assert a + b == whole[0] and whole[1] == 1.0
         # every row's loss ends up weighted 1 / (global rows): the mean over the global batch
         assert wa / (2 * len(a)) == wb / (2 * len(b)) == pytest.approx(1 / len(whole[0]))
-    three = [_epoch_slices(7, 1, 0, 6, World(rank=r, size=3)) for r in range(3)]
+    three = [epoch_slices(7, 1, 0, 6, World(rank=r, size=3)) for r in range(3)]
     assert [s[-1][1] for s in three] == [3.0, 0.0, 0.0]  # last batch: one row; idle ranks weigh 0
 
 
@@ -180,7 +180,6 @@ def test_a_truncated_or_foreign_checkpoint_is_refused(tmp_path, capsys, imdb_dir
 
 def test_the_stage_runs_on_a_cpu_under_bfloat16():
     model = TRBertForSequenceClassification(tiny_bert_config()).train()
-    args = SimpleNamespace(fp16=False, bf16=True)
-    with autocast(args, torch.device("cpu")):
+    with Precision(bf16=True).autocast(torch.device("cpu")):
         out = model(torch.randint(5, 40, (2, 6)), torch.ones(2, 6, dtype=torch.bool), selection="sample")
     assert out.logits.dtype == torch.bfloat16 and out.select_nll.dtype == torch.float32

@@ -3,7 +3,7 @@
 import torch
 
 from trbert.objective import (
-    distillation_rows,
+    distillation,
     guided_rows,
     init_loss,
     length_fraction,
@@ -44,10 +44,15 @@ def test_guided_rows_are_replica_zero_while_guiding():
     assert not guided_rows(3, False, replicas=2).any()
 
 
-def test_distillation_is_soft_cross_entropy():
+def test_distillation_is_soft_cross_entropy_summed_over_weighted_groups():
     student, teacher = torch.tensor([[1.0, 2.0]]), torch.tensor([[0.0, 0.0]])
     expected = -0.5 * (torch.log_softmax(student, -1).sum())
-    assert torch.allclose(distillation_rows(student, teacher), expected[None])
+    assert torch.allclose(distillation([(student[:, None], None)], [(teacher[:, None], None)]), expected[None])
+    # two groups (a span's start and end), the second weighted by 0.25; temperature 2 softens both
+    s, t = torch.tensor([[[1.0, 2.0], [0.0, 3.0]]]), torch.tensor([[[2.0, 0.0], [1.0, 1.0]]])
+    ce = [-(torch.softmax(t[0, g] / 2, -1) * torch.log_softmax(s[0, g] / 2, -1)).sum() for g in (0, 1)]
+    weights = torch.tensor([[1.0, 0.25]])
+    assert torch.allclose(distillation([(s, weights)], [(t, None)], 2.0), (ce[0] + 0.25 * ce[1])[None])
 
 
 def test_rank_targets():

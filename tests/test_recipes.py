@@ -19,10 +19,11 @@ def test_every_recipe_command_parses():
     commands = _commands()
     assert len(commands) == 7  # fine-tune, scores, warm start, RL, logits, joint, eval
     for argv in commands:
-        args = parse_args(argv)
-        assert args.task_name == "imdb" and args.max_seq_length == 512
+        job = parse_args(argv)
+        assert job.run.task_name == "imdb" and job.run.max_seq_length == 512
     rl = parse_args(commands[3])
-    assert rl.train_rl and rl.alpha == 1 and rl.guide_rate == 0.5 and rl.model_type == "autobert"
+    assert rl.run.train_rl and rl.reduction.alpha == 1 and rl.reduction.guide_rate == 0.5
+    assert rl.run.model_type == "autobert" and rl.stage == "train_rl"
 
 
 FAMILY_OF = {
@@ -47,7 +48,7 @@ def test_every_readme_command_parses_with_its_script():
             continue
         script, *base = shlex.split(common[2:].strip('"'))[1:]
         for line in (line for line in lines if line.startswith("$C ")):
-            args = parse_args(base + shlex.split(line[2:]), FAMILY_OF[script], script)
+            job = parse_args(base + shlex.split(line[2:]), FAMILY_OF[script], script)
             seen[script] = seen.get(script, 0) + 1
-            assert args.family == FAMILY_OF[script]
+            assert job.family == FAMILY_OF[script]
     assert set(seen) == set(FAMILY_OF) and min(seen.values()) >= 6  # every stage of every script

@@ -3,38 +3,29 @@ stage of run_squad.py and run_mrqa.py."""
 
 import gzip
 import json
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
-from conftest import FIXTURES, fixture_tokenizer, tiny_bert_config, tiny_distilbert_config
+from conftest import FIXTURES, featurize, fixture_tokenizer, tiny_bert_config, tiny_distilbert_config
 from test_pipeline import every_stage, script
 from transformers import BertForQuestionAnswering, DistilBertForQuestionAnswering
 
 from trbert.errors import InputError
 from trbert.heads import TRBertForHotpotQA, TRBertForQuestionAnswering, TRDistilBertForQuestionAnswering
-from trbert.tasks import HotpotTask, make_task
+from trbert.tasks import family, make_task
 from trbert.tasks.answer_metrics import f1, normalize_answer, squad_scores, trivia_scores
-from trbert.tasks.qa_readers import read_mrqa, read_squad
+from trbert.tasks.hotpot import HotpotTask
+from trbert.tasks.mrqa import read_mrqa
 from trbert.tasks.span import QAExample
+from trbert.tasks.squad import read_squad
 
 SQUAD, MRQA, TRIVIA, HOTPOT = (FIXTURES / name for name in ("squad", "mrqa", "trivia", "hotpot"))
 
 
-def _task(family="squad", **overrides):
-    options = dict(
-        task_name="newsqa",
-        train_file={"squad": "train-v2.0.json", "mrqa": "train.jsonl", "trivia": "train.json"}[family],
-        predict_file={"squad": "dev-v2.0.json", "mrqa": "dev.jsonl", "trivia": "dev.json"}[family],
-        doc_stride=16,
-        max_query_length=12,
-        n_best_size=20,
-        max_answer_length=30,
-        version_2_with_negative=True,
-        null_score_diff_threshold=0.0,
-    )
-    return make_task(SimpleNamespace(**{**options, **overrides}), family)
+def _task(name="squad", **overrides):
+    options = dict(doc_stride=16, max_query_length=12, n_best_size=20, version_2_with_negative=True)
+    return make_task(name, family(name).config(**{**options, **overrides}), "newsqa")
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +58,8 @@ def test_readers(tmp_path):
 def test_answer_alignment_round_trips(tokenizer, family):
     task = _task(family)
     examples = task.read(SQUAD if family == "squad" else MRQA, "train")
-    arrays = task.featurize(examples, tokenizer, 48, "train")
-    assert task.counts["misaligned"] == 1 and task.counts["truncated_questions"] == 1
+    arrays, counts = featurize(task, examples, tokenizer, 48, "train")
+    assert counts["misaligned"] == 1 and counts["truncated_questions"] == 1
     answered = 0
     for row in range(len(arrays["lengths"])):
         example = examples[arrays["example"][row]]
@@ -166,7 +157,7 @@ def test_positions_extend_beyond_the_checkpoint():
 def test_decoding_picks_the_best_span_and_the_null_answer(tokenizer):
     task = _task("squad")
     examples = task.read(SQUAD, "dev")
-    arrays = task.featurize(examples, tokenizer, 48, "dev")
+    arrays, _ = featurize(task, examples, tokenizer, 48, "dev")
     logits = np.full((len(arrays["lengths"]), 2, 48), -5.0, dtype=np.float32)
     logits[:, :, 0] = 0.0  # [CLS]: null score 0 beats every other span (-10)
     rows = range(len(arrays["lengths"]))
@@ -211,6 +202,9 @@ def test_every_stage_of_the_span_scripts(tmp_path, tiny_bert_dir, script_name, d
     assert (script_name == "run_hotpotqa.py") == (teacher.shape[-2] == 7)  # span, switch, sentence rows
     assert tr["total"] == full["total"] and 0 <= tr["f1"] <= 100
     predictions = json.loads((p["both"] / "predictions.json").read_text())
+    if script_name == "run_hotpotqa.py":  # HotpotQA's official format: answers and supporting facts
+        assert set(predictions) == {"answer", "sp"} and len(predictions["sp"]) == tr["total"]
+        predictions = predictions["answer"]
     assert len(predictions) == tr["total"] and all(isinstance(v, str) for v in predictions.values())
     assert (p["both"] / "null_odds.json").is_file() == (script_name == "run_squad.py")
 
@@ -227,8 +221,8 @@ def test_a_malformed_file_stops_the_script_with_its_name(tmp_path, capsys, tiny_
 def test_trivia_windows_and_the_shared_normalisation_loss(tokenizer):
     task = _task("trivia", doc_stride=-1, max_segment=3, max_num_answers=64)
     examples = task.read(TRIVIA, "train")
-    arrays = task.featurize(examples, tokenizer, 48, "train")
-    assert arrays["input_ids"].shape == (10, 3, 48) and task.counts["questions_without_gold_span"] == 1
+    arrays, counts = featurize(task, examples, tokenizer, 48, "train")
+    assert arrays["input_ids"].shape == (10, 3, 48) and counts["questions_without_gold_span"] == 1
     for i, example in enumerate(examples):  # every gold position decodes to the answer text
         for w in range(3):
             for s, e in zip(arrays["starts"][i, w], arrays["ends"][i, w], strict=True):
@@ -253,7 +247,7 @@ def test_trivia_windows_and_the_shared_normalisation_loss(tokenizer):
 def test_hotpot_features_heads_and_answers(tokenizer):
     task = HotpotTask(max_answer_length=30)
     examples = task.read(HOTPOT, "train")
-    arrays = task.featurize(examples, tokenizer, 64, "train")
+    arrays, _ = featurize(task, examples, tokenizer, 64, "train")
     assert arrays["switch"].tolist() == [{"yes": 1, "no": 2}.get(e.answer, 0) for e in examples]
     for i, example in enumerate(examples):
         s, e = arrays["starts"][i, 0], arrays["ends"][i, 0]
@@ -266,7 +260,7 @@ def test_hotpot_features_heads_and_answers(tokenizer):
     model, reference = _stock_pair(tiny_bert_config(), TRBertForHotpotQA, BertForQuestionAnswering)
     for selector in model.selectors:
         selector.out.bias.data.fill_(20.0)
-    batch = {k: torch.from_numpy(v[:3]) for k, v in arrays.items() if k not in ("origin",)}
+    batch = {k: torch.from_numpy(v[:3]) for k, v in arrays.items() if k not in ("origin", "sent_ids")}
     width = int(batch["lengths"].max())
     ids, types = batch["input_ids"][:, :width].long(), batch["token_type_ids"][:, :width].long()
     mask = torch.arange(width) < batch["lengths"][:, None]
@@ -279,11 +273,12 @@ def test_hotpot_features_heads_and_answers(tokenizer):
     assert loss.shape == (3,) and torch.isfinite(loss).all()
     # decoding: the switch answers yes / no; F1 scores a wrong yes/no as 0
     dev = task.read(HOTPOT, "dev")
-    dev_arrays = task.featurize(dev, tokenizer, 64, "dev")
+    dev_arrays, _ = featurize(task, dev, tokenizer, 64, "dev")
     logits = np.full((len(dev), 7, 64), -5.0, dtype=np.float32)
     logits[:, 2:5, 0] = [0.0, 1.0, 0.0]  # switch: yes
-    assert set(task.decode(logits, dev_arrays, dev).values()) == {"yes"}
-    report = task.score(logits, dev_arrays, HOTPOT, "dev")
+    predictions = task.predict(logits, dev_arrays, dev)
+    assert set(predictions.answers["answer"].values()) == {"yes"}
+    report = task.score(predictions, dev)
     assert report["f1"] == pytest.approx(100.0 * sum(e.answer == "yes" for e in dev) / len(dev))
 
 
@@ -291,7 +286,6 @@ def test_empty_contexts_are_counted_and_an_all_empty_file_is_refused(tokenizer):
     task = _task("squad")
     good = QAExample("q1", "What film?", "The film was great.", ["film"], 4, "film")
     empty = QAExample("q2", "What?", "   ", [], None)
-    arrays = task.featurize([good, empty], tokenizer, 48, "train")
-    assert task.counts["empty_contexts"] == 1 and arrays["example"].tolist() == [0]
-    with pytest.raises(InputError, match="no usable question"):
-        task.featurize([empty], tokenizer, 48, "train")
+    arrays, counts = featurize(task, [good, empty], tokenizer, 48, "train")
+    assert counts["empty_contexts"] == 1 and arrays["example"].tolist() == [0]
+    assert len(featurize(task, [empty], tokenizer, 48, "train")[0]["lengths"]) == 0

@@ -1,15 +1,14 @@
 """The unpadded inference path equals the padded one; length-sorted evaluation restores order."""
 
-from types import SimpleNamespace
-
 import numpy as np
 import pytest
 import torch
 from conftest import tiny_bert_config, tiny_distilbert_config
 
 from trbert import TRBertForSequenceClassification, TRDistilBertForSequenceClassification
+from trbert.config import EvalConfig, Precision
 from trbert.distributed import World
-from trbert.loop import predict
+from trbert.inference import predict
 from trbert.packed import keep_tokens, pack
 
 MODELS = [
@@ -71,17 +70,15 @@ def test_length_sorted_evaluation_restores_dataset_order(path):
     model = _model(tiny_bert_config, TRBertForSequenceClassification)
     ids, mask = _batch(5, batch=11)
     arrays = {"input_ids": ids.numpy().astype(np.int32), "lengths": mask.sum(1).numpy().astype(np.int32)}
-    args = SimpleNamespace(
-        per_gpu_eval_batch_size=4, inference_path=path, attention_kernel="auto", fp16=False, bf16=False
-    )
-    batched = predict(args, model, arrays, "threshold", World())
+    config = EvalConfig(per_gpu_eval_batch_size=4, inference_path=path)
+    batched = predict(model, arrays, "threshold", config, Precision(), World())
     with torch.no_grad():
         alone = [
             model(ids[i : i + 1, : int(mask[i].sum())], mask[i : i + 1, : int(mask[i].sum())], selection="threshold")
             for i in range(11)
         ]
-    assert np.allclose(batched["logits"], torch.cat([o.logits for o in alone]).numpy(), atol=1e-5)
-    assert batched["path"] == path
+    assert np.allclose(batched.logits, torch.cat([o.logits for o in alone]).numpy(), atol=1e-5)
+    assert batched.path == path
 
 
 def test_equal_lengths_take_the_reshape_path_with_the_same_result():

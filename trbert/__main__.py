@@ -37,7 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     split.add_argument(
         "--original_split",
         action="store_true",
-        help="size class-1 dev/test from the class-0 count, as the original (D19)",
+        help="size class-1 dev/test from the class-0 count, as the original",
     )
     rank = sub.add_parser("rank", help="token_ranks.npy from token_scores.npy for --train_init")
     rank.add_argument("--model_dir", required=True, help="fine-tuned model directory holding token_scores.npy")

@@ -1,9 +1,11 @@
 """Features on disk and in batches: the feature cache, the dataset and the batch collation.
 
 What this file is: everything between a task's examples and the tensors the model eats.
-Features are a dict of numpy arrays with one row per dataset item (``input_ids [N, T]``,
+Features are a dict of arrays with one row per dataset item (``input_ids [N, T]``,
 ``lengths [N]``, labels, and stage inputs such as ``guide [N, S, T]`` or ``teacher [N, C]``).
-Batches are trimmed to the longest sequence they hold.
+They are built a chunk of examples at a time straight into files on disk and read back
+memory-mapped, so memory stays flat in the number of documents. Batches are trimmed to the
+longest sequence they hold.
 """
 
 from __future__ import annotations
@@ -12,16 +14,23 @@ import hashlib
 import json
 import logging
 import os
+import shutil
+import tempfile
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from .errors import InputError
+
 logger = logging.getLogger(__name__)
 
+FORMAT = 2  # feature cache layout: a folder of .npy files and meta.json (1 was one .npz)
+CHUNK = 2048  # examples featurised at a time
 TOKEN_ARRAYS = ("input_ids", "token_type_ids", "guide", "ranks")  # arrays whose last axis is the token axis
-HOST_ONLY = ("offsets", "max_context", "origin")  # decoding aids that never go into a batch
+HOST_ONLY = ("offsets", "max_context", "origin", "sent_ids")  # decoding aids that never go into a batch
 
 
 def file_digest(path: Path) -> str:
@@ -53,44 +62,122 @@ def tokenizer_digest(tokenizer) -> str:
 
 def dataset_fingerprint(task, data_dir: str, split: str, tokenizer, max_length: int) -> dict:
     """What identifies a featurised split; also stored next to every per-row stage file."""
-    path = task.path(data_dir, split)
     return {
         "task": task.name,
         "split": split,
-        "source_sha256": file_digest(path),
+        "source_sha256": file_digest(task.path(data_dir, split)),
         "tokenizer_sha256": tokenizer_digest(tokenizer),
         "max_seq_length": max_length,
         **task.settings,
     }
 
 
-def load_features(task, data_dir, split, tokenizer, max_length, cache_dir=None, overwrite=False):
-    """Featurise a split, through a cache keyed by everything that changes the features (D20 fixed).
+class ArrayWriter:
+    """Rows appended chunk by chunk to raw files in ``folder``; :meth:`finish` turns them into
+    ``.npy`` files without holding more than a block in memory."""
 
-    Returns ``(arrays, fingerprint)``. The cache is ``.npz`` (no pickle), written atomically."""
-    fingerprint = dataset_fingerprint(task, data_dir, split, tokenizer, max_length)
-    key = hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:20]
-    cache = Path(cache_dir or Path(data_dir) / "cached_features") / f"{task.name}_{split}_{max_length}_{key}.npz"
-    if cache.is_file() and not overwrite:
-        with np.load(cache, allow_pickle=False) as z:
-            logger.info("loaded features from %s", cache)
-            return {k: z[k] for k in z.files}, fingerprint
-    arrays = task.featurize(task.read(data_dir, split), tokenizer, max_length, split)
+    def __init__(self, folder: Path):
+        self.folder, self.rows, self.kinds = Path(folder), 0, {}
+
+    def append(self, arrays: dict[str, np.ndarray]) -> None:
+        for name, array in arrays.items():
+            kind = (array.dtype.str, array.shape[1:])
+            if self.kinds.setdefault(name, kind) != kind:
+                raise ValueError(f"feature {name}: chunks disagree ({self.kinds[name]} vs {kind})")
+            with open(self.folder / f"{name}.raw", "ab") as f:
+                np.ascontiguousarray(array).tofile(f)
+        self.rows += len(arrays["lengths"])
+
+    def finish(self) -> dict:
+        """Write ``<name>.npy`` for every array; returns their shapes and dtypes."""
+        described = {}
+        for name, (dtype, tail) in self.kinds.items():
+            raw, shape = self.folder / f"{name}.raw", (self.rows, *tail)
+            out = np.lib.format.open_memmap(self.folder / f"{name}.npy", mode="w+", dtype=dtype, shape=shape)
+            flat, per_row = out.reshape(-1), int(np.prod(tail, dtype=np.int64))
+            block = max(1, (1 << 24) // max(1, per_row * out.itemsize)) * per_row  # ~16 MiB at a time
+            for start in range(0, flat.size, block):
+                flat[start : start + block] = np.fromfile(raw, dtype=dtype, count=block, offset=start * out.itemsize)
+            out.flush()
+            del out, flat
+            raw.unlink()
+            described[name] = {"shape": list(shape), "dtype": dtype}
+        return described
+
+
+def _featurize(task, data_dir, split, tokenizer, max_length, folder: Path) -> dict:
+    """Stream the split's examples through ``task.featurize`` into ``folder``."""
+    writer, counts, first = ArrayWriter(folder), Counter(), 0
+    chunk = []
+    for example in task.read(data_dir, split):
+        chunk.append(example)
+        if len(chunk) == CHUNK:
+            writer.append(task.featurize(chunk, tokenizer, max_length, split, first, counts))
+            first, chunk = first + len(chunk), []
+    if chunk:
+        writer.append(task.featurize(chunk, tokenizer, max_length, split, first, counts))
+    for what, count in sorted(counts.items()):
+        logger.warning("%s %s: %d %s", task.name, split, count, what.replace("_", " "))
+    if writer.rows == 0:
+        raise InputError(f"{task.path(data_dir, split)}: no usable example (see the warnings above)")
+    return writer.finish()
+
+
+def _open(folder: Path, fingerprint: dict) -> dict[str, np.ndarray] | None:
+    """The cached arrays of ``folder``, memory-mapped; None when absent, incomplete or corrupt."""
     try:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(f".tmp{os.getpid()}.npz")
-        np.savez(tmp, **arrays)
-        os.replace(tmp, cache)
-        logger.info("cached %d %s features in %s", len(arrays["lengths"]), split, cache)
-    except OSError as e:  # a read-only data directory only costs the cache
-        logger.warning("could not write the feature cache %s (%s)", cache, e)
-    return arrays, fingerprint
+        meta = json.loads((folder / "meta.json").read_text())
+        if meta["fingerprint"] != fingerprint:
+            return None
+        arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r") for name in meta["arrays"]}
+        if any(
+            list(arrays[k].shape) != v["shape"] or arrays[k].dtype.str != v["dtype"] for k, v in meta["arrays"].items()
+        ):
+            raise ValueError("shapes differ from meta.json")
+        return arrays
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, json.JSONDecodeError) as e:
+        logger.warning("%s: unreadable feature cache (%s); building it again", folder, e)
+        return None
+
+
+def load_features(task, data_dir, split, tokenizer, max_length, cache_dir=None, overwrite=False):
+    """Featurise a split through a cache keyed by everything that changes the features.
+
+    Returns ``(arrays, fingerprint)``; the arrays are memory-mapped ``.npy`` files. The cache is a
+    folder renamed into place when complete; where it cannot be written, a temporary folder holds
+    the features for this run."""
+    fingerprint = {**dataset_fingerprint(task, data_dir, split, tokenizer, max_length), "format": FORMAT}
+    key = hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:20]
+    folder = Path(cache_dir or Path(data_dir) / "cached_features") / f"{task.name}_{split}_{max_length}_{key}"
+    cached = None if overwrite else _open(folder, fingerprint)
+    if cached is not None:
+        logger.info("loaded features from %s", folder)
+        return cached, fingerprint
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=folder.parent))
+    except OSError as e:  # a read-only data directory: features for this run only
+        logger.warning("cannot write the feature cache under %s (%s); using a temporary folder", folder.parent, e)
+        folder = tmp = Path(tempfile.mkdtemp(prefix="trbert-features-"))
+    try:
+        meta = {"fingerprint": fingerprint, "arrays": _featurize(task, data_dir, split, tokenizer, max_length, tmp)}
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+        if tmp != folder:
+            shutil.rmtree(folder, ignore_errors=True)
+            os.replace(tmp, folder)
+    finally:
+        if tmp != folder:
+            shutil.rmtree(tmp, ignore_errors=True)
+    logger.info("cached %s features in %s", split, folder)
+    return _open(folder, fingerprint), fingerprint
 
 
 def collate(arrays: dict[str, np.ndarray], index: list[int]) -> dict[str, torch.Tensor]:
     """Rows ``index`` of every array as tensors, trimmed to the longest sequence of the batch."""
     index = np.asarray(index)
-    lengths = arrays["lengths"][index]
+    lengths = np.asarray(arrays["lengths"][index])
     width = int(lengths.max())
     batch = {"index": torch.from_numpy(index)}
     for name, array in arrays.items():
@@ -118,13 +205,14 @@ def loader_of(arrays, index_lists: list[list[int]]) -> DataLoader:
     )
 
 
-def batches(arrays, batch_size: int, by_length: bool = False) -> DataLoader:
-    """Collated batches in dataset order, or sorted by length (``by_length``, for fast inference;
-    every batch carries its rows' ``index``)."""
-    n = len(arrays["lengths"])
-    size = arrays["lengths"].reshape(n, -1).sum(1)  # tokens of an example (of all its windows)
-    order = np.argsort(-size, kind="stable") if by_length else np.arange(n)
-    return loader_of(arrays, [order[i : i + batch_size].tolist() for i in range(0, len(order), batch_size)])
+def batches(arrays, batch_size: int, by_length: bool = False, rows: np.ndarray | None = None) -> DataLoader:
+    """Collated batches of ``rows`` (default: all) in order, or sorted by length (``by_length``, for
+    fast inference); every batch carries its dataset rows as ``index``."""
+    rows = np.arange(len(arrays["lengths"])) if rows is None else np.asarray(rows)
+    if by_length:  # tokens of an example (of all its windows), longest first
+        size = np.asarray(arrays["lengths"]).reshape(len(arrays["lengths"]), -1).sum(1)
+        rows = rows[np.argsort(-size[rows], kind="stable")]
+    return loader_of(arrays, [rows[i : i + batch_size].tolist() for i in range(0, len(rows), batch_size)])
 
 
 def real_windows(lengths):

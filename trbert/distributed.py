@@ -1,9 +1,10 @@
 """Data parallelism across processes started by ``torchrun`` (or ``torch.distributed.launch``).
 
 What this file is: the process group (from torchrun's environment; NCCL on GPUs, gloo on CPU),
-the few collectives the stages need (gradient mean, parameter broadcast, rows gathered back into
-dataset order, RNG states of every rank) and the split of data between ranks. A single process
-is the world of one: every function here is then a no-op or the identity.
+the model wrapper for training (stock ``DistributedDataParallel``), the split of rows between
+ranks for the inference passes and the per-batch gathering of their outputs into one array on
+rank 0, and every rank's RNG states for exact resumes. A single process is the world of one:
+every function here is then a no-op or the identity.
 
 Not here: which rows form a training batch (:func:`trbert.loop.train` cuts every global batch into
 one contiguous slice per rank, so a run with batch ``b`` on ``N`` ranks sees the batches of a
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.distributed as td
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 logger = logging.getLogger(__name__)
@@ -60,10 +62,10 @@ def setup(no_cuda: bool = False, local_rank: int = -1) -> World:
     return world
 
 
-def progress(iterable, desc: str):
+def progress(iterable, desc: str, **kwargs):
     """A tqdm bar on rank 0 (and only on a terminal); plain iteration on the other ranks."""
     quiet = td.is_initialized() and td.get_rank() != 0
-    return tqdm(iterable, desc=desc, disable=True if quiet else None)
+    return tqdm(iterable, desc=desc, disable=True if quiet else None, **kwargs)
 
 
 def teardown(world: World) -> None:
@@ -76,56 +78,47 @@ def barrier(world: World) -> None:
         td.barrier()
 
 
+def wrap(model: torch.nn.Module, world: World, unused_parameters: bool):
+    """``DistributedDataParallel`` around ``model`` on several ranks (it starts every rank from rank 0's
+    weights and averages gradients during the backward pass); the model itself on one.
+    ``unused_parameters``: some trainable parameters may get no gradient in a step (a selector
+    skipped because only [CLS] was left)."""
+    if not world.active:
+        return model
+    ids = [world.device] if world.device.type == "cuda" else None
+    return DistributedDataParallel(model, device_ids=ids, find_unused_parameters=unused_parameters)
+
+
 def _comm(t: torch.Tensor, world: World) -> torch.Tensor:
     """Collectives run on the rank's device under NCCL, on the CPU under gloo."""
     return t.to(world.device if td.get_backend() == "nccl" else "cpu")
 
 
-def mean_gradients(params: list[torch.nn.Parameter], world: World) -> None:
-    """Average ``.grad`` over ranks in one flat all-reduce (a missing gradient counts as zero)."""
+def shard(n: int, world: World) -> np.ndarray:
+    """This rank's dataset rows ``rank, rank + size, ...`` of ``n``. Every rank gets the same number,
+    the shorter ones repeating their last row, so that the per-batch gathers line up."""
+    rows = np.arange(world.rank, n, world.size)
+    want = -(-n // world.size)
+    if len(rows) < want:
+        rows = np.concatenate([rows, np.full(want - len(rows), rows[-1] if len(rows) else 0)])
+    return rows
+
+
+def gather_into(out: np.ndarray | None, index: np.ndarray, values: np.ndarray, world: World) -> None:
+    """Write every rank's ``values [b, ...]`` at its dataset rows ``index [b]`` into ``out`` (rank 0
+    only; the others pass ``None``). A collective: every rank calls it once per batch, with
+    batches of one shape."""
     if not world.active:
+        out[index] = values
         return
-    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-    flat = _comm(torch.cat([g.reshape(-1).float() for g in grads]), world)
-    td.all_reduce(flat)
-    flat /= world.size
-    offset = 0
-    for p, g in zip(params, grads, strict=True):
-        p.grad = flat[offset : offset + g.numel()].view_as(g).to(g.device, g.dtype)
-        offset += g.numel()
-
-
-def broadcast_parameters(model: torch.nn.Module, world: World) -> None:
-    """Every rank starts from rank 0's weights (selectors a checkpoint lacks are random)."""
-    if not world.active:
-        return
-    for t in list(model.parameters()) + list(model.buffers()):
-        data = _comm(t.data, world)
-        td.broadcast(data, 0)
-        t.data.copy_(data)
-
-
-def shard(arrays: dict[str, np.ndarray], world: World) -> dict[str, np.ndarray]:
-    """This rank's rows ``rank, rank + size, ...`` of every feature array."""
-    if not world.active:
-        return arrays
-    return {k: v[world.rank :: world.size] for k, v in arrays.items()}
-
-
-def gather_rows(local: np.ndarray, n: int, world: World) -> np.ndarray:
-    """Inverse of :func:`shard`: every rank's rows back in dataset order ``[n, ...]`` (on all ranks)."""
-    if not world.active:
-        return local
-    width = -(-n // world.size)
-    padded = np.zeros((width, *local.shape[1:]), dtype=local.dtype)
-    padded[: len(local)] = local
-    parts = [_comm(torch.empty(padded.shape, dtype=torch.from_numpy(padded).dtype), world) for _ in range(world.size)]
-    td.all_gather(parts, _comm(torch.from_numpy(padded), world))
-    full = np.zeros((n, *local.shape[1:]), dtype=local.dtype)
-    for r, part in enumerate(parts):
-        rows = full[r :: world.size]
-        rows[...] = part.cpu().numpy()[: len(rows)]
-    return full
+    ranks = range(world.size)
+    tensors = [_comm(torch.from_numpy(np.ascontiguousarray(a)), world) for a in (index, values)]
+    parts = [[torch.empty_like(t) for _ in ranks] for t in tensors]
+    for part, t in zip(parts, tensors, strict=True):
+        td.all_gather(part, t)
+    if out is not None:
+        for rows, part in zip(*parts, strict=True):
+            out[rows.cpu().numpy()] = part.cpu().numpy()
 
 
 def maximum(value: float, world: World) -> float:

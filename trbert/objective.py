@@ -18,10 +18,17 @@ def cross_entropy_rows(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tens
     return F.cross_entropy(logits.float(), labels, reduction="none")
 
 
-def distillation_rows(logits: torch.Tensor, teacher: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-    """Soft cross-entropy against the teacher per row ``[B]`` (spec §5.4: no tau^2 factor)."""
-    target = torch.softmax(teacher.float() / temperature, dim=-1)
-    return -(target * torch.log_softmax(logits.float() / temperature, dim=-1)).sum(-1)
+def distillation(student: list, teacher: list, temperature: float = 1.0) -> torch.Tensor:
+    """Soft cross-entropy against the teacher per row ``[B]``, summed over a task's groups of
+    logits (``Task.logit_groups``: ``(logits [B, G, K], weights [B, G] or None)`` pairs, the
+    student's and the teacher's alike). No tau^2 factor and no hard labels, as the original
+    (docs/differences.md K6)."""
+    total = 0
+    for (s, weight), (t, _) in zip(student, teacher, strict=True):
+        target = torch.softmax(t.float() / temperature, dim=-1)
+        rows = -(target * torch.log_softmax(s.float() / temperature, dim=-1)).sum(-1)  # [B, G]
+        total = total + (rows if weight is None else rows * weight).sum(-1)
+    return total
 
 
 def length_fraction(

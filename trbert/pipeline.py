@@ -1,8 +1,10 @@
 """Running one invocation: train a stage, write token scores / teacher logits, evaluate.
 
-What this file is: the glue between flags (:mod:`trbert.cli`), files (:mod:`trbert.checkpoint`,
-:mod:`trbert.data`) and the loop (:mod:`trbert.loop`). All input is read and checked before the
-output directory is touched, so bad input leaves nothing behind.
+What this file is: the glue between the command line (a :class:`trbert.cli.Job`), files
+(:mod:`trbert.checkpoint`, :mod:`trbert.outputs`, :mod:`trbert.data`) and the loop
+(:mod:`trbert.loop`, :mod:`trbert.inference`). All input is read and checked before the output
+directory is touched, so bad input leaves nothing behind; while a run writes, it holds the output
+directory's lock.
 """
 
 from __future__ import annotations
@@ -17,17 +19,20 @@ import torch
 from tensorboardX import SummaryWriter
 from transformers import AutoTokenizer
 
-from .checkpoint import check_rows, find_artifact, load_array, load_model, save_array, save_checkpoint, write_json
-from .cli import parse_args
+from .checkpoint import MANIFEST, baseline_of, find_artifact, load_model, read_manifest, save_checkpoint, weights_digest
+from .cli import Job, parse_args
 from .data import load_features
-from .distributed import World, barrier, broadcast_parameters, rng_states, setup, teardown
+from .distributed import World, barrier, setup, teardown
 from .errors import InputError, exit_code
-from .loop import evaluate, teacher_logits, token_scores, train
-from .resume import prune, read_training_state, resolve, step_of, write_training_state
-from .stages import SCORES, TEACHER, model_kind, needed_artifacts, training_stage
-from .tasks import make_task
+from .inference import EvalSet, evaluate, predict, score_shape, teacher_shape, token_scores
+from .loop import Validation, train
+from .outputs import OutputLock, StageFile, clean_leftovers, load_array, replace_run, write_results
+from .resume import STATE, Saver, fixed_values, read_training_state, resolve, step_checkpoints, step_of
+from .stages import SCORES, STAGES, TEACHER, StepContext, kind_of
+from .tasks import FAMILIES
 
 logger = logging.getLogger("trbert")
+TRAINED_SELECTORS = ("train_rl", "train_both", "train_init")
 
 
 def set_seed(seed: int) -> None:
@@ -36,159 +41,215 @@ def set_seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def load_tokenizer(args, path: str):
-    options = {"do_lower_case": True} if args.do_lower_case else {}
+def load_tokenizer(job: Job, path: str):
+    options = {"do_lower_case": True} if job.run.do_lower_case else {}
+    name = job.run.tokenizer_name or path
     try:
-        return AutoTokenizer.from_pretrained(args.tokenizer_name or path, cache_dir=args.cache_dir or None, **options)
+        return AutoTokenizer.from_pretrained(name, cache_dir=job.run.cache_dir or None, **options)
     except (OSError, ValueError) as e:
-        raise InputError(f"{args.tokenizer_name or path}: no tokenizer found ({e})") from None
+        raise InputError(f"{name}: no tokenizer found ({e})") from None
 
 
-def _features(args, task, split, tokenizer):
+def make_task(job: Job):
+    return FAMILIES[job.family].build(job.task, job.run.task_name, job.train.seed)
+
+
+def features(job: Job, task, split: str, tokenizer):
+    run = job.run
     return load_features(
-        task,
-        args.data_dir,
-        split,
-        tokenizer,
-        args.max_seq_length,
-        args.features_cache_dir or None,
-        args.overwrite_cache,
+        task, run.data_dir, split, tokenizer, run.max_seq_length, run.features_cache_dir or None, run.overwrite_cache
     )
 
 
-def _model(args, task, path, world: World):
-    hub = {"cache_dir": args.cache_dir} if args.cache_dir else {}
-    model = load_model(path, args.model_type, task.num_labels, task.family, task.head, **hub)
-    old = model.extend_positions(args.max_seq_length)
-    if old < args.max_seq_length:
+def eval_set(job: Job, task, tokenizer) -> EvalSet:
+    split = "test" if job.run.do_test else "dev"
+    arrays, _ = features(job, task, split, tokenizer)
+    return EvalSet(split, arrays, list(task.read(job.run.data_dir, split)))
+
+
+def model_at(job: Job, task, path: str, world: World):
+    hub = {"cache_dir": job.run.cache_dir} if job.run.cache_dir else {}
+    model = load_model(path, job.run.model_type, task.num_labels, task.head, **hub)
+    old = model.extend_positions(job.run.max_seq_length)
+    if old < job.run.max_seq_length:
         logger.info(
-            "%s: position embeddings extended from %d to %d (learned ones repeated)", path, old, args.max_seq_length
+            "%s: position embeddings extended from %d to %d (learned ones repeated)", path, old, job.run.max_seq_length
         )
-    model.example_dropout = args.example_seeded_dropout
+    model.example_dropout = job.train.example_seeded_dropout
     return model.to(world.device)
 
 
-def _resume_state(args, stage, out: Path, world: World):
-    """The step checkpoint ``--resume_from_checkpoint`` names and its checked state (or ``None, None``)."""
-    if not args.resume_from_checkpoint:
-        if out.is_dir() and any(out.iterdir()) and not args.overwrite_output_dir:
-            raise InputError(
-                f"{out}: output directory is not empty (use --overwrite_output_dir or --resume_from_checkpoint)"
-            )
-        return None, None
-    folder = resolve(args.resume_from_checkpoint, out)
-    return folder, read_training_state(folder, args, stage.name, world.size)
+def selection_for(job: Job) -> str:
+    if kind_of(job.run.model_type) != "auto":
+        return "off"
+    return "uniform" if job.evaluation.batch_uniform_selection else "threshold"
 
 
-def run_training(args, task, world: World) -> None:
-    stage = training_stage(args)
-    out = Path(args.output_dir)
-    resume_dir, state = _resume_state(args, stage, out, world)
-    model = _model(args, task, str(resume_dir or args.model_name_or_path), world)
-    tokenizer = load_tokenizer(args, args.model_name_or_path)
-    arrays, fingerprint = _features(args, task, "train", tokenizer)
-    for artifact in needed_artifacts(stage, args):
-        path = getattr(args, artifact.path_flag) or find_artifact(args.model_name_or_path, artifact.filename)
+def check_output_dir(job: Job) -> None:
+    """Refuse to overwrite a finished model or an unfinished run's step checkpoints by accident."""
+    out, run = Path(job.run.output_dir), job.run
+    if run.resume_from_checkpoint or run.overwrite_output_dir or not out.is_dir():
+        return
+    if step_checkpoints(out):
+        raise InputError(
+            f"{out}: an unfinished run left step checkpoints here: continue it with --resume_from_checkpoint latest,"
+            " or start over with --overwrite_output_dir"
+        )
+    leftovers = {"runs", ".trbert.lock"}  # what a run that failed before its first checkpoint leaves
+    if any(p.name not in leftovers and not p.name.startswith((".saving-", "checkpoint-")) for p in out.iterdir()):
+        raise InputError(
+            f"{out}: output directory is not empty (use --overwrite_output_dir or --resume_from_checkpoint)"
+        )
+
+
+def stage_inputs(job: Job, stage, fingerprint: dict, arrays: dict, model) -> None:
+    """Add the stage files this stage reads to ``arrays``, each checked: same dataset, full shape,
+    made by the fine-tuned model the starting checkpoint descends from."""
+    start = job.run.model_name_or_path
+    made_by = weights_digest(baseline_of(start))
+    for artifact in stage.needs(job.reduction):
+        path = getattr(job.run, artifact.path_flag) or find_artifact(start, artifact.filename)
         if not path:
             raise InputError(
-                f"{stage.name} needs {artifact.filename}, which is neither next to {args.model_name_or_path} nor next to "
-                f"its fine-tuned baseline; it is made by {artifact.made_by} (or pass --{artifact.path_flag})"
+                f"{stage.name} needs {artifact.filename}, which is neither next to {start} nor next to its fine-tuned"
+                f" baseline; it is made by {artifact.made_by} (or pass --{artifact.path_flag})"
             )
-        array = load_array(path, fingerprint, artifact.filename, artifact.made_by)
-        check_rows(array, len(arrays["lengths"]), path, artifact.filename)
-        arrays[artifact.key] = array
-    broadcast_parameters(model, world)
-    set_seed(args.seed + world.rank)  # ordinary dropout: a different stream per rank
+        shape = score_shape(model, arrays) if artifact.key in ("guide", "ranks") else teacher_shape(model, arrays)
+        arrays[artifact.key] = load_array(path, fingerprint, artifact, shape, made_by)
+
+
+def identity(job: Job, fingerprint: dict) -> dict:
+    """What a resumed run must share with the run it continues."""
+    configs = (job.run, job.train, job.reduction, job.precision, job.task)
+    start = job.run.model_name_or_path
+    return {"arguments": fixed_values(*configs), "dataset": fingerprint, "source": weights_digest(start) or start}
+
+
+def run_training(job: Job, task, world: World) -> None:
+    stage, out = STAGES[job.stage], Path(job.run.output_dir)
+    check_output_dir(job)
+    resume = job.run.resume_from_checkpoint
+    start = resolve(resume, out) if resume else job.run.model_name_or_path
+    model = model_at(job, task, str(start), world)
+    tokenizer = load_tokenizer(job, job.run.model_name_or_path)
+    arrays, fingerprint = features(job, task, "train", tokenizer)
+    now = {**identity(job, fingerprint), "stage": stage.name, "world_size": world.size}
+    state = read_training_state(start, now) if resume else None
+    stage_inputs(job, stage, fingerprint, arrays, model)
+    needs_dev = job.train.evaluate_during_training or job.run.do_eval
+    validation = Validation(eval_set(job, task, tokenizer), job.evaluation, selection_for(job)) if needs_dev else None
+    set_seed(job.train.seed + world.rank)  # ordinary dropout: a different stream per rank
     barrier(world)  # every rank has read and checked its input before anything is written
-    writer = SummaryWriter(str(out / "runs" / stage.name)) if world.is_main else None
-    settings = vars(args)
-
-    def save_step(position, optimization) -> None:
-        rng = rng_states(world)  # a collective: every rank takes part
-        path = out / f"checkpoint-{position.step}"
+    with OutputLock(out) if world.is_main else _no_lock():
         if world.is_main:
-
-            def state(folder):
-                write_training_state(folder, position, optimization, rng, args, stage.name, world.size)
-
-            save_checkpoint(model, tokenizer, path, settings, stage.name, args.model_name_or_path, extra=state)
-            prune(out, args.save_total_limit)
+            clean_leftovers(out)
+            if job.run.overwrite_output_dir and state is None:
+                replace_run(out)
+        writer = SummaryWriter(str(out / "runs" / stage.name)) if world.is_main else None
+        saver = Saver(out, tokenizer, job.flags(), stage.name, job.run.model_name_or_path, identity(job, fingerprint))
+        saver.keep = job.train.save_total_limit
+        ctx = StepContext(job.train, job.reduction, job.run.max_seq_length, total_steps=0)
+        validate = validation if job.train.evaluate_during_training else None
+        train(model, task, arrays, stage, ctx, job.precision, world, saver, writer, validate, state)
+        if world.is_main:
+            writer.close()
+            save_checkpoint(model, tokenizer, out, job.flags(), stage.name, job.run.model_name_or_path)
         barrier(world)
-        if args.evaluate_during_training:
-            results = evaluate_checkpoint(args, task, path, world, model=model)
-            if writer is not None:
-                for key in ("acc", "f1", "mflops", "flops_speedup"):
-                    if isinstance(results.get(key), float):
-                        writer.add_scalar(f"eval/{key}", results[key], position.step)
-            model.train()
-
-    train(args, model, task, arrays, stage, world, writer, save_step, resume=state)
-    if world.is_main:
-        writer.close()
-        save_checkpoint(model, tokenizer, out, settings, stage.name, args.model_name_or_path)
-    barrier(world)
 
 
-def write_training_set_output(args, task, world: World, artifact) -> None:
-    """``--do_eval_grad`` / ``--do_eval_logits``: per-row outputs of the model in output_dir,
-    computed by every rank on its share and written once, in dataset order, by rank 0."""
-    model = _model(args, task, args.output_dir, world)
-    tokenizer = load_tokenizer(args, args.output_dir)
-    arrays, fingerprint = _features(args, task, "train", tokenizer)
-    if artifact is SCORES:
-        array = token_scores(args, model, task, arrays, world)
-        extra = {"lengths": arrays["lengths"].tolist()}
-    else:
-        array, extra = teacher_logits(args, model, arrays, world), {}
-    meta = {"dataset": fingerprint, "made_by": artifact.made_by, "model": str(Path(args.output_dir).resolve()), **extra}
-    if world.is_main:
-        save_array(Path(args.output_dir) / artifact.filename, array, meta)
-    barrier(world)
+class _no_lock:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
 
 
-def selection_for(args) -> str:
-    if model_kind(args.model_type) != "auto":
-        return "off"
-    return "uniform" if args.batch_uniform_selection else "threshold"
+def write_training_set_output(job: Job, task, world: World, artifact) -> None:
+    """``--do_eval_grad`` / ``--do_eval_logits``: per-row outputs of the model in output_dir over the
+    training set, streamed by every rank into one file written in dataset order by rank 0."""
+    out = Path(job.run.output_dir)
+    if not (out / "config.json").is_file():
+        raise InputError(f"{out}: no model here; {artifact.made_by[:-22].strip()} reads the model in --output_dir")
+    model = model_at(job, task, str(out), world)
+    arrays, fingerprint = features(job, task, "train", load_tokenizer(job, str(out)))
+    shape = score_shape(model, arrays) if artifact is SCORES else teacher_shape(model, arrays)
+    with OutputLock(out) if world.is_main else _no_lock():
+        sink = StageFile(out / artifact.filename, shape) if world.is_main else None
+        try:
+            target = sink.array if sink is not None else None
+            if artifact is SCORES:
+                token_scores(model, task, arrays, job.evaluation, job.precision, world, out=target)
+            else:
+                predict(model, arrays, "off", job.evaluation, job.precision, world, out=target)
+        except BaseException:
+            if sink is not None:
+                sink.discard()
+            raise
+        if sink is not None:
+            extra = {"lengths": np.asarray(arrays["lengths"]).tolist()} if artifact is SCORES else {}
+            meta = {"dataset": fingerprint, "made_by": artifact.made_by, "model": str(out.resolve())}
+            sink.commit({**meta, "model_sha256": weights_digest(out), **extra})
+        barrier(world)
 
 
-def evaluate_checkpoint(args, task, path, world: World, model=None) -> dict:
-    split = "test" if args.do_test else "dev"
-    tokenizer = load_tokenizer(args, str(path))
-    arrays, _ = _features(args, task, split, tokenizer)
-    model = model if model is not None else _model(args, task, str(path), world)
-    results = evaluate(args, model, task, arrays, selection_for(args), world, split)
-    results["checkpoint"] = str(path)
-    results["split"] = split
-    files = results.pop("_files", {})
-    if world.is_main:
-        for name, content in files.items():  # predictions in the official formats
-            write_json(Path(path) / name, content)
-        write_json(Path(path) / "eval_results.json", results)
-    logger.info("%s on %s: %s", path, split, ", ".join(f"{k} = {v}" for k, v in results.items() if k != "checkpoint"))
-    return results
+def evaluate_checkpoint(job: Job, task, path, world: World) -> dict | None:
+    """``eval_results.json`` (and the task's prediction files) of the model in ``path``."""
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise InputError(
+            f"{path}: no model to evaluate (no config.json); --do_eval evaluates the model saved in --output_dir"
+        )
+    check_selectors(job, path)
+    tokenizer = load_tokenizer(job, str(path))
+    data = eval_set(job, task, tokenizer)
+    model = model_at(job, task, str(path), world)
+    with OutputLock(path) if world.is_main else _no_lock():
+        report, predictions = evaluate(model, task, data, selection_for(job), job.evaluation, job.precision, world)
+        if world.is_main:
+            report["checkpoint"] = str(path)
+            write_results(path, report, predictions)
+            logger.info("%s on %s: %s", path, data.split, ", ".join(f"{k} = {v}" for k, v in report.items()))
+    return report
 
 
-def run_evaluation(args, task, world: World) -> list[dict]:
-    out = Path(args.output_dir)
+def check_selectors(job: Job, path: Path) -> None:
+    """TR-BERT evaluation needs trained selectors; a baseline evaluation ignores them (said once)."""
+    stage = read_manifest(path).get("stage")
+    if kind_of(job.run.model_type) == "auto" and stage in ("finetune",):
+        raise InputError(
+            f"{path}: its selectors were never trained (a {stage} checkpoint): evaluating it with "
+            f"--model_type {job.run.model_type} would measure random selections; train them with --train_rl, "
+            "or evaluate with --model_type bert / distilbert"
+        )
+    if kind_of(job.run.model_type) == "plain" and stage in TRAINED_SELECTORS:
+        logger.warning(
+            "%s: its trained selectors are ignored (--model_type %s runs the full model)", path, job.run.model_type
+        )
+
+
+def run_evaluation(job: Job, task, world: World) -> list[dict]:
+    out = Path(job.run.output_dir)
     paths = [out]
-    if args.eval_all_checkpoints:
-        paths += sorted(out.glob("checkpoint-*"), key=step_of)
-    return [evaluate_checkpoint(args, task, p, world) for p in paths if (p / "config.json").is_file() or p == out]
+    if job.run.eval_all_checkpoints:
+        paths += sorted(
+            (p for p in out.glob("checkpoint-*") if (p / STATE).is_file() or (p / MANIFEST).is_file()), key=step_of
+        )
+    return [evaluate_checkpoint(job, task, p, world) for p in paths]
 
 
-def run(args) -> list[dict]:
-    task = make_task(args, args.family)
-    world = setup(args.no_cuda, args.local_rank)
+def run(job: Job) -> list[dict]:
+    task = make_task(job)
+    world = setup(job.run.no_cuda, job.run.local_rank)
     try:
-        set_seed(args.seed)
-        if args.do_train:
-            run_training(args, task, world)
-        if args.do_eval_grad:
-            write_training_set_output(args, task, world, SCORES)
-        if args.do_eval_logits:
-            write_training_set_output(args, task, world, TEACHER)
-        return run_evaluation(args, task, world) if args.do_eval else []
+        set_seed(job.train.seed)
+        if job.run.do_train:
+            run_training(job, task, world)
+        if job.run.do_eval_grad:
+            write_training_set_output(job, task, world, SCORES)
+        if job.run.do_eval_logits:
+            write_training_set_output(job, task, world, TEACHER)
+        return run_evaluation(job, task, world) if job.run.do_eval else []
     finally:
         teardown(world)
 

@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checkpoint import atomic_write, load_array, save_array
 from .errors import InputError
 from .objective import rank_targets
+from .outputs import atomic_write, load_array, read_json, save_array
 from .stages import RANKS, SCORES
 
 logger = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ def write_jsonl(path: Path, rows: list[dict]) -> None:
     atomic_write(path, lambda f: f.write(text.encode("utf-8")))
 
 
-# ---- Hyperpartisan (spec §10) ---------------------------------------------------------------
+# ---- Hyperpartisan ---------------------------------------------------------------
 
 
 def read_flat_hyperpartisan(path: Path) -> list[tuple[str, int]]:
@@ -70,7 +70,7 @@ def read_xml_hyperpartisan(articles_xml: Path, truth_xml: Path) -> list[tuple[st
 
 def split_hyperpartisan(articles, seed: int = 42, original_sizes: bool = False) -> dict[str, list[dict]]:
     """80/10/10 per class with a fixed seed (class 0 shuffled, then class 1, one RNG). With
-    ``original_sizes`` class 1's dev/test sizes come from the class-0 count, as the original (D19)."""
+    ``original_sizes`` class 1's dev/test sizes come from the class-0 count, as the original (docs/differences.md F16)."""
     rng = random.Random(seed)
     classes = [[t for t, y in articles if y == c] for c in (0, 1)]
     for items in classes:
@@ -94,7 +94,7 @@ def write_splits(splits: dict[str, list[dict]], out_dir: Path) -> None:
         logger.info("%s: %d examples", Path(out_dir) / f"{split}.jsonl", len(rows))
 
 
-# ---- rank targets for --train_init (spec §5.2, D16 fixed: any task, any backbone) ----------
+# ---- rank targets for --train_init (any task, any backbone: docs/differences.md F4) ---------
 
 
 def write_rank_targets(model_dir, score_path=None, out_path=None) -> Path:
@@ -103,8 +103,8 @@ def write_rank_targets(model_dir, score_path=None, out_path=None) -> Path:
     sidecar = score_path.with_suffix(".json")
     if not score_path.is_file() or not sidecar.is_file():
         raise InputError(f"{score_path}: token scores not found; they are made by {SCORES.made_by}")
-    meta = json.loads(sidecar.read_text())
-    scores = load_array(score_path, meta.get("dataset", {}), SCORES.filename, SCORES.made_by)
+    meta = read_json(sidecar, "token scores sidecar")
+    scores = load_array(score_path, meta.get("dataset", {}), SCORES)
     lengths = torch.tensor(meta["lengths"])
     ranks = rank_targets(torch.from_numpy(np.array(scores)), lengths).numpy()
     out_path = Path(out_path or score_path.parent / RANKS.filename)

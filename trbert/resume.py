@@ -2,15 +2,17 @@
 
 What this file is: the training state next to a step checkpoint's model — optimizer tensors
 (``optimizer.safetensors``), every rank's generator states (``rng.safetensors``), and
-``training_state.json`` (step, sampler position, world size, stage, the arguments that must not
-change, scheduler and scaler state, a sha256 per file). Nothing is pickled. The JSON is written
-last and the directory is renamed into place when complete (:func:`trbert.checkpoint.save_checkpoint`),
-so a checkpoint without it, or whose files do not match it, was never finished and is refused.
+``training_state.json`` (step, sampler position, scheduler and scaler state, a sha256 per file,
+and the run's identity: stage, world size, the configuration fields marked ``fixed``, the data's
+fingerprint and the starting model). Nothing is pickled. The JSON is written last and the
+directory is renamed into place when complete (:func:`trbert.checkpoint.save_checkpoint`), so a
+checkpoint without it, or whose files do not match it, was never finished and is refused.
 Not here: the model weights (saved as any checkpoint) and the loop itself (:mod:`trbert.loop`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import re
@@ -22,7 +24,9 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from .checkpoint import save_checkpoint
 from .data import file_digest
+from .distributed import World, barrier, rng_states
 from .errors import InputError
 
 logger = logging.getLogger(__name__)
@@ -32,33 +36,12 @@ OPTIMIZER = "optimizer.safetensors"
 RNG = "rng.safetensors"
 STEP_DIR = re.compile(r"checkpoint-(\d+)$")
 
-# arguments a resumed run must share with the run it continues (anything else may change)
-FIXED = (
-    "task_name",
-    "model_type",
-    "max_seq_length",
-    "doc_stride",
-    "max_query_length",
-    "per_gpu_train_batch_size",
-    "gradient_accumulation_steps",
-    "learning_rate",
-    "num_train_epochs",
-    "max_steps",
-    "warmup_steps",
-    "weight_decay",
-    "adam_epsilon",
-    "max_grad_norm",
-    "seed",
-    "alpha",
-    "guide_rate",
-    "beta",
-    "temperature",
-    "train_teacher",
-    "length_penalty",
-    "example_seeded_dropout",
-    "fp16",
-    "bf16",
-)
+
+def fixed_values(*configs) -> dict:
+    """The fields a resumed run must keep (metadata ``fixed``) of the given config dataclasses."""
+    return {
+        f.name: getattr(c, f.name) for c in configs for f in dataclasses.fields(c) if f.metadata.get("fixed", False)
+    }
 
 
 @dataclass
@@ -68,6 +51,34 @@ class Position:
     step: int = 0
     epoch: int = 0
     micro: int = 0
+
+
+@dataclass
+class Saver:
+    """Where the loop writes its step checkpoints, and what they say about the run."""
+
+    output_dir: Path
+    tokenizer: object
+    flags: dict  # training_args.json
+    stage: str
+    source: str  # the checkpoint training started from
+    identity: dict  # what a resume must share: arguments, dataset, source (see _differences)
+    keep: int = 0  # --save_total_limit
+
+    def step(self, model, position: Position, run, world: World) -> Path:
+        """``checkpoint-<step>``: the model and the state to resume from (a collective)."""
+        rng = rng_states(world)
+        path = Path(self.output_dir) / f"checkpoint-{position.step}"
+        if world.is_main:
+            identity = {**self.identity, "stage": self.stage, "world_size": world.size}
+
+            def state(folder):
+                write_training_state(folder, position, run, rng, identity)
+
+            save_checkpoint(model, self.tokenizer, path, self.flags, self.stage, self.source, extra=state)
+            prune(self.output_dir, self.keep)
+        barrier(world)
+        return path
 
 
 def _flatten(optimizer_state: dict) -> dict[str, torch.Tensor]:
@@ -87,7 +98,7 @@ def _unflatten(tensors: dict[str, torch.Tensor], param_groups: list) -> dict:
     return {"state": state, "param_groups": param_groups}
 
 
-def write_training_state(folder: Path, position: Position, run, rng: dict, args, stage: str, world_size: int) -> None:
+def write_training_state(folder: Path, position: Position, run, rng: dict, identity: dict) -> None:
     """Fill ``folder`` (a checkpoint being written) with the training state; the JSON goes last."""
     optimizer = run.optimizer.state_dict()
     save_file(_flatten(optimizer), folder / OPTIMIZER)
@@ -97,9 +108,7 @@ def write_training_state(folder: Path, position: Position, run, rng: dict, args,
         "step": position.step,
         "epoch": position.epoch,
         "micro": position.micro,
-        "world_size": world_size,
-        "stage": stage,
-        "arguments": {k: getattr(args, k, None) for k in FIXED},
+        **identity,
         "param_groups": optimizer["param_groups"],
         "scheduler": {k: v for k, v in run.scheduler.state_dict().items() if k != "lr_lambdas"},
         "scaler": run.scaler.state_dict(),
@@ -129,7 +138,27 @@ def resolve(path: str, output_dir) -> Path:
     return Path(path)
 
 
-def read_training_state(folder: Path, args, stage: str, world_size: int) -> dict:
+def _differences(state: dict, identity: dict) -> list[str]:
+    """What differs between the saved run's identity and this one's, in words."""
+    problems = []
+    if state.get("stage") != identity["stage"]:
+        problems.append(f"stage {state.get('stage')} vs {identity['stage']} now")
+    if state.get("world_size") != identity["world_size"]:
+        problems.append(f"world size {state.get('world_size')} vs {identity['world_size']} now")
+    for key, value in state.get("arguments", {}).items():
+        now = identity["arguments"].get(key)
+        if now != value:
+            problems.append(f"--{key} {value} vs {now} now")
+    for key, value in state.get("dataset", {}).items():
+        if identity["dataset"].get(key) != value:
+            problems.append(f"the training data differs ({key}: {value} vs {identity['dataset'].get(key)} now)")
+            break
+    if state.get("source") != identity["source"]:
+        problems.append(f"the starting model differs ({state.get('source')} vs {identity['source']} now)")
+    return problems
+
+
+def read_training_state(folder: Path, identity: dict) -> dict:
     """Check a step checkpoint (complete, unchanged files, same run) and read its state."""
     if not (folder / STATE).is_file():
         raise InputError(f"{folder}: not a complete step checkpoint ({STATE} missing: killed while saving?)")
@@ -137,14 +166,7 @@ def read_training_state(folder: Path, args, stage: str, world_size: int) -> dict
     for name, digest in state["sha256"].items():
         if not (folder / name).is_file() or file_digest(folder / name) != digest:
             raise InputError(f"{folder}: {name} is missing or differs from when it was saved (truncated or corrupt)")
-    problems = []
-    if state["stage"] != stage:
-        problems.append(f"stage {state['stage']} vs {stage} now")
-    if state["world_size"] != world_size:
-        problems.append(f"world size {state['world_size']} vs {world_size} now")
-    for key, value in state["arguments"].items():
-        if getattr(args, key, None) != value:
-            problems.append(f"--{key} {value} vs {getattr(args, key, None)} now")
+    problems = _differences(state, identity)
     if problems:
         raise InputError(f"{folder}: cannot resume a different run: " + "; ".join(problems))
     try:

@@ -5,7 +5,7 @@ loop (:mod:`trbert.loop`) never branches on stage flags; it asks the stage.
 
 | stage       | flags                              | model types | trains    | reads                   | writes                          |
 |-------------|------------------------------------|-------------|-----------|-------------------------|---------------------------------|
-| finetune    | --do_train                         | bert        | all       | -                       | checkpoint (output_dir)         |
+| finetune    | --do_train                         | bert        | backbone  | -                       | checkpoint (output_dir)         |
 | eval_grad   | --do_eval_grad                     | bert        | -         | checkpoint (output_dir) | output_dir/token_scores.npy     |
 | train_init  | --do_train --train_init            | initbert    | selectors | token_ranks.npy         | checkpoint                      |
 | train_rl    | --do_train --train_rl              | autobert    | selectors | token_scores.npy        | checkpoint                      |
@@ -13,9 +13,9 @@ loop (:mod:`trbert.loop`) never branches on stage flags; it asks the stage.
 | train_both  | --do_train --train_both [--train_teacher] | autobert | all   | teacher_logits.npy      | checkpoint                      |
 | eval        | --do_eval                          | any         | -         | checkpoint(s)           | <checkpoint>/eval_results.json  |
 
-(``bert`` stands for ``bert``/``distilbert`` and so on.) Stage files are looked up next to
-``--model_name_or_path`` and then next to the fine-tuned baseline it descends from, unless a
-path is given (``--score_path``, ``--teacher_npy_path``, ``--rank_path``).
+(``bert`` stands for ``bert``/``distilbert`` and so on; "backbone" is everything but the
+selectors.) Stage files are looked up next to the starting checkpoint and then next to the
+fine-tuned baseline it descends from, unless a path is given.
 """
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ from dataclasses import dataclass
 
 import torch
 
+from .config import MODEL_TYPES, ReductionConfig, TrainConfig
 from .data import real_windows
-from .objective import REPLICAS, guided_rows, init_loss, length_fraction, reinforce_loss, rewards
+from .objective import REPLICAS, distillation, guided_rows, init_loss, length_fraction, reinforce_loss, rewards
 from .seeding import combine
 
 
@@ -42,17 +43,43 @@ TEACHER = Artifact("teacher", "teacher_logits.npy", "--do_eval_logits on the fin
 RANKS = Artifact("ranks", "token_ranks.npy", "trans_imdb_rank.py (after --do_eval_grad)", "rank_path")
 
 
+def kind_of(model_type: str) -> str:
+    """``plain`` (bert, distilbert), ``auto`` (TR-BERT) or ``init`` (selector warm start)."""
+    return "auto" if "auto" in model_type else "init" if model_type.startswith("init") else "plain"
+
+
+@dataclass
+class StepContext:
+    """What a stage's step reads besides the batch: the configs, the padded length, the step count."""
+
+    train: TrainConfig
+    reduction: ReductionConfig
+    max_length: int
+    total_steps: int
+    step: int = 0
+
+
 def forward_batch(model, batch, **kwargs):
     """The model on a batch: token types, the head's extra inputs, and the per-example ``seeds``
-    of its sampling and seeded dropout (training) when the batch has them."""
-    if model.head_inputs:
-        kwargs["head_inputs"] = {k: batch[k] for k in model.head_inputs}
+    of its sampling and seeded dropout (training) when the batch has them. ``model`` may be
+    wrapped (DistributedDataParallel): its ``module`` says what the head reads."""
+    head_inputs = getattr(model, "module", model).head_inputs
+    if head_inputs:
+        kwargs["head_inputs"] = {k: batch[k] for k in head_inputs}
     if "seeds" in batch:
         kwargs["seeds"] = batch["seeds"]
     return model(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"), **kwargs)
 
 
-def finetune_step(model, task, batch, ctx):
+def task_loss(task, logits, batch, reduction: ReductionConfig, distil: bool) -> torch.Tensor:
+    """Per-row loss: the task's hard-label loss, or distillation from ``batch["teacher"]``."""
+    if distil:
+        teacher = task.logit_groups(batch["teacher"], batch)
+        return distillation(task.logit_groups(logits, batch), teacher, reduction.temperature)
+    return task.row_loss(logits, batch)
+
+
+def finetune_step(model, task, batch, ctx: StepContext):
     loss = task.row_loss(forward_batch(model, batch).logits, batch).mean()
     return loss, {"loss": loss}
 
@@ -66,29 +93,32 @@ def _replicate(batch: dict) -> dict:
     return rows
 
 
-def reinforce_step(model, task, batch, ctx, joint: bool):
-    """K sampled selections per example; reward = -loss - alpha * kept fraction (spec §3)."""
-    args, rows = ctx.args, _replicate(batch)
-    guiding = not joint and ctx.step < args.guide_rate * ctx.total_steps
+def reinforce_step(model, task, batch, ctx: StepContext, joint: bool):
+    """K sampled selections per example; reward = -loss - alpha * kept fraction."""
+    cfg, rows = ctx.reduction, _replicate(batch)
+    guiding = not joint and ctx.step < cfg.guide_rate * ctx.total_steps
     guide = rows.get("guide")
     chosen = guided_rows(len(batch["index"]), guiding, device=rows["input_ids"].device) if guide is not None else None
     out = forward_batch(model, rows, selection="sample", guide=guide, guided_rows=chosen)
-    task_loss = task.row_loss(out.logits, rows, teacher=joint and args.train_teacher, temperature=args.temperature)
-    denominator = args.max_seq_length if args.length_penalty == "padded" else rows["lengths"].float()
+    loss = task_loss(task, out.logits, rows, cfg, distil=joint and cfg.train_teacher)
+    denominator = ctx.max_length if cfg.length_penalty == "padded" else rows["lengths"].float()
     real = real_windows(rows["lengths"]) if rows["lengths"].dim() == 2 else None  # windows of one example
-    length = length_fraction(out.kept, denominator, real) if out.kept else torch.zeros_like(task_loss)
-    reward = rewards(task_loss, length, args.alpha)
+    length = length_fraction(out.kept, denominator, real) if out.kept else torch.zeros_like(loss)
+    reward = rewards(loss, length, cfg.alpha)
     selector_loss = reinforce_loss(reward, out.select_nll)
-    loss = task_loss.mean() + args.beta * selector_loss if joint else selector_loss
-    return loss, {
-        "loss": task_loss.mean(),
-        "selector_loss": selector_loss,
-        "dL": length.mean(),
-        "reward": reward.mean(),
-    }
+    total = loss.mean() + cfg.beta * selector_loss if joint else selector_loss
+    return total, {"loss": loss.mean(), "selector_loss": selector_loss, "dL": length.mean(), "reward": reward.mean()}
 
 
-def init_step(model, task, batch, ctx):
+def rl_step(model, task, batch, ctx):
+    return reinforce_step(model, task, batch, ctx, joint=False)
+
+
+def joint_step(model, task, batch, ctx):
+    return reinforce_step(model, task, batch, ctx, joint=True)
+
+
+def init_step(model, task, batch, ctx: StepContext):
     out = forward_batch(model, batch, selection="probe")
     loss = init_loss(out.probs, batch["ranks"], batch["attention_mask"])
     return loss, {"loss": loss}
@@ -98,38 +128,28 @@ def init_step(model, task, batch, ctx):
 class Stage:
     name: str
     kinds: tuple[str, ...]  # accepted --model_type kinds: "plain", "auto", "init"
-    trains: str | None = None  # "all" or "selectors"
+    trains: str | None = None  # "backbone", "selectors" or "all"
     reads: tuple[Artifact, ...] = ()
     step: object = None  # per-batch loss: (model, task, batch, ctx) -> (loss, scalars)
 
+    def model_types(self) -> list[str]:
+        return [t for t in MODEL_TYPES if kind_of(t) in self.kinds]
+
+    def needs(self, reduction: ReductionConfig) -> tuple[Artifact, ...]:
+        """Stage files this run needs: scores only while guiding, teacher logits only for distillation."""
+        if self.name == "train_rl" and reduction.guide_rate <= 0:
+            return ()
+        if self.name == "train_both" and not reduction.train_teacher:
+            return ()
+        return self.reads
+
 
 STAGES = {
-    "finetune": Stage("finetune", ("plain",), "all", (), finetune_step),
+    "finetune": Stage("finetune", ("plain",), "backbone", (), finetune_step),
     "train_init": Stage("train_init", ("init",), "selectors", (RANKS,), init_step),
-    "train_rl": Stage("train_rl", ("auto",), "selectors", (SCORES,), lambda *a: reinforce_step(*a, joint=False)),
-    "train_both": Stage("train_both", ("auto",), "all", (TEACHER,), lambda *a: reinforce_step(*a, joint=True)),
+    "train_rl": Stage("train_rl", ("auto",), "selectors", (SCORES,), rl_step),
+    "train_both": Stage("train_both", ("auto",), "all", (TEACHER,), joint_step),
     "eval_grad": Stage("eval_grad", ("plain",)),
     "eval_logits": Stage("eval_logits", ("plain",)),
     "eval": Stage("eval", ("plain", "auto", "init")),
 }
-
-
-def model_kind(model_type: str) -> str:
-    return "auto" if "auto" in model_type else "init" if model_type.startswith("init") else "plain"
-
-
-def training_stage(args) -> Stage:
-    """Which stage ``--do_train`` runs: train_both > train_rl > train_init > finetune (as the original)."""
-    for name in ("train_both", "train_rl", "train_init"):
-        if getattr(args, name):
-            return STAGES[name]
-    return STAGES["finetune"]
-
-
-def needed_artifacts(stage: Stage, args) -> tuple[Artifact, ...]:
-    """Stage files this run needs: scores only while guiding, teacher logits only for distillation."""
-    if stage.name == "train_rl" and args.guide_rate <= 0:
-        return ()
-    if stage.name == "train_both" and not args.train_teacher:
-        return ()
-    return stage.reads

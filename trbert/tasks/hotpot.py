@@ -1,35 +1,41 @@
-"""HotpotQA (spec §9.5): paragraphs packed into one long input, answer span or yes/no, supporting facts.
+"""HotpotQA (``run_hotpotqa.py``): paragraphs packed into one long input, answer span or yes/no,
+supporting facts.
 
-What this file is: the reader of the authors' preprocessed files (one JSON object per line:
+What this file is: the reader of the paragraph-packed files (one JSON object per line:
 ``question``, ``answer``, ``node``: paragraphs with ``name``, ``context`` (word pieces), ``spans``
 (``[start, end]`` inclusive in ``context``), ``sent_pos`` (``[start, end)`` per sentence),
 ``supp_label``; dev lines also ``qid`` and per paragraph ``doc_tokens``/``tok_to_orig_index``),
 the features (``[CLS] question [SEP]`` then ``[unused1] title [unused2] context`` per paragraph
 until ``--max_seq_length``), the loss of the three heads of :class:`trbert.heads.TRBertForHotpotQA`
-(empty sentence slots and padding masked, D21 fixed) and answer F1 as HotpotQA's evaluation
-defines it. The paragraph order is fixed per example (the original reshuffled every epoch, which
-broke the alignment with the token scores: D24 and §4.4), gold paragraphs first then shuffled
-once with a seeded generator.
+(empty sentence slots and padding masked: docs/differences.md F11), the answer and supporting-fact
+predictions and HotpotQA's metrics. Training paragraphs: the gold pair and shuffled others until
+the budget is full, the chosen set shuffled and the overflowing paragraph last — one order per
+example from a seeded generator, so the token scores stay aligned (docs/differences.md F12).
 """
 
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..config import inert, with_defaults
 from ..errors import InputError
 from ..model import MASKED
-from ..objective import distillation_rows
 from .answer_metrics import f1, normalize_answer
+from .base import Family, Predictions, register
 from .files import json_lines, require, split_file
+from .span import SpanConfig
 
 MAX_ANSWERS, MAX_SENTENCES, MAX_QUESTION = 8, 80, 80
 SWITCH = {"yes": 1, "no": 2}
+ROW_ARRAYS = ("starts", "ends", "sent_starts", "sent_ends", "sent_labels", "sent_ids")
 
 
 @dataclass
@@ -39,6 +45,15 @@ class HotpotExample:
     answer: str
     paragraphs: list[dict]  # name, context (word pieces), spans, sent_pos, supp_label, doc_tokens, tok_to_orig_index
     where: str = ""
+
+    def supporting_facts(self) -> list[list]:
+        """Gold ``[title, sentence index]`` pairs from the paragraphs' ``supp_label``."""
+        return [
+            [node.get("name", ""), k]
+            for node in self.paragraphs
+            for k, label in enumerate(node.get("supp_label", []))
+            if label
+        ]
 
 
 def read_hotpot(path: Path) -> list[HotpotExample]:
@@ -56,19 +71,18 @@ def read_hotpot(path: Path) -> list[HotpotExample]:
 
 @dataclass
 class HotpotTask:
-    name: str = "hotpotqa"
     train_file: str = "hotpot_train_graph.json"
     predict_file: str = "rerank_dev_tok.json"
     max_answer_length: int = 30
     seed: int = 42
-    family: str = "hotpot"
+    name: str = "hotpotqa"
     head: str = "hotpot"
     num_labels: int = 7
-    counts: dict = field(default_factory=dict)
+    metric: str = "f1"
 
     @property
     def settings(self) -> dict:
-        return {"paragraph_order_seed": self.seed}
+        return {"paragraph_order_seed": self.seed, "paragraph_order": "shuffled-set"}
 
     def path(self, data_dir: str, split: str) -> Path:
         return split_file(data_dir, split, self.train_file, self.predict_file)
@@ -79,8 +93,8 @@ class HotpotTask:
             raise InputError(f"{self.path(data_dir, split)}: the file holds no questions")
         return examples
 
-    def featurize(self, examples: list[HotpotExample], tokenizer, max_length: int, split: str = "train") -> dict:
-        rows = [self._features(i, e, tokenizer, max_length, split == "train") for i, e in enumerate(examples)]
+    def featurize(self, examples: Sequence[HotpotExample], tokenizer, max_length, split, first, counts: Counter):
+        rows = [self._features(first + i, e, tokenizer, max_length, split == "train") for i, e in enumerate(examples)]
         n = len(rows)
         arrays = {
             "input_ids": np.full((n, max_length), tokenizer.pad_token_id or 0, dtype=np.int32),
@@ -90,36 +104,53 @@ class HotpotTask:
             "sent_starts": np.full((n, MAX_SENTENCES), -1, dtype=np.int64),
             "sent_ends": np.full((n, MAX_SENTENCES), -1, dtype=np.int64),
             "sent_labels": np.full((n, MAX_SENTENCES), -1, dtype=np.int64),
+            "sent_ids": np.full((n, MAX_SENTENCES, 2), -1, dtype=np.int32),  # (paragraph, sentence) of each slot
             "origin": np.full((n, max_length, 2), -1, dtype=np.int32),  # (paragraph, word) of every text token
         }
         for i, row in enumerate(rows):
             k = len(row["ids"])
             arrays["input_ids"][i, :k], arrays["token_type_ids"][i, :k] = row["ids"], row["types"]
             arrays["origin"][i, :k] = row["origin"]
-            for key in ("starts", "ends", "sent_starts", "sent_ends", "sent_labels"):
-                arrays[key][i, : len(row[key])] = row[key]
+            for key in ROW_ARRAYS:
+                if row[key]:
+                    arrays[key][i, : len(row[key])] = row[key]
         arrays["lengths"] = np.array([len(r["ids"]) for r in rows], dtype=np.int32)
         arrays["switch"] = np.array([r["switch"] for r in rows], dtype=np.int64)
         arrays["starts"][arrays["starts"][:, 0] < 0, 0] = 0  # no span ([CLS]): yes/no answers, lost answers
         arrays["ends"][arrays["ends"][:, 0] < 0, 0] = 0
         return arrays
 
-    def _order(self, number: int, example: HotpotExample, training: bool) -> list[int]:
-        order = list(range(len(example.paragraphs)))
-        if training:  # gold paragraphs 0 and 1 first, the others in a fixed random order
-            rest = order[2:]
-            random.Random(self.seed * 100003 + number).shuffle(rest)
-            order = order[:2] + rest
-        return order
+    def _order(self, number: int, sizes: list[int], budget: int, training: bool) -> list[int]:
+        """Dev: the file's (ranked) order. Training: the gold paragraphs 0 and 1 plus the others in a
+        random order until the budget is exceeded; the chosen set shuffled, the overflowing one last."""
+        order = list(range(len(sizes)))
+        if not training:
+            return order
+        rng = random.Random(self.seed * 100003 + number)
+        others = order[2:]
+        rng.shuffle(others)
+        chosen, used, overflow = order[:2], sum(sizes[:2]), []
+        for p in others:
+            if used + sizes[p] > budget:
+                overflow = [p]
+                break
+            chosen.append(p)
+            used += sizes[p]
+        rng.shuffle(chosen)
+        return chosen + overflow
 
     def _features(self, number, example, tokenizer, max_length, training) -> dict:
         question = tokenizer.tokenize(example.question)[:MAX_QUESTION]
         tokens = [tokenizer.cls_token, *question, tokenizer.sep_token]
         types, origin = [0] * len(tokens), [(-1, -1)] * len(tokens)
-        row = {"starts": [], "ends": [], "sent_starts": [], "sent_ends": [], "sent_labels": []}
-        for p in self._order(number, example, training):
-            node = example.paragraphs[p]
-            head = ["[unused1]", *tokenizer.tokenize(str(node.get("name", "")).replace("_", " ")), "[unused2]"]
+        row = {key: [] for key in ROW_ARRAYS}
+        heads = [
+            ["[unused1]", *tokenizer.tokenize(str(node.get("name", "")).replace("_", " ")), "[unused2]"]
+            for node in example.paragraphs
+        ]
+        sizes = [len(h) + len(node["context"]) for h, node in zip(heads, example.paragraphs, strict=True)]
+        for p in self._order(number, sizes, max_length - 1 - len(tokens), training):
+            node, head = example.paragraphs[p], heads[p]
             room = max_length - 1 - len(tokens) - len(head)
             if room <= 0:
                 break
@@ -128,16 +159,7 @@ class HotpotTask:
             words = node.get("tok_to_orig_index") or list(range(len(node["context"])))
             tokens += head + context
             origin += [(-1, -1)] * len(head) + [(p, words[i]) for i in range(len(context))]
-            for s, e in node.get("spans", []):
-                if e < len(context) and len(row["starts"]) < MAX_ANSWERS:
-                    row["starts"].append(offset + s)
-                    row["ends"].append(offset + e)
-            labels = node.get("supp_label", [])
-            for k, (s, e) in enumerate(node.get("sent_pos", [])):
-                if e <= len(context) and s < e and len(row["sent_starts"]) < MAX_SENTENCES:
-                    row["sent_starts"].append(offset + s)
-                    row["sent_ends"].append(offset + e - 1)
-                    row["sent_labels"].append(int(labels[k]) if k < len(labels) else 0)
+            self._paragraph_targets(row, node, p, offset, len(context))
         tokens.append(tokenizer.sep_token)
         origin.append((-1, -1))
         types += [1] * (len(tokens) - len(types))
@@ -145,24 +167,26 @@ class HotpotTask:
         row["switch"] = SWITCH.get(example.answer.strip().lower(), 0)
         return row
 
-    def row_loss(self, logits: torch.Tensor, batch: dict, teacher: bool = False, temperature: float = 1.0):
+    @staticmethod
+    def _paragraph_targets(row: dict, node: dict, p: int, offset: int, length: int) -> None:
+        """Answer spans and sentence slots of paragraph ``p`` placed at ``offset`` (``length`` pieces kept)."""
+        for s, e in node.get("spans", []):
+            if e < length and len(row["starts"]) < MAX_ANSWERS:
+                row["starts"].append(offset + s)
+                row["ends"].append(offset + e)
+        labels = node.get("supp_label", [])
+        for k, (s, e) in enumerate(node.get("sent_pos", [])):
+            if e <= length and s < e and len(row["sent_starts"]) < MAX_SENTENCES:
+                row["sent_starts"].append(offset + s)
+                row["sent_ends"].append(offset + e - 1)
+                row["sent_labels"].append(int(labels[k]) if k < len(labels) else 0)
+                row["sent_ids"].append((p, k))
+
+    # ---- losses ---------------------------------------------------------------------------
+    def row_loss(self, logits: torch.Tensor, batch: dict) -> torch.Tensor:
         """Per row: span loss averaged over the gold spans, switch cross-entropy, and the mean
-        supporting-fact cross-entropy over real sentences (spec §7.2; empty slots masked, D21).
-        With ``teacher``: the same three terms against the teacher's distributions."""
-        z = logits.float()
-        alive = batch["attention_mask"].bool()
-        span = z[:, :2].masked_fill(~alive[:, None], MASKED)
-        switch = z[:, 2:5, 0]
-        valid = batch["sent_starts"] >= 0
-        sentences = z[:, 5:7].gather(2, batch["sent_starts"].clamp_min(0)[:, None].expand(-1, 2, -1)).transpose(1, 2)
-        count = valid.sum(1).clamp_min(1)
-        if teacher:
-            t = batch["teacher"].float()
-            t_span = t[:, :2].masked_fill(~alive[:, None], MASKED)
-            t_sent = t[:, 5:7].gather(2, batch["sent_starts"].clamp_min(0)[:, None].expand(-1, 2, -1)).transpose(1, 2)
-            span_loss = sum(distillation_rows(span[:, i], t_span[:, i], temperature) for i in (0, 1))
-            sent = distillation_rows(sentences.flatten(0, 1), t_sent.flatten(0, 1), temperature).view_as(valid)
-            return span_loss + distillation_rows(switch, t[:, 2:5, 0], temperature) + (sent * valid).sum(1) / count
+        supporting-fact cross-entropy over real sentences (empty slots masked)."""
+        (span, _), (switch, _), (sentences, weight) = self.logit_groups(logits, batch)
         gold = batch["starts"] >= 0
         picked = [
             F.cross_entropy(
@@ -171,30 +195,47 @@ class HotpotTask:
             for i, k in enumerate(("starts", "ends"))
         ]
         span_loss = ((picked[0] + picked[1]) * gold).sum(1) / (2 * gold.sum(1).clamp_min(1))
-        labels = batch["sent_labels"].masked_fill(~valid, 0)
+        labels = batch["sent_labels"].masked_fill(batch["sent_starts"] < 0, 0)
         sent = F.cross_entropy(sentences.transpose(1, 2), labels, reduction="none")
-        return span_loss + F.cross_entropy(switch, batch["switch"], reduction="none") + (sent * valid).sum(1) / count
+        return span_loss + F.cross_entropy(switch[:, 0], batch["switch"], reduction="none") + (sent * weight).sum(1)
 
-    def decode(self, logits: np.ndarray, arrays: dict, examples: list[HotpotExample]) -> dict[str, str]:
-        """yes / no by the switch, else the best text span (both ends in one paragraph's text)."""
-        answers = {}
+    def logit_groups(self, logits: torch.Tensor, batch: dict):
+        """Span start/end over the real positions ``[B, 2, T]``, the switch ``[B, 1, 3]`` and each
+        sentence's (not supporting, supporting) pair ``[B, M, 2]`` weighted 1 / real sentences."""
+        z = logits.float()
+        alive = batch["attention_mask"].bool()
+        span = z[:, :2].masked_fill(~alive[:, None], MASKED)
+        valid = batch["sent_starts"] >= 0
+        column = batch["sent_starts"].clamp_min(0)[:, None].expand(-1, 2, -1)
+        sentences = z[:, 5:7].gather(2, column).transpose(1, 2)
+        weight = valid.float() / valid.sum(1, keepdim=True).clamp_min(1)
+        return [(span, None), (z[:, None, 2:5, 0], None), (sentences, weight)]
+
+    # ---- predictions and metrics ----------------------------------------------------------
+    def predict(self, logits: np.ndarray, features: dict, examples: Sequence[HotpotExample]) -> Predictions:
+        """The official prediction file: ``{"answer": {qid: text}, "sp": {qid: [[title, sentence]]}}``."""
+        answers, facts = {}, {}
         for i, example in enumerate(examples):
-            switch = int(np.argmax(logits[i, 2:5, 0]))
-            if switch:
-                answers[example.qid] = "yes" if switch == 1 else "no"
-                continue
-            origin = arrays["origin"][i]
-            text = origin[:, 0] >= 0
-            start = np.where(text, logits[i, 0], -np.inf)
-            end = np.where(text, logits[i, 1], -np.inf)
-            best, answer = -np.inf, ""
-            for s in np.argsort(-start)[:20]:
-                for e in range(s, min(s + self.max_answer_length, len(end))):
-                    if text[s] and text[e] and origin[s, 0] == origin[e, 0] and start[s] + end[e] > best:
-                        best = start[s] + end[e]
-                        answer = self._text(example, origin[s], origin[e])
-            answers[example.qid] = answer
-        return answers
+            answers[example.qid] = self._answer(logits[i], features["origin"][i], example)
+            starts, ids = features["sent_starts"][i], features["sent_ids"][i]
+            chosen = [k for k in np.flatnonzero(starts >= 0) if logits[i, 6, starts[k]] > logits[i, 5, starts[k]]]
+            facts[example.qid] = [[example.paragraphs[ids[k, 0]].get("name", ""), int(ids[k, 1])] for k in chosen]
+        prediction = {"answer": answers, "sp": facts}
+        return Predictions(prediction, {"predictions.json": prediction})
+
+    def _answer(self, logits: np.ndarray, origin: np.ndarray, example: HotpotExample) -> str:
+        """yes / no by the switch, else the best text span (both ends in one paragraph's text)."""
+        switch = int(np.argmax(logits[2:5, 0]))
+        if switch:
+            return "yes" if switch == 1 else "no"
+        text = origin[:, 0] >= 0
+        start, end = np.where(text, logits[0], -np.inf), np.where(text, logits[1], -np.inf)
+        best, answer = -np.inf, ""
+        for s in np.argsort(-start)[:20]:
+            for e in range(s, min(s + self.max_answer_length, len(end))):
+                if text[s] and text[e] and origin[s, 0] == origin[e, 0] and start[s] + end[e] > best:
+                    best, answer = start[s] + end[e], self._text(example, origin[s], origin[e])
+        return answer
 
     @staticmethod
     def _text(example: HotpotExample, first, last) -> str:
@@ -205,13 +246,46 @@ class HotpotTask:
         pieces = node["context"][first[1] : last[1] + 1]
         return " ".join(pieces).replace(" ##", "")
 
-    def score(self, logits: np.ndarray, arrays: dict, data_dir: str, split: str) -> dict:
+    def score(self, predictions: Predictions, examples: Sequence[HotpotExample]) -> dict:
         """Answer F1 as HotpotQA's evaluation script defines it (a yes/no/noanswer that differs scores 0)."""
-        examples = self.read(data_dir, split)
-        answers = self.decode(logits, arrays, examples)
+        answers = predictions.answers["answer"]
         total = 0.0
         for e in examples:
             gold, pred = normalize_answer(e.answer), normalize_answer(answers[e.qid])
             special = {"yes", "no", "noanswer"}
             total += 0.0 if (gold in special or pred in special) and gold != pred else f1(e.answer, answers[e.qid])
-        return {"f1": 100.0 * total / len(examples), "total": len(examples), "_files": {"predictions.json": answers}}
+        return {"f1": 100.0 * total / len(examples), "total": len(examples)}
+
+
+@dataclass
+class HotpotConfig(
+    with_defaults(
+        SpanConfig, "HotpotSpanConfig", train_file="hotpot_train_graph.json", predict_file="rerank_dev_tok.json"
+    )
+):
+    """``run_hotpotqa.py``'s flags (of the span flags only the files and --max_answer_length act)."""
+
+    drop_data: bool = inert()
+
+
+def _build(config, name: str, seed: int) -> HotpotTask:
+    return HotpotTask(config.train_file, config.predict_file, config.max_answer_length, seed)
+
+
+FAMILY = register(
+    Family(
+        "hotpot",
+        HotpotConfig,
+        _build,
+        defaults=dict(
+            task_name="hotpotqa",
+            max_seq_length=1024,
+            per_gpu_train_batch_size=4,
+            per_gpu_eval_batch_size=4,
+            learning_rate=5e-5,
+            guide_rate=0.5,
+            warmup_steps=1000,
+        ),
+        backbones=("bert",),
+    )
+)

@@ -1,11 +1,12 @@
-"""Extractive question answering: one family for SQuAD 2.0 and MRQA (spec §9.2, §9.3).
+"""Extractive question answering: the span machinery shared by SQuAD, MRQA, TriviaQA.
 
-What this file is: the task protocol for span heads — sliding-window features
-(``[CLS] question [SEP] window [SEP]`` with ``--max_seq_length``, ``--doc_stride``,
-``--max_query_length``) and the character-to-token answer alignment, the per-row span loss the
-reward needs, n-best decoding with ``--n_best_size`` / ``--max_answer_length`` and SQuAD 2.0 null
-answers (``--null_score_diff_threshold``), and the official metrics. The dataset modules only read
-files into :class:`QAExample` (:mod:`trbert.tasks.qa_readers`).
+What this file is: the span protocol for dataset families (:mod:`trbert.tasks.squad`,
+:mod:`trbert.tasks.mrqa`, :mod:`trbert.tasks.trivia`) — their shared flags (:class:`SpanConfig`),
+sliding-window features (``[CLS] question [SEP] window [SEP]`` with ``--max_seq_length``,
+``--doc_stride``, ``--max_query_length``) with the character-to-token answer alignment, the per-row
+span loss the reward needs, n-best decoding with ``--n_best_size`` / ``--max_answer_length`` and
+SQuAD 2.0 null answers (``--null_score_diff_threshold``). The families only read files into
+:class:`QAExample` and name their metric.
 
 Feature arrays, one row per window: ``input_ids``/``token_type_ids [N, T]``, ``lengths``,
 ``start``/``end`` (gold token positions; 0 = [CLS] = no answer in this window), ``example`` (the
@@ -15,17 +16,20 @@ and ``max_context [N, T]`` (the window in which a token has the most context on 
 
 from __future__ import annotations
 
+import copy
 import logging
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ..config import inert, option
 from ..errors import InputError
 from ..model import MASKED
-from ..objective import distillation_rows
-from .answer_metrics import squad_scores
+from .base import Predictions
 from .files import split_file
 
 logger = logging.getLogger(__name__)
@@ -46,11 +50,34 @@ class QAExample:
 
 
 @dataclass
+class SpanConfig:
+    """Flags of the span-QA scripts (``run_squad.py``, ``run_mrqa.py``, ``run_triviaqa.py``, ``run_hotpotqa.py``)."""
+
+    train_file: str = option("", "training file inside --data_dir")
+    predict_file: str = option("", "evaluation file inside --data_dir")
+    version_2_with_negative: bool = option(False, "questions may have no answer (SQuAD 2.0)")
+    null_score_diff_threshold: float = option(0.0, "answer 'no answer' when null score - best span score exceeds this")
+    doc_stride: int = option(128, "step between the starts of consecutive context windows; -1: no overlap", fixed=True)
+    max_query_length: int = option(64, "question word pieces kept (longer ones are cut)", fixed=True)
+    n_best_size: int = option(20, "start and end candidates considered per window")
+    max_answer_length: int = option(30, "longest answer in word pieces")
+    verbose_logging: bool = inert()
+    threads: int = inert(1, "inert (feature conversion runs in the fast tokenizer)")
+
+    def span_options(self) -> dict:
+        """The fields :class:`SpanTask` takes."""
+        keys = ("train_file", "predict_file", "doc_stride", "max_query_length", "n_best_size", "max_answer_length")
+        extra = ("version_2_with_negative", "null_score_diff_threshold")
+        return {k: getattr(self, k) for k in keys + extra}
+
+
+@dataclass
 class SpanTask:
-    """A span-extraction dataset: its reader plus the windowing and decoding settings (from flags)."""
+    """A span-extraction dataset: its reader, its metric, and the windowing and decoding settings."""
 
     name: str
-    reader: object  # (path) -> list[QAExample]
+    reader: Callable[[Path], list[QAExample]]
+    scorer: Callable[[dict, dict], dict]  # (gold answers by qid, predictions by qid) -> report
     train_file: str
     predict_file: str
     doc_stride: int = 128
@@ -60,10 +87,10 @@ class SpanTask:
     version_2_with_negative: bool = False
     null_score_diff_threshold: float = 0.0
     drop_answerless_train_windows: bool = False  # MRQA's DeFormer protocol
-    family: str = "squad"
+    markers: tuple[str, ...] = ()  # context markers read as one token each: [unused1], [unused2], ...
     head: str = "span"
     num_labels: int = 2
-    counts: dict = field(default_factory=dict)
+    metric: str = "f1"
 
     @property
     def settings(self) -> dict:
@@ -72,6 +99,7 @@ class SpanTask:
             "doc_stride": self.doc_stride,
             "max_query_length": self.max_query_length,
             "drop_answerless_train_windows": self.drop_answerless_train_windows,
+            "markers": list(self.markers),
         }
 
     def path(self, data_dir: str, split: str) -> Path:
@@ -85,44 +113,56 @@ class SpanTask:
         return examples
 
     # ---- features -------------------------------------------------------------------------
-    def featurize(self, examples: list[QAExample], tokenizer, max_length: int, split: str = "train") -> dict:
-        training = split == "train"
-        self.counts = {"misaligned": 0, "truncated_questions": 0, "empty_contexts": 0, "dropped_windows": 0}
+    def featurize(
+        self, examples: Sequence[QAExample], tokenizer, max_length: int, split: str, first: int, counts: Counter
+    ) -> dict[str, np.ndarray]:
+        tokenizer = self._marker_tokenizer(tokenizer)
         rows: list[dict] = []
-        for number, example in enumerate(examples):
-            rows += self._windows(number, example, tokenizer, max_length, training)
-        for what, count in self.counts.items():
-            if count:
-                logger.warning("%s %s: %d %s", self.name, split, count, what.replace("_", " "))
-        if not rows:
-            raise InputError(f"{self.name} {split}: no usable question (see the warnings above)")
-        return _stack(rows, max_length, tokenizer.pad_token_id or 0)
+        for number, example in enumerate(examples, first):
+            rows += self._windows(number, example, tokenizer, max_length, split == "train", counts)
+        arrays = _stack(rows, max_length, tokenizer.pad_token_id or 0)
+        if self.markers:  # the markers' own ids -> the reserved word pieces they stand for
+            added = tokenizer.convert_tokens_to_ids(list(self.markers))
+            unused = tokenizer.convert_tokens_to_ids([f"[unused{i + 1}]" for i in range(len(self.markers))])
+            lookup = dict(zip(added, unused, strict=True))
+            ids = arrays["input_ids"]
+            for marker, reserved in lookup.items():
+                ids[ids == marker] = reserved
+        return arrays
 
-    def _question(self, example: QAExample, tokenizer) -> str:
+    def _marker_tokenizer(self, tokenizer):
+        """A copy of ``tokenizer`` that reads each context marker (``[PAR]``...) as one token."""
+        if not self.markers:
+            return tokenizer
+        copied = copy.deepcopy(tokenizer)
+        copied.add_tokens(list(self.markers), special_tokens=True)
+        return copied
+
+    def _question(self, example: QAExample, tokenizer, counts: Counter) -> str:
         """The question cut to ``--max_query_length`` word pieces (at a piece boundary)."""
         encoded = tokenizer(example.question, add_special_tokens=False, return_offsets_mapping=True)
         if len(encoded["input_ids"]) <= self.max_query_length:
             return example.question
-        self.counts["truncated_questions"] += 1
+        counts["truncated_questions"] += 1
         return example.question[: encoded["offset_mapping"][self.max_query_length - 1][1]]
 
-    def _answer_span(self, example: QAExample) -> tuple[int, int] | None | str:
+    def _answer_span(self, example: QAExample, counts: Counter) -> tuple[int, int] | None | str:
         """Character span of the training answer; ``MISALIGNED`` when its offset does not hold its text."""
         if example.answer_start is None:
             return None
         start, text = example.answer_start, example.answer_text
         if not text or example.context[start : start + len(text)] != text:
-            self.counts["misaligned"] += 1
+            counts["misaligned"] += 1
             logger.debug("%s: answer %r is not at offset %d", example.where, text, start)
             return MISALIGNED
         return start, start + len(text)
 
-    def _tokenized_windows(self, example: QAExample, tokenizer, max_length: int) -> list[dict]:
+    def _tokenized_windows(self, example: QAExample, tokenizer, max_length: int, counts: Counter) -> list[dict]:
         """``[CLS] question [SEP] window [SEP]`` for every window of the context: ``ids``,
         ``types``, ``context`` (positions of context tokens), ``offsets [T, 2]`` (their character
         spans, -1 elsewhere) and ``max_context``. Windows start ``--doc_stride`` word pieces apart
         (-1: one window length, no overlap)."""
-        question = self._question(example, tokenizer)
+        question = self._question(example, tokenizer, counts)
         question_length = len(tokenizer(question, add_special_tokens=False)["input_ids"])
         window = max_length - question_length - 3
         if window < 1:
@@ -149,41 +189,54 @@ class SpanTask:
         _mark_max_context(rows)
         return rows
 
-    def _windows(self, number: int, example: QAExample, tokenizer, max_length: int, training: bool) -> list[dict]:
+    def _windows(self, number, example: QAExample, tokenizer, max_length: int, training: bool, counts) -> list[dict]:
         if not example.context.strip():
-            self.counts["empty_contexts"] += 1
+            counts["empty_contexts"] += 1
             return []
-        answer = self._answer_span(example)
+        answer = self._answer_span(example, counts)
         if answer is MISALIGNED:
             if training:  # skipped in training (counted); evaluation still scores the question
                 return []
             answer = None
         windows = []
-        for row in self._tokenized_windows(example, tokenizer, max_length):
+        for row in self._tokenized_windows(example, tokenizer, max_length, counts):
             if not row["context"]:
                 continue
             row["start"], row["end"] = _locate(row["offsets"], row["context"], answer)
             if training and self.drop_answerless_train_windows and answer is not None and row["start"] == 0:
-                self.counts["dropped_windows"] += 1
+                counts["dropped_windows"] += 1
                 continue
             row["example"] = number
             windows.append(row)
         return windows
 
     # ---- loss -----------------------------------------------------------------------------
-    def row_loss(self, logits: torch.Tensor, batch: dict, teacher: bool = False, temperature: float = 1.0):
-        """Per-row span loss from ``logits [B, 2, T]``: ``(CE_start + CE_end) / 2``, padding masked;
-        or distillation against ``batch["teacher"] [B, 2, T]``, start + end summed (spec D31, kept)."""
-        alive = batch["attention_mask"].bool()[:, None, :]
-        z = logits.float().masked_fill(~alive, MASKED)
-        if teacher:
-            target = batch["teacher"].float().masked_fill(~alive, MASKED)
-            return sum(distillation_rows(z[:, i], target[:, i], temperature) for i in (0, 1))
+    def row_loss(self, logits: torch.Tensor, batch: dict) -> torch.Tensor:
+        """Per-row span loss from ``logits [B, 2, T]``: ``(CE_start + CE_end) / 2``, padding masked
+        (docs/differences.md N12)."""
+        z = self.logit_groups(logits, batch)[0][0]
         ce = torch.nn.functional.cross_entropy
         return (ce(z[:, 0], batch["start"], reduction="none") + ce(z[:, 1], batch["end"], reduction="none")) / 2
 
+    def logit_groups(self, logits: torch.Tensor, batch: dict):
+        """Start and end distributions over the row's real positions ``[B, 2, T]``; distillation
+        sums the two (as the original, docs/differences.md K6)."""
+        alive = batch["attention_mask"].bool()[:, None, :]
+        return [(logits.float().masked_fill(~alive, MASKED), None)]
+
     # ---- decoding and metric --------------------------------------------------------------
-    def decode(self, logits: np.ndarray, arrays: dict, examples: list[QAExample]):
+    def predict(self, logits: np.ndarray, features: dict, examples: Sequence[QAExample]) -> Predictions:
+        """Answers ``{qid: text}`` (and SQuAD 2.0's null-score differences) from window logits."""
+        answers, odds = self.decode(logits, features, examples)
+        files = {"predictions.json": answers}
+        if self.version_2_with_negative:
+            files["null_odds.json"] = odds
+        return Predictions(answers, files)
+
+    def score(self, predictions: Predictions, examples: Sequence[QAExample]) -> dict:
+        return self.scorer({e.qid: e.answers for e in examples}, predictions.answers)
+
+    def decode(self, logits: np.ndarray, arrays: dict, examples: Sequence[QAExample]):
         """Answers ``{qid: text}`` and null-score differences ``{qid: float}`` from window logits."""
         best: dict[int, tuple[float, str]] = {}
         null: dict[int, float] = {}
@@ -215,17 +268,6 @@ class SpanTask:
         ends = [i for i in np.argsort(-np.where(context, end, -np.inf))[:n] if context[i]]
         spans = [(start[s] + end[e], s, e) for s in starts for e in ends if s <= e < s + self.max_answer_length]
         return max(spans, key=lambda x: x[0]) if spans else None
-
-    def score(self, logits: np.ndarray, arrays: dict, data_dir: str, split: str) -> dict:
-        """The official SQuAD v2.0 report, plus ``_files``: ``predictions.json`` (and
-        ``null_odds.json`` with ``--version_2_with_negative``) in the official formats."""
-        examples = self.read(data_dir, split)
-        answers, odds = self.decode(logits, arrays, examples)
-        report = squad_scores({e.qid: e.answers for e in examples}, answers)
-        files = {"predictions.json": answers}
-        if self.version_2_with_negative:
-            files["null_odds.json"] = odds
-        return {**report, "_files": files}
 
 
 def token_span(offsets: np.ndarray, context: list[int], span: tuple[int, int]) -> tuple[int, int] | None:

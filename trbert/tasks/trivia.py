@@ -1,25 +1,30 @@
-"""TriviaQA (spec §9.7): long documents as up to ``--max_segment`` windows of one example,
+"""TriviaQA (``run_triviaqa.py``): long documents as up to ``--max_segment`` windows of one example,
 trained with a loss normalised over all of the example's windows together.
 
 What this file is: the span family's differences for TriviaQA — the reader (a JSON list of
 ``{"context", "qas": [{"question", "qid", "answers": {"Aliases": [...]}, "detected_answers":
 [{"char_spans": [[start, end]]}]}]}``, end inclusive), features with a window axis
 (``input_ids [N, S, T]``, every gold position of every window in ``starts``/``ends [N, S, A]``), the
-shared-normalisation ("OR") loss per example (D12 fixed: loss, distillation and selector loss all
-per example), decoding of the best span across windows, and the official EM/F1 over aliases.
+shared-normalisation ("OR") loss per example (loss, distillation and selector loss all per example:
+docs/differences.md F9), decoding of the best span across windows, and the official EM/F1 over aliases.
 """
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ..config import inert, option, with_defaults
 from ..model import MASKED
 from .answer_metrics import trivia_scores
+from .base import Family, Predictions, register
 from .files import load_json, require
-from .span import QAExample, SpanTask, token_span
+from .span import QAExample, SpanConfig, SpanTask, token_span
 
 
 def read_trivia(path: Path) -> list[QAExample]:
@@ -44,6 +49,7 @@ def read_trivia(path: Path) -> list[QAExample]:
     return examples
 
 
+@dataclass
 class TriviaTask(SpanTask):
     max_segment: int = 1
     max_num_answers: int = 64
@@ -52,8 +58,9 @@ class TriviaTask(SpanTask):
     def settings(self) -> dict:
         return {**super().settings, "max_segment": self.max_segment, "max_num_answers": self.max_num_answers}
 
-    def featurize(self, examples: list[QAExample], tokenizer, max_length: int, split: str = "train") -> dict:
-        self.counts = {"truncated_questions": 0, "empty_contexts": 0, "questions_without_gold_span": 0}
+    def featurize(
+        self, examples: Sequence[QAExample], tokenizer, max_length: int, split: str, first: int, counts: Counter
+    ) -> dict[str, np.ndarray]:
         n, s, a = len(examples), self.max_segment, self.max_num_answers
         arrays = {
             "input_ids": np.full((n, s, max_length), tokenizer.pad_token_id or 0, dtype=np.int32),
@@ -66,15 +73,15 @@ class TriviaTask(SpanTask):
         }
         arrays["input_ids"][:, :, 0] = tokenizer.cls_token_id
         for i, example in enumerate(examples):
-            self._fill(arrays, i, example, tokenizer, max_length)
+            self._fill(arrays, i, example, tokenizer, max_length, counts)
         return arrays
 
-    def _fill(self, arrays, i, example, tokenizer, max_length) -> None:
+    def _fill(self, arrays, i, example, tokenizer, max_length, counts: Counter) -> None:
         if not example.context.strip():
-            self.counts["empty_contexts"] += 1
+            counts["empty_contexts"] += 1
             return
         found = False
-        for w, row in enumerate(self._tokenized_windows(example, tokenizer, max_length)[: self.max_segment]):
+        for w, row in enumerate(self._tokenized_windows(example, tokenizer, max_length, counts)[: self.max_segment]):
             k = len(row["ids"])
             arrays["input_ids"][i, w, :k], arrays["token_type_ids"][i, w, :k] = row["ids"], row["types"]
             arrays["lengths"][i, w] = k
@@ -84,20 +91,15 @@ class TriviaTask(SpanTask):
             starts, ends = starts[: self.max_num_answers], ends[: self.max_num_answers]
             arrays["starts"][i, w, : len(starts)], arrays["ends"][i, w, : len(ends)] = starts, ends
         if not found:  # no gold anywhere: [CLS] of every window (as the original)
-            self.counts["questions_without_gold_span"] += 1
+            counts["questions_without_gold_span"] += 1
             arrays["starts"][i, :, 0] = arrays["ends"][i, :, 0] = 0
 
-    def row_loss(self, logits: torch.Tensor, batch: dict, teacher: bool = False, temperature: float = 1.0):
+    def row_loss(self, logits: torch.Tensor, batch: dict) -> torch.Tensor:
         """Per example: ``-(logsumexp over gold positions of all windows - logsumexp over all
         positions of all windows)``, start and end averaged; ``logits [B, S, 2, T]``."""
-        b, s, _, t = logits.shape
-        alive = batch["attention_mask"].bool()[:, :, None, :]
-        z = logits.float().masked_fill(~alive, MASKED).transpose(1, 2).reshape(b, 2, s * t)
-        if teacher:
-            target = batch["teacher"].float().masked_fill(~alive, MASKED).transpose(1, 2).reshape(b, 2, s * t)
-            soft = torch.softmax(target / temperature, -1)
-            return -(soft * torch.log_softmax(z / temperature, -1)).sum(-1).sum(-1)
-        window = torch.arange(s, device=z.device)[None, :, None] * t
+        z = self.logit_groups(logits, batch)[0][0]  # [B, 2, S * T]
+        t = logits.shape[-1]
+        window = torch.arange(logits.shape[1], device=z.device)[None, :, None] * t
         losses = []
         for i, key in enumerate(("starts", "ends")):
             gold = batch[key]
@@ -105,6 +107,13 @@ class TriviaTask(SpanTask):
             picked = z[:, i].gather(1, index).masked_fill(gold.flatten(1) < 0, float("-inf"))
             losses.append(torch.logsumexp(z[:, i], -1) - torch.logsumexp(picked, -1))
         return (losses[0] + losses[1]) / 2
+
+    def logit_groups(self, logits: torch.Tensor, batch: dict):
+        """Start and end distributions over all positions of all windows ``[B, 2, S * T]``."""
+        b, s, _, t = logits.shape
+        alive = batch["attention_mask"].bool()[:, :, None, :]
+        z = logits.float().masked_fill(~alive, MASKED).transpose(1, 2).reshape(b, 2, s * t)
+        return [(z, None)]
 
     def decode(self, logits: np.ndarray, arrays: dict, examples: list[QAExample]):
         """The best span over all windows of each example (no null answer in TriviaQA)."""
@@ -119,13 +128,65 @@ class TriviaTask(SpanTask):
             answers[example.qid] = best[1]
         return answers, {}
 
-    def score(self, logits: np.ndarray, arrays: dict, data_dir: str, split: str) -> dict:
-        examples = self.read(data_dir, split)
-        answers, _ = self.decode(logits, arrays, examples)
-        return {**trivia_scores({e.qid: e.answers for e in examples}, answers), "_files": {"predictions.json": answers}}
+    def predict(self, logits: np.ndarray, features: dict, examples: Sequence[QAExample]) -> Predictions:
+        answers, _ = self.decode(logits, features, examples)
+        return Predictions(answers, {"predictions.json": answers})
 
 
 def _gold_positions(offsets: np.ndarray, context: list[int], spans) -> tuple[list[int], list[int]]:
     """Token positions of every gold character span inside this window, duplicates removed."""
     found = sorted({pair for pair in (token_span(offsets, context, span) for span in spans) if pair is not None})
     return [s for s, _ in found], [e for _, e in found]
+
+
+@dataclass
+class TriviaConfig(
+    with_defaults(
+        SpanConfig,
+        "TriviaSpanConfig",
+        train_file="train.json",
+        predict_file="dev.json",
+        doc_stride=-1,
+        max_query_length=55,
+        n_best_size=10,
+    )
+):
+    """``run_triviaqa.py``'s flags: the span flags plus the window axis."""
+
+    max_segment: int = option(1, "windows read per document (the rest is ignored)", fixed=True)
+    max_num_answers: int = option(64, "gold positions kept per window", fixed=True)
+    max_doc_len: int = inert(-1, "inert (the document is cut by --max_segment windows)")
+    ignore_seq_with_no_answers: bool = inert()
+
+
+def _build(config, name: str, seed: int) -> TriviaTask:
+    options = config.span_options()
+    return TriviaTask(
+        "triviaqa",
+        read_trivia,
+        trivia_scores,
+        max_segment=config.max_segment,
+        max_num_answers=config.max_num_answers,
+        **options,
+    )
+
+
+FAMILY = register(
+    Family(
+        "trivia",
+        TriviaConfig,
+        _build,
+        defaults=dict(
+            task_name="triviaqa",
+            data_dir="triviaqa",
+            max_seq_length=1024,
+            learning_rate=3e-5,
+            alpha=0.1,
+            guide_rate=0.2,
+            num_train_epochs=5.0,
+            warmup_steps=1000,
+            save_steps=-1,
+        ),
+        aliases={"max_seq_length": "--max_seq_len", "max_query_length": "--max_question_len"},
+    )
+)

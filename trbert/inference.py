@@ -1,0 +1,170 @@
+"""The inference passes every stage uses: prediction, evaluation, token scores, teacher logits.
+
+What this file is: ``predict`` (a no-grad pass collecting logits and kept counts), ``evaluate``
+(metric + FLOPs + timing report, and the task's predictions), ``token_scores`` (the gradient
+residual importance of ``--do_eval_grad``) and ``teacher_logits`` (``--do_eval_logits``). Each
+rank runs its share of the rows; rank 0 collects the outputs batch by batch into one array in
+dataset order (a memory-mapped file for the stage files). Not here: training (:mod:`trbert.loop`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .config import EvalConfig, Precision
+from .data import batches, real_windows, to_device
+from .distributed import World, gather_into, maximum, progress, shard
+from .flops import FlopsCounter, mflops
+from .model import MASKED, selector_layers
+from .stages import forward_batch
+
+
+@dataclass
+class EvalSet:
+    """A split ready to evaluate: its features, its examples (for the answers and the metric)."""
+
+    split: str
+    features: dict
+    examples: Sequence
+
+
+@dataclass
+class Prediction:
+    logits: np.ndarray | None  # [N, C] or [N, (S,) C, T] in dataset order (rank 0; None elsewhere)
+    kept: np.ndarray | None  # [selectors, N, (S)] tokens processed after each selector
+    seconds: float  # model time of the slowest rank
+    path: str  # "unpadded" or "padded"
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _output_shape(model, features) -> tuple[int, ...]:
+    n, windows, width = len(features["lengths"]), features["input_ids"].shape[1:-1], features["input_ids"].shape[-1]
+    return (n, *windows, model.num_labels, width) if model.restores_tokens else (n, model.num_labels)
+
+
+@torch.no_grad()
+def predict(model, features, selection: str, cfg: EvalConfig, precision: Precision, world: World, out=None):
+    """Logits and kept counts of every row in dataset order (token-level heads give ``[C, T]`` per
+    row; positions past a row's length stay ``MASKED``); ``out`` may be a preallocated array."""
+    model.eval()
+    n, num_sel = len(features["lengths"]), len(selector_layers(model.config))
+    windows = features["input_ids"].shape[1:-1]
+    if world.is_main and out is None:
+        out = np.full(_output_shape(model, features), MASKED, dtype=np.float32)
+    kept = np.zeros((n, num_sel, *windows), dtype=np.int64) if world.is_main else None
+    unpadded = selection in ("off", "threshold") and cfg.inference_path != "padded" and model.supports_unpadded
+    options = {"unpadded": True, "attention": cfg.attention_kernel} if unpadded else {}
+    seconds, rows = 0.0, shard(n, world)
+    # sorting by length saves padding; results do not depend on batch composition, except in the
+    # original's batch-uniform mode, which keeps the dataset order
+    loader = batches(features, cfg.per_gpu_eval_batch_size, by_length=selection != "uniform", rows=rows)
+    for batch in progress(loader, "evaluating"):
+        index = batch["index"].numpy()
+        batch = to_device(batch, world.device)
+        _sync(world.device)
+        start = time.perf_counter()
+        with precision.autocast(world.device):
+            result = forward_batch(model, batch, selection=selection, **options)
+        _sync(world.device)
+        seconds += time.perf_counter() - start
+        logits = np.full((len(index), *_output_shape(model, features)[1:]), MASKED, dtype=np.float32)
+        logits[..., : result.logits.shape[-1]] = result.logits.float().cpu().numpy()
+        gather_into(out, index, logits, world)
+        counts = [c.cpu().numpy() for c in result.kept] or [batch["lengths"].cpu().numpy()]
+        # a selector skipped for lack of tokens keeps the last count
+        counts = np.stack([counts[min(w, len(counts) - 1)] for w in range(num_sel)], 1)
+        gather_into(kept, index, counts, world)
+    path = "unpadded" if unpadded else "padded"
+    kept = None if kept is None else np.moveaxis(kept, 1, 0)
+    return Prediction(out, kept, maximum(seconds, world), path)
+
+
+def evaluate(model, task, data: EvalSet, selection: str, cfg: EvalConfig, precision: Precision, world: World):
+    """The ``--do_eval`` report (rank 0; ``(None, None)`` elsewhere): the task's metrics, FLOPs of
+    this model and of the full model on the same inputs, FLOPs speed-up, mean kept fraction per
+    selector, measured time; and the task's predictions."""
+    pred = predict(model, data.features, selection, cfg, precision, world)
+    if not world.is_main:
+        return None, None
+    lengths = np.asarray(data.features["lengths"]).astype(np.int64)
+    n, flat = len(lengths), lengths.reshape(-1)  # windows of an example (TriviaQA) count together
+    real = real_windows(flat) if lengths.ndim > 1 else np.ones(len(flat), dtype=bool)
+    kept = pred.kept.reshape(len(pred.kept), -1)
+    counter = FlopsCounter.from_config(model.config)
+
+    def per_example(macs):
+        return (macs * real).reshape(n, -1).sum(1)
+
+    reduced = selection != "off"
+    full = per_example(counter.full(flat))
+    ours = per_example(counter.reduced(flat, kept)) if reduced else full
+    exact = per_example(counter.reduced(flat, kept, exact=True) if reduced else counter.full(flat, True))
+    predictions = task.predict(pred.logits, data.features, data.examples)
+    report = task.score(predictions, data.examples)
+    report.update(
+        mflops=mflops(ours),
+        full_model_mflops=mflops(full),
+        flops_speedup=float(np.sum(full) / np.sum(ours)),
+        exact_mflops=mflops(exact),
+        kept_fraction=[float(np.mean((k / flat)[real])) for k in kept] if reduced else [],
+        selection=selection,
+        examples=n,
+        eval_batch_size=cfg.per_gpu_eval_batch_size,
+        ranks=world.size,
+        inference_path=pred.path,
+        model_seconds=pred.seconds,
+        examples_per_second=float(n / max(pred.seconds, 1e-9)),
+        split=data.split,
+    )
+    return report, predictions
+
+
+def residual_layers(config) -> tuple[int, list[int]]:
+    """Reference layer ``r`` and per-selector source layers ``s_w`` of the residual score:
+    ``s_w`` = the layer whose output selector ``w`` sees; ``r = 2n // 3`` (8 for BERT-12, 4 for
+    DistilBERT-6, as the original), at least one past every ``s_w``."""
+    sources = [layer - 1 for layer in selector_layers(config)]
+    return max(2 * config.num_hidden_layers // 3, max(sources) + 1), sources
+
+
+def token_scores(model, task, features, cfg: EvalConfig, precision: Precision, world: World, out=None) -> None:
+    """``|<dLoss_i/dH_r, H_r - H_s_w>|`` per token into ``out [N, (S,) selectors, T]`` (rank 0), 0 on
+    padding; each row from its own loss (the original differentiated the batch mean: the same
+    ranking, scaled by the batch size), so the scores do not depend on batching or ranks."""
+    model.eval()
+    r, sources = residual_layers(model.config)
+    n, width = len(features["lengths"]), features["input_ids"].shape[-1]
+    for batch in progress(batches(features, cfg.per_gpu_eval_batch_size, rows=shard(n, world)), "token scores"):
+        index = batch["index"].numpy()
+        batch = to_device(batch, world.device)
+        with precision.autocast(world.device):
+            result = forward_batch(model, batch, output_hidden_states=True)
+            loss = task.row_loss(result.logits, batch).sum()
+        states = result.hidden_states  # [embeddings, layer 0, layer 1, ...]
+        (grad,) = torch.autograd.grad(loss, states[r + 1])
+        ref = states[r + 1].detach().float()
+        rows = torch.stack([(grad.float() * (ref - states[s + 1].detach().float())).sum(-1).abs() for s in sources], 1)
+        mask = batch["attention_mask"].flatten(0, -2)  # windows run as rows
+        rows = (rows * mask[:, None, :]).view(*batch["input_ids"].shape[:-1], len(sources), -1)
+        values = np.zeros((*rows.shape[:-1], width), dtype=np.float32)
+        values[..., : rows.shape[-1]] = rows.cpu().numpy()
+        gather_into(out, index, values, world)
+
+
+def score_shape(model, features) -> tuple[int, ...]:
+    """Shape of the token scores of ``features``: ``[N, (S,) selectors, T]``."""
+    shape = features["input_ids"].shape
+    return (*shape[:-1], len(selector_layers(model.config)), shape[-1])
+
+
+def teacher_shape(model, features) -> tuple[int, ...]:
+    return _output_shape(model, features)

@@ -1,0 +1,210 @@
+"""What a run writes besides model weights: stage files, results, and the output directory itself.
+
+What this file is: the one atomic-write helper; per-row stage files (token scores, teacher logits,
+rank targets: ``.npy`` written row by row through a memory map, with a ``.json`` sidecar naming the
+dataset and the model they were made from, docs/differences.md F6) and their checks on reading;
+``eval_results.json`` and the task's prediction files; the lock that keeps two runs out of one
+output directory, and the clean-up of what an interrupted or replaced run left there.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import socket
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError
+
+logger = logging.getLogger(__name__)
+
+LOCK = ".trbert.lock"
+# what a training run writes into its output directory besides the model (removed when replaced)
+RUN_OUTPUTS = ("checkpoint-*", "runs", "eval_results.json", "predictions.json", "null_odds.json")
+STAGE_FILES = ("token_scores", "teacher_logits", "token_ranks")
+
+
+def atomic_write(path, write) -> None:
+    """Call ``write(binary file)`` on a temporary file next to ``path``, then rename it to ``path``:
+    readers never see a half-written file."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_json(path, obj) -> None:
+    atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2).encode()))
+
+
+def read_json(path, what: str) -> dict:
+    """A JSON file we or the user wrote; one clear error when it is not JSON."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise InputError(f"{path}: not a valid {what} (not JSON: {e})") from None
+
+
+def write_results(folder, report: dict, predictions=None) -> None:
+    """``eval_results.json`` and the task's prediction files in ``folder``."""
+    for name, content in (predictions.files if predictions is not None else {}).items():
+        write_json(Path(folder) / name, content)
+    write_json(Path(folder) / "eval_results.json", report)
+
+
+# ---- stage files -----------------------------------------------------------------------------
+
+
+def _sidecar(path: Path) -> Path:
+    return path.with_suffix(".json")
+
+
+class StageFile:
+    """A stage file being written: ``array`` is a memory-mapped ``.npy`` under a temporary name that
+    :meth:`commit` renames into place with its sidecar (rank 0 only; the others hold ``None``)."""
+
+    def __init__(self, path, shape: tuple[int, ...], dtype=np.float32, fill=0.0):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npy", dir=self.path.parent)
+        os.close(fd)
+        self.tmp = Path(tmp)
+        self.array = np.lib.format.open_memmap(self.tmp, mode="w+", dtype=dtype, shape=shape)
+        self.array[...] = fill
+
+    def commit(self, meta: dict) -> None:
+        self.array.flush()
+        meta = {**meta, "shape": list(self.array.shape), "dtype": str(self.array.dtype)}
+        del self.array
+        os.replace(self.tmp, self.path)
+        write_json(_sidecar(self.path), meta)
+        logger.info("wrote %s %s", self.path, tuple(meta["shape"]))
+
+    def discard(self) -> None:
+        if self.tmp.exists():
+            self.tmp.unlink()
+
+
+def save_array(path, array: np.ndarray, meta: dict) -> None:
+    """Write a whole ``array`` as a stage file (small arrays: rank targets)."""
+    out = StageFile(path, array.shape, array.dtype)
+    out.array[...] = array
+    out.commit(meta)
+
+
+def load_array(path, fingerprint: dict, artifact, shape: tuple | None = None, model: str | None = None) -> np.ndarray:
+    """Open a stage file memory-mapped and check it: made for this dataset (same rows, same
+    features), of the expected ``shape`` and, where known, made by the expected ``model`` (the
+    digest of its weights)."""
+    path, what = Path(path), artifact.filename
+    if not path.is_file():
+        raise InputError(f"{path}: {what} not found; it is made by {artifact.made_by}")
+    try:
+        array = np.load(path, allow_pickle=False, mmap_mode="r")
+        meta = read_json(_sidecar(path), f"{what} sidecar") if _sidecar(path).is_file() else {}
+    except (ValueError, OSError) as e:
+        raise InputError(f"{path}: not a readable {what} file ({e})") from None
+    made_for = meta.get("dataset", {})
+    for key in fingerprint:
+        if key in made_for and made_for[key] != fingerprint[key]:
+            raise InputError(
+                f"{path}: {what} made for another dataset ({key} differs: {made_for[key]} vs {fingerprint[key]})"
+            )
+    if shape is not None and tuple(array.shape) != tuple(shape):
+        rows = (
+            f"{array.shape[0]} rows but the training set has {shape[0]} examples" if array.shape[0] != shape[0] else ""
+        )
+        raise InputError(f"{path}: {what} has " + (rows or f"shape {tuple(array.shape)}, expected {tuple(shape)}"))
+    if model and meta.get("model_sha256") and meta["model_sha256"] != model:
+        raise InputError(
+            f"{path}: {what} was made by another model than the one it belongs to (its weights changed since); "
+            f"make it again with {artifact.made_by}"
+        )
+    return array
+
+
+# ---- the output directory ----------------------------------------------------------------------
+
+
+class OutputLock:
+    """``output_dir/.trbert.lock`` holding the owner's pid and host while a run writes there; a
+    second run is refused while the owner lives, and a lock whose owner died is taken over."""
+
+    def __init__(self, folder):
+        self.folder, self.path, self.held = Path(folder), Path(folder) / LOCK, False
+
+    def __enter__(self):
+        self.folder.mkdir(parents=True, exist_ok=True)
+        me = {"pid": os.getpid(), "host": socket.gethostname()}
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                self._take_over_if_stale()
+                continue
+            with os.fdopen(fd, "w") as f:
+                json.dump(me, f)
+            self.held = True
+            return self
+        raise InputError(f"{self.folder}: another run is using this output directory ({self.path})")
+
+    def _take_over_if_stale(self) -> None:
+        try:
+            owner = json.loads(self.path.read_text())
+        except (OSError, json.JSONDecodeError):
+            owner = {}
+        if owner.get("host") == socket.gethostname() and not _alive(owner.get("pid", -1)):
+            logger.warning(
+                "%s: taking over the lock of process %s, which no longer runs", self.folder, owner.get("pid")
+            )
+            self.path.unlink(missing_ok=True)
+            return
+        raise InputError(
+            f"{self.folder}: another run (pid {owner.get('pid')} on {owner.get('host')}) is using this output directory"
+        )
+
+    def __exit__(self, *exc):
+        if self.held:
+            self.path.unlink(missing_ok=True)
+        return False
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return pid > 0
+
+
+def clean_leftovers(folder) -> None:
+    """Remove what a killed save left behind: ``.saving-*`` folders of this output directory."""
+    folder = Path(folder)
+    for tmp in [*folder.glob(".saving-*"), *folder.parent.glob(f".saving-{folder.name}-*")]:
+        shutil.rmtree(tmp, ignore_errors=True)
+        logger.warning("removed %s, left by a save that did not finish", tmp)
+
+
+def replace_run(folder) -> None:
+    """``--overwrite_output_dir`` for training: what the earlier run wrote (its step checkpoints,
+    TensorBoard scalars, results and the stage files made from its model) is removed, so nothing
+    of it is mistaken for the new run's."""
+    folder = Path(folder)
+    doomed = [p for pattern in RUN_OUTPUTS for p in folder.glob(pattern)]
+    doomed += [p for name in STAGE_FILES for p in (folder / f"{name}.npy", folder / f"{name}.json") if p.exists()]
+    for path in doomed:
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    if doomed:
+        logger.info("%s: removed %d outputs of the run being replaced", folder, len(doomed))

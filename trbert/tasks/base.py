@@ -1,0 +1,117 @@
+"""What a task is, and the registry of task families.
+
+What this file is: the :class:`Task` protocol every dataset implements, the :class:`Predictions`
+it returns, and :class:`Family` — one per entry script: its own flags (a config dataclass), how to
+build its task from them, and the shared flags it defaults differently. Each family module
+registers itself with :func:`register`; :mod:`trbert.tasks` imports them all.
+
+The protocol, in the order the pipeline calls it: ``read`` a split into examples → ``featurize``
+them (a chunk at a time) into per-row arrays → ``row_loss`` (the per-row task loss the reward
+needs) and ``logit_groups`` (the distributions distillation matches) in training → ``predict``
+answers from the logits → ``score`` them against the examples.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from ..errors import InputError
+
+
+@dataclass
+class Predictions:
+    """What a model answered: ``answers`` (read by ``score``) and the files to write next to the
+    results (``name -> JSON-able content``, e.g. SQuAD's ``predictions.json``)."""
+
+    answers: object
+    files: dict[str, object] = field(default_factory=dict)
+
+
+class Task(Protocol):
+    name: str  # dataset name: feature-cache keys and messages
+    head: str  # model head: classification, span, hotpot, wikihop, choice
+    num_labels: int  # width of the head's logits
+    metric: str  # main metric of ``score`` (accuracy, F1...)
+
+    @property
+    def settings(self) -> dict:
+        """Everything besides text, tokenizer and length that changes the features (cache key)."""
+
+    def path(self, data_dir: str, split: str) -> Path:
+        """The file (or folder) of a split; an :class:`InputError` naming it when it is missing."""
+
+    def read(self, data_dir: str, split: str) -> Iterable:
+        """The examples of a split, checked (errors name the file and line)."""
+
+    def featurize(
+        self, examples: Sequence, tokenizer, max_length: int, split: str, first: int, counts: Counter
+    ) -> dict[str, np.ndarray]:
+        """Per-row arrays of a chunk of examples (``first``: the index of its first example);
+        what was skipped or cut is counted in ``counts``."""
+
+    def row_loss(self, logits: torch.Tensor, batch: dict) -> torch.Tensor:
+        """Hard-label task loss per row ``[B]``."""
+
+    def logit_groups(self, logits: torch.Tensor, batch: dict) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+        """The distributions distillation compares: ``(logits [B, G, K], weights [B, G] or None)``
+        pairs; the same function reads the student's and the teacher's logits."""
+
+    def predict(self, logits: np.ndarray, features: dict, examples: Sequence) -> Predictions: ...
+
+    def score(self, predictions: Predictions, examples: Sequence) -> dict: ...
+
+
+@dataclass(frozen=True)
+class Family:
+    """An entry script: its flags beyond the shared ones and how its task is built."""
+
+    name: str
+    config: type  # dataclass of the family's own flags
+    build: Callable[[object, str, int], Task]  # (family config, --task_name, --seed) -> task
+    defaults: dict = field(default_factory=dict)  # shared flags this script defaults differently
+    aliases: dict = field(default_factory=dict)  # other spellings of shared flags, e.g. --max_seq_len
+    backbones: tuple[str, ...] = ("bert", "distilbert")  # backbones with a model for this head
+    # (stage, train, reduction, family config) -> (train, reduction): defaults that depend on the
+    # stage or on the family's flags (RACE), filled in where the flag was left at ``None``
+    resolve: Callable | None = None
+
+
+FAMILIES: dict[str, Family] = {}
+
+
+def register(family: Family) -> Family:
+    FAMILIES[family.name] = family
+    return family
+
+
+def family(name: str) -> Family:
+    if name not in FAMILIES:
+        raise InputError(f"unknown task family {name!r}; known: {', '.join(FAMILIES)}")
+    return FAMILIES[name]
+
+
+def chunks(items: Iterable, size: int) -> Iterable[list]:
+    """``items`` in lists of ``size`` (the last one shorter)."""
+    chunk = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def pad_rows(rows: Sequence[Sequence[int]], width: int, fill: int, dtype=np.int32) -> np.ndarray:
+    """``[len(rows), width]`` with every row written at its start and ``fill`` after it."""
+    out = np.full((len(rows), width), fill, dtype=dtype)
+    for i, row in enumerate(rows):
+        out[i, : len(row)] = row
+    return out

@@ -1,0 +1,185 @@
+"""WikiHop (``run_wikihop.py``): choose the answer among candidates, reading long supports.
+
+What this file is: the QAngaroo reader (a JSON list of ``{"id", "query", "candidates", "supports",
+"answer"}``; ``dev.json`` of the release is read where the original's ``dev_sort.json`` is
+missing), the features and the candidate scores. Every window is ``[CLS] query [unused1]
+candidate_1 [unused1] candidate_2 ...`` then the next piece of the supports (each after
+``[unused2]``, all cut to ``--max_doc_len`` word pieces), spread over up to ``--max_segment``
+windows of ``--max_seq_length``; the document moves by ``--doc_stride`` (-1: no overlap; the
+original only ever built one window, docs/differences.md F13). A token-level head scores every
+position; a candidate's score is its marker's logit averaged over the real windows.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..config import inert, option
+from ..data import real_windows
+from ..errors import InputError
+from ..model import MASKED
+from ..objective import cross_entropy_rows
+from .base import Family, Predictions, register
+from .files import load_json, require, split_file
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class WikihopTask:
+    train_file: str = "train.json"
+    predict_file: str = "dev_sort.json"
+    max_segment: int = 8
+    max_doc_len: int = 1024
+    max_num_candidates: int = 79
+    doc_stride: int = -1
+    name: str = "wikihop"
+    head: str = "wikihop"
+    num_labels: int = 1
+    metric: str = "acc"
+
+    @property
+    def settings(self) -> dict:
+        keys = ("max_segment", "max_doc_len", "max_num_candidates", "doc_stride")
+        return {k: getattr(self, k) for k in keys}
+
+    def path(self, data_dir: str, split: str) -> Path:
+        """The split's file; the release's ``dev.json`` stands in for a missing ``dev_sort.json``."""
+        predict = self.predict_file
+        if split != "train" and predict == "dev_sort.json" and not (Path(data_dir) / predict).is_file():
+            predict = "dev.json" if (Path(data_dir) / "dev.json").is_file() else predict
+        return split_file(data_dir, split, self.train_file, predict)
+
+    def read(self, data_dir: str, split: str) -> list[dict]:
+        path = self.path(data_dir, split)
+        items = load_json(path)
+        require(isinstance(items, list) and items, str(path), "expected a non-empty JSON list of questions")
+        for k, item in enumerate(items):
+            where = f"{path}: item {item.get('id', k) if isinstance(item, dict) else k}"
+            require(
+                isinstance(item, dict) and {"query", "candidates", "supports"} <= item.keys(),
+                where,
+                'needs "query", "candidates", "supports"',
+            )
+            require(
+                len(item["candidates"]) <= self.max_num_candidates,
+                where,
+                f"{len(item['candidates'])} candidates, more than --max_num_candidates {self.max_num_candidates}",
+            )
+            require(
+                item.get("answer") in item["candidates"], where, f"answer {item.get('answer')!r} is not a candidate"
+            )
+        return items
+
+    def featurize(self, items: Sequence[dict], tokenizer, max_length, split, first, counts: Counter):
+        n, s, c = len(items), self.max_segment, self.max_num_candidates
+        arrays = {
+            "input_ids": np.full((n, s, max_length), tokenizer.pad_token_id or 0, dtype=np.int32),
+            "lengths": np.ones((n, s), dtype=np.int32),  # filler windows hold [CLS] only
+            "markers": np.full((n, c), -1, dtype=np.int64),
+            "labels": np.array([item["candidates"].index(item["answer"]) for item in items], dtype=np.int64),
+        }
+        arrays["input_ids"][:, :, 0] = tokenizer.cls_token_id
+        for i, item in enumerate(items):
+            self._fill(arrays, i, item, tokenizer, max_length, counts)
+        return arrays
+
+    def _fill(self, arrays, i, item, tokenizer, max_length, counts: Counter) -> None:
+        prefix = [tokenizer.cls_token, *tokenizer.tokenize(item["query"].replace("_", " "))]
+        for k, candidate in enumerate(item["candidates"]):
+            arrays["markers"][i, k] = len(prefix)
+            prefix += ["[unused1]", *tokenizer.tokenize(candidate)]
+        document = [piece for support in item["supports"] for piece in ["[unused2]", *tokenizer.tokenize(support)]]
+        document = document[: self.max_doc_len] if self.max_doc_len > 0 else document
+        if not document:
+            counts["questions_without_supporting_text"] += 1
+        room = max_length - len(prefix) - 1
+        if room < 1:
+            raise InputError(f"wikihop item {item.get('id', i)}: query and candidates fill --max_seq_length")
+        step = room if self.doc_stride < 0 else min(self.doc_stride, room)
+        starts = range(0, max(len(document), 1), step)
+        for w, start in enumerate(list(starts)[: self.max_segment]):
+            tokens = prefix + document[start : start + room] + [tokenizer.sep_token]
+            arrays["input_ids"][i, w, : len(tokens)] = tokenizer.convert_tokens_to_ids(tokens)
+            arrays["lengths"][i, w] = len(tokens)
+
+    @staticmethod
+    def candidate_logits(logits: torch.Tensor, markers: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Candidate scores ``[B, C]``: marker logits averaged over the real windows (more than
+        [CLS]); absent candidates ``MASKED``. ``logits [B, S, 1, T]``."""
+        windows = logits.shape[1]
+        at = logits[:, :, 0].gather(2, markers.clamp_min(0)[:, None, :].expand(-1, windows, -1))  # [B, S, C]
+        real = real_windows(lengths)[..., None]
+        mean = (at * real).sum(1) / real.sum(1).clamp_min(1)
+        return mean.masked_fill(markers < 0, MASKED)
+
+    def row_loss(self, logits: torch.Tensor, batch: dict) -> torch.Tensor:
+        return cross_entropy_rows(self.logit_groups(logits, batch)[0][0][:, 0], batch["labels"])
+
+    def logit_groups(self, logits: torch.Tensor, batch: dict):
+        """The candidate distribution ``[B, 1, C]`` (from token logits ``[B, S, 1, T]``)."""
+        return [(self.candidate_logits(logits.float(), batch["markers"], batch["lengths"])[:, None], None)]
+
+    def predict(self, logits: np.ndarray, features: dict, examples: Sequence[dict]) -> Predictions:
+        tensors = [torch.from_numpy(np.array(a)) for a in (logits, features["markers"], features["lengths"])]
+        choice = self.candidate_logits(*tensors).argmax(1).tolist()
+        answers = {
+            str(item.get("id", i)): item["candidates"][c]
+            for i, (item, c) in enumerate(zip(examples, choice, strict=True))
+        }
+        return Predictions(answers, {"predictions.json": answers})
+
+    def score(self, predictions: Predictions, examples: Sequence[dict]) -> dict:
+        right = [predictions.answers[str(item.get("id", i))] == item["answer"] for i, item in enumerate(examples)]
+        return {"acc": float(np.mean(right))}
+
+
+@dataclass
+class WikihopConfig:
+    """``run_wikihop.py``'s own flags."""
+
+    train_file: str = option("train.json", "training file inside --data_dir")
+    predict_file: str = option("dev_sort.json", "evaluation file inside --data_dir (dev.json when it is missing)")
+    max_doc_len: int = option(1024, "supporting-text word pieces read per question", fixed=True)
+    max_segment: int = option(8, "windows per question", fixed=True)
+    max_num_candidates: int = option(79, "candidate markers at most", fixed=True)
+    doc_stride: int = option(-1, "step between window starts in the document; -1: no overlap", fixed=True)
+    max_question_len: int = inert(55, "inert (the query is never cut)")
+    race_npy_path: str = inert("", "inert")
+    ignore_seq_with_no_answers: bool = inert()
+    test: bool = inert()
+    verbose_logging: bool = inert()
+    threads: int = inert(1, "inert")
+
+
+def _build(config: WikihopConfig, name: str, seed: int) -> WikihopTask:
+    keys = ("train_file", "predict_file", "max_segment", "max_doc_len", "max_num_candidates", "doc_stride")
+    return WikihopTask(**{k: getattr(config, k) for k in keys})
+
+
+FAMILY = register(
+    Family(
+        "wikihop",
+        WikihopConfig,
+        _build,
+        defaults=dict(
+            task_name="wikihop",
+            data_dir="wikihop",
+            max_seq_length=1024,
+            per_gpu_train_batch_size=2,
+            learning_rate=5e-5,
+            num_train_epochs=5.0,
+            warmup_steps=-1,
+            save_steps=-1,
+        ),
+        aliases={"max_seq_length": "--max_seq_len"},
+        backbones=("bert",),
+    )
+)
