@@ -1,15 +1,15 @@
 """Reading the datasets' JSON files, with one clear error naming the file and line.
 
 What this file is: the helpers every reader shares — a JSON document, JSON lines (plain or
-gzip-compressed) yielded with their ``file:line``, a check that raises :class:`InputError`, and
-the path of a split's file. Nothing here knows a dataset.
+gzip-compressed) yielded with their ``file:line``, a check that raises :class:`InputError`, one
+that refuses repeated question ids, and the path of a split's file. Nothing here knows a dataset.
 """
 
 from __future__ import annotations
 
 import gzip
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from ..errors import InputError
@@ -18,6 +18,16 @@ from ..errors import InputError
 def require(condition: bool, where: str, what: str) -> None:
     if not condition:
         raise InputError(f"{where}: {what}")
+
+
+def unique_ids(ids: Iterable[str], where: str) -> None:
+    """Refuse repeated question ids: predictions and gold answers are keyed by id, so a repeat
+    would silently be scored as one question fewer. Names the first id seen twice."""
+    seen = set()
+    for qid in ids:
+        if qid in seen:
+            raise InputError(f"{where}: question id {qid!r} appears more than once")
+        seen.add(qid)
 
 
 def load_json(path: Path):
