@@ -10,7 +10,6 @@ import pytest
 from trbert.errors import InputError
 from trbert.tasks.answer_metrics import (
     exact_match,
-    f1,
     hotpot_answer,
     hotpot_scores,
     mrqa_scores,
@@ -23,7 +22,7 @@ from trbert.tasks.answer_metrics import (
     trivia_scores,
 )
 from trbert.tasks.files import unique_ids
-from trbert.tasks.qa_readers import read_squad
+from trbert.tasks.squad import read_squad
 
 
 def test_the_two_f1_rules_differ_only_on_empty_answers():
@@ -39,7 +38,6 @@ def test_the_two_f1_rules_differ_only_on_empty_answers():
         assert rule("Denver Broncos", "the Broncos") == pytest.approx(2 / 3)
     # repeated tokens count with multiplicity: gold [x, x, y] vs [x]: P 1, R 1/3, F1 1/2
     assert squad1_f1("x x y", "x") == pytest.approx(0.5)
-    assert f1 is squad2_f1  # the old name keeps the v2.0 rule
 
 
 def test_normalisations():

@@ -74,9 +74,6 @@ def squad2_f1(gold: str, prediction: str, normalize: Callable[[str], str] = norm
     return token_overlap(gold_tokens, pred_tokens)[0]
 
 
-f1 = squad2_f1  # the name earlier callers import; new code names the rule it means
-
-
 def _percent(total: float, count: int) -> float:
     return 100.0 * total / count if count else 0.0
 

@@ -28,9 +28,9 @@ import torch.nn.functional as F
 from ..config import inert, with_defaults
 from ..errors import InputError
 from ..model import MASKED
-from .answer_metrics import f1, normalize_answer
+from .answer_metrics import hotpot_scores
 from .base import Family, Predictions, register
-from .files import json_lines, require, split_file
+from .files import json_lines, require, split_file, unique_ids
 from .span import SpanConfig
 
 MAX_ANSWERS, MAX_SENTENCES, MAX_QUESTION = 8, 80, 80
@@ -88,9 +88,11 @@ class HotpotTask:
         return split_file(data_dir, split, self.train_file, self.predict_file)
 
     def read(self, data_dir: str, split: str) -> list[HotpotExample]:
-        examples = read_hotpot(self.path(data_dir, split))
+        path = self.path(data_dir, split)
+        examples = read_hotpot(path)
         if not examples:
-            raise InputError(f"{self.path(data_dir, split)}: the file holds no questions")
+            raise InputError(f"{path}: the file holds no questions")
+        unique_ids((e.qid for e in examples), str(path))
         return examples
 
     def featurize(self, examples: Sequence[HotpotExample], tokenizer, max_length, split, first, counts: Counter):
@@ -247,14 +249,15 @@ class HotpotTask:
         return " ".join(pieces).replace(" ##", "")
 
     def score(self, predictions: Predictions, examples: Sequence[HotpotExample]) -> dict:
-        """Answer F1 as HotpotQA's evaluation script defines it (a yes/no/noanswer that differs scores 0)."""
-        answers = predictions.answers["answer"]
-        total = 0.0
-        for e in examples:
-            gold, pred = normalize_answer(e.answer), normalize_answer(answers[e.qid])
-            special = {"yes", "no", "noanswer"}
-            total += 0.0 if (gold in special or pred in special) and gold != pred else f1(e.answer, answers[e.qid])
-        return {"f1": 100.0 * total / len(examples), "total": len(examples)}
+        """HotpotQA's answer EM/F1 and, where the file labels supporting sentences, supporting-fact
+        and joint EM/F1 (the original reported answer F1 only: docs/differences.md N9)."""
+        gold = {e.qid: e.answer for e in examples}
+        facts = {e.qid: e.supporting_facts() for e in examples}
+        labelled = any(facts.values())
+        predicted = predictions.answers
+        return hotpot_scores(
+            gold, predicted["answer"], facts if labelled else None, predicted["sp"] if labelled else None
+        )
 
 
 @dataclass

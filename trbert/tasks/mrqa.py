@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..config import with_defaults
-from .answer_metrics import squad_scores
+from .answer_metrics import mrqa_scores
 from .base import Family, register
 from .files import json_lines, require
 from .span import QAExample, SpanConfig, SpanTask
@@ -46,7 +46,7 @@ def _question(context: str, question: dict, where: str) -> QAExample:
 
 def _build(config, name: str, seed: int) -> SpanTask:
     options = config.span_options()
-    return SpanTask(name, read_mrqa, squad_scores, drop_answerless_train_windows=True, markers=MARKERS, **options)
+    return SpanTask(name, read_mrqa, mrqa_scores, drop_answerless_train_windows=True, markers=MARKERS, **options)
 
 
 MrqaConfig = with_defaults(

@@ -30,7 +30,7 @@ from ..config import inert, option
 from ..errors import InputError
 from ..model import MASKED
 from .base import Predictions
-from .files import split_file
+from .files import split_file, unique_ids
 
 logger = logging.getLogger(__name__)
 
@@ -110,6 +110,7 @@ class SpanTask:
         examples = self.reader(path)
         if not examples:
             raise InputError(f"{path}: the file holds no questions")
+        unique_ids((e.qid for e in examples), str(path))
         return examples
 
     # ---- features -------------------------------------------------------------------------

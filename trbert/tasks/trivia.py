@@ -42,7 +42,7 @@ def read_trivia(path: Path) -> list[QAExample]:
                 for answer in question.get("detected_answers", [])
                 for s, e in answer.get("char_spans", [])
             ]
-            qid = str(question.get("qid", f"{number}"))
+            qid = str(question.get("qid", f"{number}-{len(examples)}"))
             examples.append(
                 QAExample(qid, question["question"], entry["context"], list(aliases), where=where, spans=spans)
             )
@@ -125,7 +125,8 @@ class TriviaTask(SpanTask):
                 span = self._best_span(logits[i, w, 0], logits[i, w, 1], offsets, arrays["max_context"][i, w])
                 if span is not None and span[0] > best[0]:
                     best = (span[0], example.context[offsets[span[1]][0] : offsets[span[2]][1]])
-            answers[example.qid] = best[1]
+            if np.isfinite(best[0]):  # a question without any span is left unanswered (scores 0)
+                answers[example.qid] = best[1]
         return answers, {}
 
     def predict(self, logits: np.ndarray, features: dict, examples: Sequence[QAExample]) -> Predictions:

@@ -27,7 +27,7 @@ from ..errors import InputError
 from ..model import MASKED
 from ..objective import cross_entropy_rows
 from .base import Family, Predictions, register
-from .files import load_json, require, split_file
+from .files import load_json, require, split_file, unique_ids
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +61,7 @@ class WikihopTask:
         path = self.path(data_dir, split)
         items = load_json(path)
         require(isinstance(items, list) and items, str(path), "expected a non-empty JSON list of questions")
+        unique_ids((str(item.get("id", k)) for k, item in enumerate(items) if isinstance(item, dict)), str(path))
         for k, item in enumerate(items):
             where = f"{path}: item {item.get('id', k) if isinstance(item, dict) else k}"
             require(
