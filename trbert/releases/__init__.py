@@ -87,7 +87,7 @@ def prepare_release(dataset: str, source, output_dir, **options) -> dict:
             raise InputError(release.describe(str(e))) from None
         shutil.rmtree(staging / SCRATCH, ignore_errors=True)
         for name, count in counts.items():
-            logger.info("%s %s: %s", dataset, name, ", ".join(f"{k} {v}" for k, v in count.items()))
+            logger.info("%s %s: %s", dataset, name, ", ".join(f"{k}: {v}" for k, v in count.items()))
         options = {k: list(v) if isinstance(v, tuple) else v for k, v in options.items()}
         record = {"dataset": dataset, "source": str(source), "options": options, "counts": counts}
         write_json(staging / "prepared.json", record)

@@ -24,14 +24,15 @@ from pathlib import Path
 from ..errors import InputError
 from ..tasks.choice import read_race
 from ..tasks.qa_readers import read_mrqa, read_squad
-from .common import Release, iter_json_list, open_text
+from .common import Release, iter_json_list, open_text, reading
 
 
 def _copy(release: Release, source: Path, target: Path, check) -> int:
     """Copy ``source`` (decompressed) to ``target``, then ``check(target)`` -> count; errors name the source."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    with open_text(source, newline="") as f, open(target, "w", encoding="utf-8", newline="") as g:
-        shutil.copyfileobj(f, g, 1 << 20)
+    with reading(release.where(source)), open_text(source, newline="") as f:
+        with open(target, "w", encoding="utf-8", newline="") as g:
+            shutil.copyfileobj(f, g, 1 << 20)
     try:
         return check(target)
     except InputError as e:

@@ -68,11 +68,15 @@ def _check(item, where: str) -> str:
         raise InputError(f'{where}: an item without string "_id", "question" and "answer"')
     context = item.get("context")
     ok = isinstance(context, list) and context
-    ok = ok and all(isinstance(p, list) and len(p) == 2 and isinstance(p[1], list) for p in context)
+    ok = ok and all(
+        isinstance(p, list) and len(p) == 2 and isinstance(p[0], str) and isinstance(p[1], list) for p in context
+    )
     if not ok:
         raise InputError(f'{where}: question {qid}: "context" must be a non-empty list of [title, [sentences]]')
     facts = item.get("supporting_facts", [])
-    if not isinstance(facts, list) or not all(isinstance(f, list) and len(f) == 2 for f in facts):
+    if not isinstance(facts, list) or not all(
+        isinstance(f, list) and len(f) == 2 and isinstance(f[0], str) for f in facts
+    ):
         raise InputError(f'{where}: question {qid}: "supporting_facts" must be a list of [title, sentence index]')
     return qid
 

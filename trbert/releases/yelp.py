@@ -32,11 +32,17 @@ def add_arguments(parser) -> None:
 
 def _rows(path: Path, where: str):
     """``(label, text)`` of every row, checked; the text unescaped."""
+    number = 0
     with reading(where), open_text(path, newline="") as f:
-        for number, row in enumerate(csv.reader(f), 1):
-            if len(row) != 2 or row[0].strip() not in LABELS:
-                raise InputError(f'{where}:{number}: expected a row "label","text" with a label 1..5, found {row[:2]}')
-            yield row[0].strip(), row[1].replace("\\n", " ").replace('\\"', '"').strip()
+        try:
+            for number, row in enumerate(csv.reader(f), 1):
+                if len(row) != 2 or row[0].strip() not in LABELS:
+                    raise InputError(
+                        f'{where}:{number}: expected a row "label","text" with a label 1..5, found {row[:2]}'
+                    )
+                yield row[0].strip(), row[1].replace("\\n", " ").replace('\\"', '"').strip()
+        except csv.Error as e:
+            raise InputError(f"{where}: not valid CSV after row {number} ({e})") from None
 
 
 def _write(rows, paths: dict[str, Path], choose) -> dict[str, Counter]:
