@@ -4,6 +4,7 @@ trbert demo [--output_dir demo_out]          # whole pipeline on the built-in de
 trbert demo-data --output_dir DIR            # Rotten Tomatoes snippets -> IMDB-format jsonl splits
 trbert split-hyperpartisan [...]             # = split_hyperpartisan.py
 trbert rank --model_dir DIR                  # = trans_imdb_rank.py
+trbert prepare <dataset> --source PATH --output_dir DIR   # a public release -> the split files (trbert/releases)
 """
 
 from __future__ import annotations
@@ -43,13 +44,31 @@ def _parser() -> argparse.ArgumentParser:
     rank.add_argument("--model_dir", required=True, help="fine-tuned model directory holding token_scores.npy")
     rank.add_argument("--score_path", help="token scores elsewhere")
     rank.add_argument("--output_path", help="where to write (default: next to the scores)")
+    _prepare_parser(sub)
     return parser
+
+
+def _prepare_parser(sub) -> None:
+    from .releases import CONVERTERS
+
+    prepare = sub.add_parser("prepare", help="convert a public dataset release into the files the entry scripts read")
+    datasets = prepare.add_subparsers(dest="dataset", required=True)
+    for converter in CONVERTERS:
+        parser = datasets.add_parser(converter.name, help=converter.help, description=converter.help)
+        parser.add_argument("--source", required=True, help="the downloaded release: its folder or its archive")
+        parser.add_argument("--output_dir", required=True, help="new folder for the converted files")
+        converter.add_arguments(parser)
 
 
 def _dispatch(args) -> None:
     from . import prepare
 
-    if args.command == "demo":
+    if args.command == "prepare":
+        from .releases import prepare_release
+
+        options = {k: v for k, v in vars(args).items() if k not in ("command", "dataset", "source", "output_dir")}
+        prepare_release(args.dataset, args.source, args.output_dir, **options)
+    elif args.command == "demo":
         from .demo import run_demo
 
         sys.stdout.write(run_demo(args.output_dir) + "\n")
