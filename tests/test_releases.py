@@ -20,8 +20,8 @@ from trbert.releases.common import iter_json_list, rank_paragraphs
 from trbert.releases.newsgroups import GROUPS, strip_post
 from trbert.releases.triviaqa import answer_spans
 from trbert.tasks import get_task
-from trbert.tasks.choice import read_race
 from trbert.tasks.hotpot import read_hotpot
+from trbert.tasks.race import read_race
 from trbert.tasks.trivia import read_trivia
 
 WORDS = (
@@ -77,7 +77,7 @@ def test_imdb_folder_and_archive(tmp_path, tiny_bert_dir):
     rows = [json.loads(line) for line in (tmp_path / "imdb" / "train.jsonl").read_text().splitlines()]
     assert all("<br" not in r["text"] and r["text"].endswith(("pos", "neg")) for r in rows)
     assert all(r["label"] == int(r["text"].endswith("pos")) for r in rows)  # neg = 0, pos = 1
-    assert len(get_task("imdb").read(tmp_path / "imdb", "test")) == 8
+    assert len(list(get_task("imdb").read(tmp_path / "imdb", "test"))) == 8
     recorded = json.loads((tmp_path / "imdb" / "prepared.json").read_text())
     assert recorded["counts"] == counts and recorded["options"] == {"dev_size": 6, "seed": 42}
     # the release's own archive gives the same files; the same seed gives the same dev split
@@ -145,7 +145,7 @@ def test_yelp(tmp_path, tiny_bert_dir):
     assert counts["test.csv"] == {"examples": 10, **{f"label {y}": 2 for y in range(1, 6)}}
     lines = (tmp_path / "yelp" / "test.csv").read_text().splitlines()
     assert len(lines) == 10 and lines[0] == f'1,"{_text(0)}  it was ""a"" !"'  # \n -> space, one row a line
-    examples = get_task("yelp_f").read(tmp_path / "yelp", "test")
+    examples = list(get_task("yelp_f").read(tmp_path / "yelp", "test"))
     assert [y for _, y in examples] == [i % 5 for i in range(10)]  # 1-based in the file
     bad = _yelp(tmp_path / "bad")
     (bad / "train.csv").write_text('"3","fine"\n"6","too many stars"\n')

@@ -15,8 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..checkpoint import write_json
 from ..errors import InputError
+from ..outputs import write_json
 from . import asis, hotpotqa, imdb, newsgroups, triviaqa, yelp
 from .common import Release, staged_output
 

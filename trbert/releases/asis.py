@@ -22,8 +22,9 @@ from collections import Counter
 from pathlib import Path
 
 from ..errors import InputError
-from ..tasks.choice import read_race
-from ..tasks.qa_readers import read_mrqa, read_squad
+from ..tasks.mrqa import read_mrqa
+from ..tasks.race import read_race
+from ..tasks.squad import read_squad
 from .common import Release, iter_json_list, open_text, reading
 
 
