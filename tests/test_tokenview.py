@@ -257,7 +257,7 @@ def test_headless_chromium_screenshot(tmp_path):
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if browser is None:
         pytest.skip("chromium is not installed (runs/test.sh installs Debian's chromium package where it can)")
-    page = tmp_path / "view.html"
+    page = tmp_path / "show" / "view.html"  # write_page creates the folder
     examples = sample_examples()
     most, least = word_keep_rates(examples, min_count=2)
     write_page(page, render(examples, summary(most_kept=most, least_kept=least)))

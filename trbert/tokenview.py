@@ -15,6 +15,7 @@ from __future__ import annotations
 import html
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from .checkpoint import atomic_write
 from .tokenview_page import SCRIPT, STYLE, depth_css
@@ -300,5 +301,6 @@ def render(examples: list[ViewExample], summary: ViewSummary) -> str:
 
 
 def write_page(path, page: str) -> None:
-    """Write ``page`` to ``path`` atomically (UTF-8)."""
+    """Write ``page`` to ``path`` atomically (UTF-8), creating its folder if needed."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, lambda f: f.write(page.encode("utf-8")))
