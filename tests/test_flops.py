@@ -6,7 +6,7 @@ from conftest import tiny_bert_config
 from torch.utils.flop_counter import FlopCounterMode
 from transformers import BertConfig
 
-from trbert import FlopsCounter, TRBertForSequenceClassification, layer_macs, mflops
+from trbert import FlopsCounter, TRBertForQuestionAnswering, TRBertForSequenceClassification, layer_macs, mflops
 
 
 def test_layer_macs_match_the_original_table():
@@ -34,9 +34,18 @@ def test_counts_are_per_example_whatever_the_batch():
     assert both[1] == counter.reduced([100], [[50], [10]])[0]
 
 
-def test_a_skipped_selector_keeps_the_previous_count():
+def test_a_selector_that_sees_only_cls_is_not_run_and_costs_nothing():
     counter = FlopsCounter.from_config(BertConfig(num_labels=2))
-    assert counter.reduced([10], [[1]]) == counter.reduced([10], [[1], [1]]) - 1 * (768 * 32 + 32)
+    selector = 768 * 32 + 32
+    # selector 0 keeps only [CLS]: selector 1 is skipped, the count carries over, nothing is charged for it
+    for exact in (False, True):
+        assert counter.reduced([10], [[1]], exact) == counter.reduced([10], [[1], [1]], exact)
+    # against the formula: layer 0 on 10 tokens, selector 0 charged on what it keeps (1), then 11 layers on 1
+    assert (
+        counter.reduced([10], [[1], [1]])[0]
+        == layer_macs(10, 768, 3072) + selector + 11 * layer_macs(1, 768, 3072) + 768 * 2
+    )
+    assert counter.reduced([1], [[1], [1]])[0] == counter.full([1])[0]  # a one-token input is never scored
 
 
 def test_exact_count_matches_torch_flop_counter():
@@ -56,3 +65,21 @@ def test_exact_count_matches_torch_flop_counter():
     with torch.no_grad(), FlopCounterMode(display=False) as counted_full:
         model(ids, mask)
     assert counted_full.get_total_flops() == 2 * FlopsCounter.from_config(config).full([40], exact=True)[0]
+
+
+def test_exact_count_of_a_token_level_head_matches_torch_flop_counter():
+    """The span head scores every position (after the restore) and has no pooler."""
+    torch.manual_seed(0)
+    config = tiny_bert_config()
+    config._attn_implementation = "eager"
+    config.tr_head = "span"
+    model = TRBertForQuestionAnswering(config).eval()
+    model.selectors[0].out.bias.data.fill_(0.0)
+    ids = torch.randint(5, config.vocab_size, (1, 40))
+    with torch.no_grad(), FlopCounterMode(display=False) as counted:
+        out = model(ids, torch.ones_like(ids), selection="threshold")
+    counter = FlopsCounter.from_config(config)
+    assert counted.get_total_flops() == 2 * counter.reduced([40], [[int(k)] for k in out.kept], exact=True)[0]
+    with torch.no_grad(), FlopCounterMode(display=False) as counted_full:
+        model(ids, torch.ones_like(ids))
+    assert counted_full.get_total_flops() == 2 * counter.full([40], exact=True)[0]

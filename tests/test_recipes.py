@@ -52,3 +52,22 @@ def test_every_readme_command_parses_with_its_script():
             seen[script] = seen.get(script, 0) + 1
             assert job.family == FAMILY_OF[script]
     assert set(seen) == set(FAMILY_OF) and min(seen.values()) >= 6  # every stage of every script
+
+
+def test_stage_dependent_defaults_of_race_and_wikihop_are_the_originals():
+    """RACE: no warm-up in fine-tuning, 10% (-1) in the RL stages; guide rate 0.5, or 0.2 with the
+    shared selection. WikiHop: 10% warm-up in every stage. An explicit flag always wins."""
+    base = ["--data_dir", "d", "--model_name_or_path", "m", "--output_dir", "o", "--do_train"]
+
+    def job(script, *flags):
+        return parse_args(base + list(flags), FAMILY_OF[script], script)
+
+    race = "run_race_classify.py"
+    assert job(race, "--model_type", "bert").train.warmup_steps == 0
+    rl = job(race, "--model_type", "autobert", "--train_rl")
+    assert rl.train.warmup_steps == -1 and rl.reduction.guide_rate == 0.5
+    assert job(race, "--model_type", "autobert", "--train_both").train.warmup_steps == -1
+    assert job(race, "--model_type", "autobert", "--train_rl", "--shared_selection").reduction.guide_rate == 0.2
+    assert job(race, "--model_type", "autobert", "--train_rl", "--warmup_steps", "7").train.warmup_steps == 7
+    for flags in (["--model_type", "bert"], ["--model_type", "autobert", "--train_rl"]):
+        assert job("run_wikihop.py", *flags).train.warmup_steps == -1

@@ -9,7 +9,7 @@ import pytest
 import torch
 from conftest import FIXTURES, featurize, fixture_tokenizer, tiny_bert_config, tiny_distilbert_config
 from test_pipeline import every_stage, script
-from transformers import BertForQuestionAnswering, DistilBertForQuestionAnswering
+from transformers import BertForQuestionAnswering, BertTokenizerFast, DistilBertForQuestionAnswering
 
 from trbert.errors import InputError
 from trbert.heads import TRBertForHotpotQA, TRBertForQuestionAnswering, TRDistilBertForQuestionAnswering
@@ -289,3 +289,62 @@ def test_empty_contexts_are_counted_and_an_all_empty_file_is_refused(tokenizer):
     arrays, counts = featurize(task, [good, empty], tokenizer, 48, "train")
     assert counts["empty_contexts"] == 1 and arrays["example"].tolist() == [0]
     assert len(featurize(task, [empty], tokenizer, 48, "train")[0]["lengths"]) == 0
+
+
+def test_hotpot_training_order_shuffles_the_chosen_set_and_puts_the_overflow_last():
+    """Gold paragraphs are not always first (no "keep the early tokens" shortcut); the paragraph
+    that overflows the budget comes last; the order is fixed per example."""
+    task = HotpotTask(seed=3)
+    sizes = [10, 10, 10, 10, 10, 10]
+    orders = [task._order(number, sizes, budget=45, training=True) for number in range(40)]
+    assert all(len(o) == 5 and o[4] not in (0, 1) for o in orders)  # 4 fit, the 5th overflows
+    assert any(o[0] not in (0, 1) for o in orders) and any(o[0] in (0, 1) for o in orders)
+    assert all({0, 1} <= set(o[:4]) for o in orders)  # both gold paragraphs are always chosen
+    assert orders == [task._order(number, sizes, budget=45, training=True) for number in range(40)]
+    assert task._order(0, sizes, budget=45, training=False) == list(range(6))  # dev: the file's order
+
+
+def test_mrqa_context_markers_are_one_reserved_token_each(tmp_path):
+    vocab = (FIXTURES / "vocab.txt").read_text().split() + ["[unused1]", "[unused2]", "[unused3]", "["]
+    (tmp_path / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    tokenizer = BertTokenizerFast(vocab=str(tmp_path / "vocab.txt"), do_lower_case=True)
+    example = QAExample("m1", "what film?", "[TLE] film [PAR] the film was great", ["film"], 6, "film")
+    arrays, _ = featurize(_task("mrqa"), [example], tokenizer, 48, "train")
+    ids = arrays["input_ids"][0, : arrays["lengths"][0]].tolist()
+    unused = tokenizer.convert_tokens_to_ids(["[unused1]", "[unused2]"])
+    assert ids.count(unused[1]) == 1 and ids.count(unused[0]) == 1  # [TLE] -> [unused2], [PAR] -> [unused1]
+    assert tokenizer.convert_tokens_to_ids("[") not in ids  # not read as text
+    start = int(arrays["start"][0])
+    assert example.context[arrays["offsets"][0][start][0] : arrays["offsets"][0][start][1]] == "film"
+
+
+@pytest.mark.parametrize("head", ["hotpot", "wikihop"])
+def test_original_hotpot_and_wikihop_checkpoints_load_their_heads(tmp_path, head):
+    from safetensors.torch import save_file
+
+    from trbert.checkpoint import load_model
+    from trbert.heads import TRBertForWikihop
+
+    cls, names = (
+        (
+            TRBertForHotpotQA,
+            {"switch": "qa_classifier", "sentence_hidden": "sent_linear", "sentence_out": "sent_classifier"},
+        )
+        if head == "hotpot"
+        else (TRBertForWikihop, {"token_scores": "qa_outputs"})
+    )
+    torch.manual_seed(1)
+    model = cls(tiny_bert_config())
+    state = {}
+    for key, value in model.state_dict().items():
+        first, rest = key.split(".", 1)
+        if first == "selectors":
+            w, part, kind = rest.split(".")
+            state[f"bert.encoder.linear_{1 if part == 'hidden' else 2}.{w}.{kind}"] = value
+        else:
+            state[f"{names.get(first, first)}.{rest}"] = value
+    model.config.save_pretrained(tmp_path)
+    save_file({k: v.contiguous() for k, v in state.items()}, str(tmp_path / "model.safetensors"))
+    loaded = load_model(str(tmp_path), "autobert", model.num_labels, head)
+    for key, value in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key

@@ -98,10 +98,10 @@ def _renamed_weights(path: Path, renames) -> dict:
 
 
 def _config(name_or_path: str, model_type: str, **hub):
+    if (Path(name_or_path) / "config.json").is_file():
+        read_json(Path(name_or_path) / "config.json", "model config")  # one clear message if it is not JSON
     try:
         config = AutoConfig.from_pretrained(name_or_path, **hub)
-    except json.JSONDecodeError as e:
-        raise InputError(f"{name_or_path}/config.json: not valid JSON ({e})") from None
     except (OSError, ValueError) as e:
         raise InputError(f"{name_or_path}: not a model checkpoint or known model name ({e})") from None
     if config.model_type != BACKBONES[model_type]:

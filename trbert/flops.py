@@ -1,15 +1,18 @@
 """Closed-form FLOPs of BERT-style encoders with token reduction, read from the model config.
 
-What this file is: the replacement for the original's ``macs_list.json`` (spec §8). Everything is
-counted per example from its own token counts, so the numbers do not depend on the batch size.
-Two counts are offered:
+What this file is: the replacement for the original's ``macs_list.json`` (a table of one BERT-base
+layer's cost per length). Everything is counted per example from its own token counts, so the
+numbers do not depend on the batch size (docs/differences.md F3). Two counts are offered:
 
-* ``paper``: the original's accounting (spec §8.2, D2 kept for comparability): encoder matmuls,
-  the selector MLP charged on the tokens it *keeps*, the classifier ``d * num_labels``; no pooler.
-* ``exact``: every matmul the forward runs: the selector charged on the tokens it *scores*, and
-  BERT's pooler ``d * d``. This one matches ``torch.utils.flop_counter`` (see the tests).
+* ``paper``: the original's accounting, kept for comparability (docs/differences.md K7): encoder
+  matmuls, the selector MLP charged on the tokens it *keeps*, the head as ``d * num_labels``.
+* ``exact``: every matmul the forward runs: the selector charged on the tokens it *scores*, the
+  head as it is — BERT's pooler ``d * d`` for [CLS] heads, the token-level heads on every position
+  (HotpotQA's supporting-fact head, two matmuls per sentence, is left out). With eager attention
+  this equals ``torch.utils.flop_counter`` (which does not see CPU SDPA kernels; see the tests).
 
-MACs are multiply-accumulates; FLOPs = 2 * MACs, as the paper reports them.
+A selector that would see one token ([CLS] alone) does not run and costs nothing, as in the
+original. MACs are multiply-accumulates; FLOPs = 2 * MACs, as the paper reports them.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ import numpy as np
 
 from .model import selector_layers
 from .selector import SELECTOR_WIDTH
+
+TOKEN_HEADS = {"span": 2, "hotpot": 2, "wikihop": 1}  # outputs per position of token-level heads
 
 
 def layer_macs(n, d: int, d_ff: int):
@@ -35,6 +40,7 @@ class FlopsCounter:
     layers: int
     placement: tuple[int, ...]
     num_labels: int
+    head: str = "classification"
 
     @classmethod
     def from_config(cls, config) -> FlopsCounter:
@@ -44,32 +50,39 @@ class FlopsCounter:
             layers=config.num_hidden_layers,
             placement=tuple(selector_layers(config)),
             num_labels=config.num_labels,
+            head=getattr(config, "tr_head", None) or "classification",
         )
 
-    def _head(self, exact: bool) -> int:
+    def _head(self, lengths: np.ndarray, exact: bool):
         d = self.hidden
-        extra = (d * d) if exact else 0  # pooler (BERT) or pre_classifier (DistilBERT)
-        return d * self.num_labels + extra
+        if not exact:
+            return d * self.num_labels
+        if self.head in TOKEN_HEADS:  # every position (restored), no pooler; HotpotQA's switch on the max
+            return lengths * d * TOKEN_HEADS[self.head] + (d * 3 if self.head == "hotpot" else 0)
+        return d * d + d * self.num_labels  # pooler (BERT) or pre_classifier (DistilBERT), then the classifier
 
     def full(self, lengths, exact: bool = False) -> np.ndarray:
         """MACs of the unreduced model on examples of ``lengths [N]`` tokens."""
-        return self.layers * layer_macs(lengths, self.hidden, self.ffn) + self._head(exact)
+        lengths = np.asarray(lengths, dtype=np.int64)
+        return self.layers * layer_macs(lengths, self.hidden, self.ffn) + self._head(lengths, exact)
 
     def reduced(self, lengths, kept, exact: bool = False) -> np.ndarray:
-        """MACs of the reduction model. ``kept``: ``[S_ran, N]`` tokens after each selector that ran
+        """MACs of the reduction model. ``kept``: ``[S_ran, N]`` tokens after each selector
         (a selector skipped because one token was left keeps the previous count)."""
         d, selector = self.hidden, self.hidden * SELECTOR_WIDTH + SELECTOR_WIDTH
-        counts = np.asarray(lengths, dtype=np.int64)
-        kept = np.asarray(kept, dtype=np.int64).reshape(-1, counts.shape[0])
+        lengths = np.asarray(lengths, dtype=np.int64)
+        kept = np.asarray(kept, dtype=np.int64).reshape(-1, lengths.shape[0])
         bounds = [*self.placement, self.layers]
+        counts = lengths
         total = bounds[0] * layer_macs(counts, d, self.ffn)
         for w, (start, end) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
             scored = counts
             if w < len(kept):
                 counts = kept[w]
-                total = total + (scored if exact else counts) * selector
+                runs = scored > 1  # a lone [CLS] is not scored
+                total = total + np.where(runs, (scored if exact else counts) * selector, 0)
             total = total + (end - start) * layer_macs(counts, d, self.ffn)
-        return total + self._head(exact)
+        return total + self._head(lengths, exact)
 
 
 def mflops(macs) -> float:

@@ -144,14 +144,16 @@ class OutputLock:
         self.folder, self.path, self.held = Path(folder), Path(folder) / LOCK, False
 
     def __enter__(self):
-        self.folder.mkdir(parents=True, exist_ok=True)
         me = {"pid": os.getpid(), "host": socket.gethostname()}
         for _ in range(2):
             try:
+                self.folder.mkdir(parents=True, exist_ok=True)
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
             except FileExistsError:
                 self._take_over_if_stale()
                 continue
+            except OSError as e:
+                raise InputError(f"{self.folder}: cannot write into the output directory ({e.strerror})") from None
             with os.fdopen(fd, "w") as f:
                 json.dump(me, f)
             self.held = True
