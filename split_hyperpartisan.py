@@ -1,4 +1,4 @@
-"""Split Hyperpartisan (by-article) into train/dev/test jsonl with seed 42 (spec §10).
+"""Split Hyperpartisan (by-article) into train/dev/test jsonl with seed 42 (the original's split script).
 
     python split_hyperpartisan.py                                   # hyperpartisan/original_data.txt
     python split_hyperpartisan.py --articles articles-training-byarticle-20181122.xml \

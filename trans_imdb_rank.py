@@ -2,7 +2,7 @@
 
     python trans_imdb_rank.py --model_dir imdb_models/bert     # reads token_scores.npy, writes token_ranks.npy
 
-Works for any task and backbone (the original hard-coded IMDB paths, D16).
+Works for any task and backbone (the original hard-coded IMDB paths: docs/differences.md F4).
 """
 
 import sys

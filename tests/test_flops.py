@@ -19,7 +19,7 @@ def test_layer_macs_match_the_original_table():
     assert np.array_equal(layer_macs(n, 768, 3072), 7_077_888 * n + 1_536 * n * n)
 
 
-def test_bert_base_full_and_reduced_examples_of_the_spec():
+def test_bert_base_full_and_reduced_examples_of_the_paper_accounting():
     counter = FlopsCounter.from_config(BertConfig(num_labels=2))
     assert counter.placement == (1, 6)
     assert round(mflops(counter.full([512])), 3) == 96_636.767

@@ -59,7 +59,7 @@ def test_drop_all_keeps_only_cls_and_skips_the_second_selector():
 
 
 def test_each_row_keeps_its_own_selection_in_a_batch():
-    """D6 fixed: a row's prediction does not depend on what else is in the batch."""
+    """docs/differences.md F1: a row's prediction does not depend on what else is in the batch."""
     torch.manual_seed(1)
     model = TRBertForSequenceClassification(tiny_bert_config()).eval()
     for selector in model.selectors:
@@ -67,7 +67,7 @@ def test_each_row_keeps_its_own_selection_in_a_batch():
     ids, mask = _inputs(model.config.vocab_size, seed=3)
     with torch.no_grad():
         batched = model(ids, mask, selection="threshold")
-        for row in batched.positions:  # D7 fixed: kept tokens stay in their original order, [CLS] first
+        for row in batched.positions:  # docs/differences.md F2: kept tokens stay in their original order, [CLS] first
             kept = row[row >= 0]
             assert kept[0] == 0 and torch.all(kept[1:] > kept[:-1])
         for row in range(4):

@@ -131,7 +131,7 @@ def evaluate(model, task, data: EvalSet, selection: str, cfg: EvalConfig, precis
 def residual_layers(config) -> tuple[int, list[int]]:
     """Reference layer ``r`` and per-selector source layers ``s_w`` of the residual score:
     ``s_w`` = the layer whose output selector ``w`` sees; ``r = 2n // 3`` (8 for BERT-12, 4 for
-    DistilBERT-6, as the original), at least one past every ``s_w``."""
+    DistilBERT-6, as the original), at least one past every ``s_w`` (docs/differences.md N2)."""
     sources = [layer - 1 for layer in selector_layers(config)]
     return max(2 * config.num_hidden_layers // 3, max(sources) + 1), sources
 

@@ -36,7 +36,7 @@ def length_fraction(
 ) -> torch.Tensor:
     """``Delta L`` per row: mean over the selectors that ran of ``kept / denominator``. With
     windows (``kept [B, S]``, ``real [B, S]`` marking windows with more than [CLS]), the mean over
-    an example's real windows (TriviaQA's aggregation, spec §3.7)."""
+    an example's real windows (the original's aggregation for several windows)."""
     fraction = torch.stack(kept).float().div(denominator).mean(0)
     if real is None:
         return fraction
@@ -44,12 +44,12 @@ def length_fraction(
 
 
 def rewards(task_loss: torch.Tensor, length: torch.Tensor, alpha: float) -> torch.Tensor:
-    """``R = -loss - alpha * Delta L`` per row, without gradient (spec §3.3)."""
+    """``R = -loss - alpha * Delta L`` per row, without gradient."""
     return (-task_loss.float() - alpha * length.float()).detach()
 
 
 def reinforce_loss(reward: torch.Tensor, select_nll: torch.Tensor, replicas: int = REPLICAS) -> torch.Tensor:
-    """REINFORCE with the mean reward of each example's replicas as baseline (spec §3.4):
+    """REINFORCE with the mean reward of each example's replicas as baseline (docs/differences.md K2):
     ``mean_rows (R - b) * nll``. Minimising it raises the likelihood of above-baseline samples."""
     grouped = reward.view(replicas, -1)
     advantage = (grouped - grouped.mean(0, keepdim=True)).view(-1)
@@ -57,14 +57,14 @@ def reinforce_loss(reward: torch.Tensor, select_nll: torch.Tensor, replicas: int
 
 
 def guided_rows(batch_size: int, guiding: bool, replicas: int = REPLICAS, device=None) -> torch.Tensor:
-    """Replica 0 of every example follows the imitation target while ``guiding`` (spec §4.1)."""
+    """Replica 0 of every example follows the imitation target while ``guiding`` (docs/differences.md K3)."""
     rows = torch.zeros(replicas * batch_size, dtype=torch.bool, device=device)
     rows[:batch_size] = guiding
     return rows
 
 
 def rank_targets(scores: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """Warm-start targets from importance scores ``[N, S, T]`` (spec §5.2): the token of rank ``j``
+    """Warm-start targets from importance scores ``[N, S, T]``: the token of rank ``j``
     among the first ``length`` gets ``1 - j / length``; positions past the length get 0."""
     t = scores.shape[-1]
     valid = torch.arange(t)[None, None, :] < lengths[:, None, None]
@@ -75,7 +75,7 @@ def rank_targets(scores: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
 
 
 def init_loss(probs: list[torch.Tensor], targets: torch.Tensor, alive: torch.Tensor) -> torch.Tensor:
-    """L1 regression of every selector's probabilities onto its own rank target (D17 fixed),
-    one mean over alive tokens per selector (D18 fixed). ``targets [B, S, T]``."""
+    """L1 regression of every selector's probabilities onto its own rank target, one mean
+    over alive tokens per selector (docs/differences.md F4). ``targets [B, S, T]``."""
     m = alive.float()
     return sum(((p - targets[:, w]).abs() * m).sum() / m.sum() for w, p in enumerate(probs))
