@@ -5,6 +5,8 @@ trbert demo-data --output_dir DIR            # Rotten Tomatoes snippets -> IMDB-
 trbert split-hyperpartisan [...]             # = split_hyperpartisan.py
 trbert rank --model_dir DIR                  # = trans_imdb_rank.py
 trbert prepare <dataset> --source PATH --output_dir DIR   # a public release -> the split files (trbert/releases)
+trbert tradeoff --model_dir M --output_dir O [--alphas ...] <entry-script flags>   # accuracy-cost curve
+trbert show --model_dir M --output PAGE.html [--examples N] <entry-script flags>   # which tokens were kept
 """
 
 from __future__ import annotations
@@ -25,8 +27,14 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="run the whole pipeline on Rotten Tomatoes with MiniLM and print the results")
     demo.add_argument("--output_dir", default="demo_out")
-    data = sub.add_parser("demo-data", help="write the demo's Rotten Tomatoes splits as IMDB-format jsonl")
+    data = sub.add_parser(
+        "demo-data", help="write the demo's Rotten Tomatoes splits (or --dataset convention) as jsonl"
+    )
     data.add_argument("--output_dir", required=True)
+    data.add_argument(
+        "--dataset", default="rotten_tomatoes", choices=("rotten_tomatoes", "convention"),
+        help="convention: 2012 party-convention speeches in 200-word passages, labelled by party (longer texts)",
+    )  # fmt: skip
     split = sub.add_parser("split-hyperpartisan", help="Hyperpartisan -> train/dev/test jsonl (seed 42)")
     split.add_argument(
         "--input", default="hyperpartisan/original_data.txt", help="flattened '<id> <label> <text>' file"
@@ -45,6 +53,10 @@ def _parser() -> argparse.ArgumentParser:
     rank.add_argument("--score_path", help="token scores elsewhere")
     rank.add_argument("--output_path", help="where to write (default: next to the scores)")
     _prepare_parser(sub)
+    from . import tokenview_run, tradeoff
+
+    tradeoff.parser(sub)
+    tokenview_run.parser(sub)
     return parser
 
 
@@ -60,10 +72,21 @@ def _prepare_parser(sub) -> None:
         converter.add_arguments(parser)
 
 
-def _dispatch(args) -> None:
+PASS_THROUGH = ("tradeoff", "show")  # commands that hand the rest of the command line to an entry script's parser
+
+
+def _dispatch(args, rest: list[str]) -> None:
     from . import prepare
 
-    if args.command == "prepare":
+    if args.command == "tradeoff":
+        from .tradeoff import main as tradeoff
+
+        tradeoff(args, rest)
+    elif args.command == "show":
+        from .tokenview_run import main as show
+
+        show(args, rest)
+    elif args.command == "prepare":
         from .releases import prepare_release
 
         options = {k: v for k, v in vars(args).items() if k not in ("command", "dataset", "source", "output_dir")}
@@ -75,7 +98,10 @@ def _dispatch(args) -> None:
     elif args.command == "demo-data":
         from .demo import SIZES
 
-        prepare.write_splits(prepare.rotten_tomatoes_splits(SIZES), Path(args.output_dir))
+        splits = (
+            prepare.rotten_tomatoes_splits(SIZES) if args.dataset == "rotten_tomatoes" else prepare.convention_splits()
+        )
+        prepare.write_splits(splits, Path(args.output_dir))
     elif args.command == "split-hyperpartisan":
         if bool(args.articles) != bool(args.ground_truth):
             raise InputError("--articles and --ground_truth go together")
@@ -92,8 +118,11 @@ def _dispatch(args) -> None:
 
 def main(argv=None) -> int:
     setup_logging()
-    args = _parser().parse_args(argv)
-    return exit_code("trbert", lambda: _dispatch(args))
+    parser = _parser()
+    args, rest = parser.parse_known_args(argv)
+    if rest and args.command not in PASS_THROUGH:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    return exit_code("trbert", lambda: _dispatch(args, rest))
 
 
 if __name__ == "__main__":

@@ -66,9 +66,10 @@ class FlopsCounter:
         lengths = np.asarray(lengths, dtype=np.int64)
         return self.layers * layer_macs(lengths, self.hidden, self.ffn) + self._head(lengths, exact)
 
-    def reduced(self, lengths, kept, exact: bool = False) -> np.ndarray:
+    def reduced(self, lengths, kept, exact: bool = False, selectors: bool = True) -> np.ndarray:
         """MACs of the reduction model. ``kept``: ``[S_ran, N]`` tokens after each selector
-        (a selector skipped because one token was left keeps the previous count)."""
+        (a selector skipped because one token was left keeps the previous count). Without
+        ``selectors``: the same token counts chosen by something else (a baseline)."""
         d, selector = self.hidden, self.hidden * SELECTOR_WIDTH + SELECTOR_WIDTH
         lengths = np.asarray(lengths, dtype=np.int64)
         kept = np.asarray(kept, dtype=np.int64).reshape(-1, lengths.shape[0])
@@ -79,7 +80,7 @@ class FlopsCounter:
             scored = counts
             if w < len(kept):
                 counts = kept[w]
-                runs = scored > 1  # a lone [CLS] is not scored
+                runs = (scored > 1) & selectors  # a lone [CLS] is not scored
                 total = total + np.where(runs, (scored if exact else counts) * selector, 0)
             total = total + (end - start) * layer_macs(counts, d, self.ffn)
         return total + self._head(lengths, exact)

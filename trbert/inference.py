@@ -23,6 +23,8 @@ from .flops import FlopsCounter, mflops
 from .model import MASKED, selector_layers
 from .stages import forward_batch
 
+SELECTOR_RUNS = ("threshold", "uniform", "sample")  # selections that run the selector MLPs
+
 
 @dataclass
 class EvalSet:
@@ -89,12 +91,14 @@ def predict(model, features, selection: str, cfg: EvalConfig, precision: Precisi
 
 
 def evaluate(model, task, data: EvalSet, selection: str, cfg: EvalConfig, precision: Precision, world: World):
-    """The ``--do_eval`` report (rank 0; ``(None, None)`` elsewhere): the task's metrics, FLOPs of
-    this model and of the full model on the same inputs, FLOPs speed-up, mean kept fraction per
-    selector, measured time; and the task's predictions."""
+    """The ``--do_eval`` report and the task's predictions (rank 0; ``(None, None)`` elsewhere)."""
     pred = predict(model, data.features, selection, cfg, precision, world)
-    if not world.is_main:
-        return None, None
+    return report(model, task, data, pred, selection, cfg, world) if world.is_main else (None, None)
+
+
+def report(model, task, data: EvalSet, pred: Prediction, selection: str, cfg: EvalConfig, world: World):
+    """The task's metrics, FLOPs of this model and of the full model on the same inputs, FLOPs
+    speed-up, mean kept fraction per selector, measured time; and the task's predictions."""
     lengths = np.asarray(data.features["lengths"]).astype(np.int64)
     n, flat = len(lengths), lengths.reshape(-1)  # windows of an example (TriviaQA) count together
     real = real_windows(flat) if lengths.ndim > 1 else np.ones(len(flat), dtype=bool)
@@ -104,13 +108,13 @@ def evaluate(model, task, data: EvalSet, selection: str, cfg: EvalConfig, precis
     def per_example(macs):
         return (macs * real).reshape(n, -1).sum(1)
 
-    reduced = selection != "off"
+    reduced, scored = selection != "off", selection in SELECTOR_RUNS
     full = per_example(counter.full(flat))
-    ours = per_example(counter.reduced(flat, kept)) if reduced else full
-    exact = per_example(counter.reduced(flat, kept, exact=True) if reduced else counter.full(flat, True))
+    ours = per_example(counter.reduced(flat, kept, selectors=scored)) if reduced else full
+    exact = per_example(counter.reduced(flat, kept, True, scored) if reduced else counter.full(flat, True))
     predictions = task.predict(pred.logits, data.features, data.examples)
-    report = task.score(predictions, data.examples)
-    report.update(
+    result = task.score(predictions, data.examples)
+    result.update(
         mflops=mflops(ours),
         full_model_mflops=mflops(full),
         flops_speedup=float(np.sum(full) / np.sum(ours)),
@@ -125,7 +129,7 @@ def evaluate(model, task, data: EvalSet, selection: str, cfg: EvalConfig, precis
         examples_per_second=float(n / max(pred.seconds, 1e-9)),
         split=data.split,
     )
-    return report, predictions
+    return result, predictions
 
 
 def residual_layers(config) -> tuple[int, list[int]]:

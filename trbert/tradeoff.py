@@ -1,0 +1,297 @@
+"""``python -m trbert tradeoff``: is TR-BERT worth it? The accuracy–cost curve against simple baselines.
+
+What this file is: from a fine-tuned checkpoint, its task and data, (1) TR-BERT points: for every
+length penalty α, the README's stages (selector RL, then joint training with distillation) run
+through the same pipeline as the entry scripts, one checkpoint per α (a finished one is reused, so
+an interrupted sweep continues); (2) training-free baselines on the same fine-tuned model at costs
+matched to each TR-BERT point: head truncation (the first k tokens, FLOPs matched), random drop
+and attention top-k (the same number of tokens per example at each selector layer as TR-BERT kept;
+random over several seeds); (3) every point evaluated through the ``--do_eval`` path (metric,
+FLOPs, kept fractions) and timed against the full model at batch 1 and 64, alternating. Writes
+``tradeoff.json``, ``tradeoff.md`` and ``tradeoff.png``. The page is drawn by :mod:`trbert.plots`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import shlex
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .checkpoint import find_artifact, read_manifest
+from .cli import parse_args
+from .distributed import progress, setup
+from .errors import InputError
+from .flops import FlopsCounter, mflops
+from .inference import predict, report
+from .outputs import atomic_write, read_json, write_json
+from .pipeline import eval_set, load_tokenizer, make_task, model_at, run
+from .stages import SCORES, TEACHER
+
+logger = logging.getLogger(__name__)
+FAMILIES = ("classification", "squad", "mrqa", "trivia", "hotpot")  # multiple choice: not yet
+
+
+@dataclass
+class Point:
+    """One point of the curve."""
+
+    method: str  # full, tr-bert, truncation, random, attention
+    setting: str  # alpha=1, k=48, ...
+    metric: float
+    mflops: float
+    flops_speedup: float
+    kept_fraction: list[float] = field(default_factory=list)
+    metric_std: float = 0.0  # over seeds (random drop)
+    speedup: dict[str, float] = field(default_factory=dict)  # measured, by batch size
+
+
+@dataclass
+class Sweep:
+    family: str
+    model_dir: Path
+    output_dir: Path
+    alphas: list[float]
+    flags: list[str]  # the entry script's flags shared by every command (task, data, length...)
+    rl_flags: list[str]
+    joint_flags: list[str]
+    seeds: int = 3
+    timing_batches: tuple[int, ...] = (1, 64)
+    timing_examples: int = 200
+
+    def command(self, *extra: str):
+        """A job of the family's entry script with the shared flags and ``extra``."""
+        return parse_args([*self.flags, *extra], self.family, f"tradeoff ({self.family})")
+
+
+def _backbone(model_dir: Path) -> str:
+    config = read_json(model_dir / "config.json", "model config")
+    return "distilbert" if config.get("model_type") == "distilbert" else "bert"
+
+
+def _finished(folder: Path, stage: str, alpha: float) -> bool:
+    if read_manifest(folder).get("stage") != stage:
+        return False
+    return float(read_json(folder / "training_args.json", "training arguments").get("alpha", -1)) == alpha
+
+
+def train_points(sweep: Sweep) -> dict[float, Path]:
+    """Stage files of the fine-tuned model (made if missing), then RL and joint training per α."""
+    base, plain = str(sweep.model_dir), _backbone(sweep.model_dir)
+    auto = "distilautobert" if plain == "distilbert" else "autobert"
+    missing = [
+        f"--do_eval_{a}" for a, art in (("grad", SCORES), ("logits", TEACHER)) if not find_artifact(base, art.filename)
+    ]
+    if missing:
+        run(sweep.command("--model_type", plain, "--model_name_or_path", base, "--output_dir", base, *missing))
+    points = {}
+    for alpha in sweep.alphas:
+        rl, both = sweep.output_dir / f"alpha_{alpha:g}" / "rl", sweep.output_dir / f"alpha_{alpha:g}" / "both"
+        common = ["--model_type", auto, "--alpha", str(alpha), "--do_train", "--overwrite_output_dir"]
+        if not _finished(rl, "train_rl", alpha):
+            run(
+                sweep.command(
+                    *common, "--model_name_or_path", base, "--output_dir", str(rl), "--train_rl", *sweep.rl_flags
+                )
+            )
+        if not _finished(both, "train_both", alpha):
+            extra = ["--train_both", "--train_teacher", *sweep.joint_flags]
+            run(sweep.command(*common, "--model_name_or_path", str(rl), "--output_dir", str(both), *extra))
+        points[alpha] = both
+    return points
+
+
+def truncated(features: dict, k: int, sep_id: int) -> dict:
+    """Every row cut to its first ``k`` tokens, the last of them replaced by [SEP] where a row was
+    cut (what a shorter ``--max_seq_length`` gives); cut positions leave the answer candidates."""
+    out = {**features, "lengths": np.minimum(features["lengths"], k)}
+    cut = np.asarray(features["lengths"]) > k
+    ids = np.array(features["input_ids"])
+    ids[..., k:] = 0
+    ids[..., k - 1] = np.where(cut, sep_id, ids[..., k - 1])
+    out["input_ids"] = ids
+    for name in ("offsets", "origin"):  # character spans / words of the text tokens: none past the cut
+        if name in features:
+            out[name] = np.array(features[name])
+            out[name][..., k - 1 :, :] = -1
+    if "sent_starts" in features:  # HotpotQA sentences that start past the cut are gone
+        out["sent_starts"] = np.where(np.asarray(features["sent_starts"]) >= k - 1, -1, features["sent_starts"])
+    return out
+
+
+def matching_length(counter: FlopsCounter, lengths: np.ndarray, target: float) -> int:
+    """The largest ``k`` whose truncated inputs cost the full model at most ``target`` MACs per example."""
+    lo, hi = 2, int(lengths.max())
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if np.mean(counter.full(np.minimum(lengths, mid))) <= target:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+class Bench:
+    """The dev set, the fine-tuned model and its cost, for evaluating and timing configurations."""
+
+    def __init__(self, sweep: Sweep):
+        base = str(sweep.model_dir)
+        self.sweep, self.plain = sweep, _backbone(sweep.model_dir)
+        self.job = sweep.command(
+            "--model_type", self.plain, "--model_name_or_path", base, "--output_dir", base, "--do_eval"
+        )
+        self.task, self.world = make_task(self.job), setup(self.job.run.no_cuda)
+        tokenizer = load_tokenizer(self.job, base)
+        self.data, self.sep = eval_set(self.job, self.task, tokenizer), tokenizer.sep_token_id
+        self.full = model_at(self.job, self.task, base, self.world)
+        self.counter = FlopsCounter.from_config(self.full.config)
+        self.full_mflops = mflops(self.counter.full(np.asarray(self.data.features["lengths"]).reshape(-1)))
+        self.config = dataclasses.replace(self.job.evaluation, per_gpu_eval_batch_size=64)
+
+    def model(self, folder: Path):
+        job = dataclasses.replace(self.job, run=dataclasses.replace(self.job.run, model_type="auto" + self.plain))
+        return model_at(job, self.task, str(folder), self.world)
+
+    def evaluate(self, model, selection: str, features: dict, seed: int = 0):
+        """``(report, per-example kept counts [N, (S,) selectors])`` of one configuration."""
+        data = dataclasses.replace(self.data, features=features)
+        pred = predict(model, features, selection, self.config, self.job.precision, self.world, seed=seed)
+        result, _ = report(model, self.task, data, pred, selection, self.config, self.world)
+        return result, np.moveaxis(pred.kept, 0, -1)
+
+    def timing(self, model, selection: str, features: dict) -> dict[str, float]:
+        """Measured speed-up over the full model at each timing batch size: model times on the
+        first ``timing_examples`` rows, the two models alternating, median of 3 ratios."""
+        rows = np.arange(min(self.sweep.timing_examples, len(features["lengths"])))
+        subset = {k: np.asarray(v)[rows] for k, v in features.items()}
+        full = {k: np.asarray(v)[rows] for k, v in self.data.features.items()}
+        out = {}
+        for size in self.sweep.timing_batches:
+            config = dataclasses.replace(self.config, per_gpu_eval_batch_size=size)
+            ratios = []
+            for _ in range(3):
+                base = predict(self.full, full, "off", config, self.job.precision, self.world).seconds
+                ours = predict(model, subset, selection, config, self.job.precision, self.world).seconds
+                ratios.append(base / max(ours, 1e-9))
+            out[str(size)] = float(statistics.median(ratios))
+        return out
+
+    def point(self, method: str, setting: str, model, selection: str, features: dict, seeds: int = 1):
+        """Evaluate (over ``seeds`` seeds for random drop), time, and log one point."""
+        runs = [self.evaluate(model, selection, features, seed) for seed in range(seeds)]
+        metric = [r[self.task.metric] for r, _ in runs]
+        first = runs[0][0]
+        point = Point(
+            method,
+            setting,
+            float(np.mean(metric)),
+            first["mflops"],
+            self.full_mflops / first["mflops"],  # against the full model on the whole inputs
+            first["kept_fraction"],
+            float(np.std(metric)),
+            self.timing(model, selection, features),
+        )
+        logger.info(
+            "%s %s: %s %.4f, %.2fx FLOPs, measured %s",
+            method,
+            setting,
+            self.task.metric,
+            point.metric,
+            point.flops_speedup,
+            ", ".join(f"b{k} {v:.2f}x" for k, v in point.speedup.items()),
+        )
+        return point, runs[0][1]
+
+
+def curve(sweep: Sweep, checkpoints: dict[float, Path]) -> list[Point]:
+    """Every point: the full model, TR-BERT per α, and the baselines at each TR-BERT point's cost."""
+    bench = Bench(sweep)
+    features = bench.data.features
+    full, _ = bench.point("full", "-", bench.full, "off", features)
+    points = [full]
+    for alpha, folder in progress(list(checkpoints.items()), "trade-off points"):
+        model = bench.model(folder)
+        tr, kept = bench.point("tr-bert", f"alpha={alpha:g}", model, "threshold", features)
+        lengths = np.asarray(features["lengths"]).reshape(-1)
+        k = matching_length(bench.counter, lengths, np.mean(bench.counter.full(lengths)) / tr.flops_speedup)
+        cut = truncated(features, k, bench.sep)
+        counts = {**features, "keep_counts": kept}
+        points += [
+            tr,
+            bench.point("truncation", f"k={k}", bench.full, "off", cut)[0],
+            bench.point("random", f"as alpha={alpha:g}", bench.full, "random", counts, seeds=sweep.seeds)[0],
+            bench.point("attention", f"as alpha={alpha:g}", bench.full, "attention", counts)[0],
+        ]
+    return points
+
+
+def table(points: list[Point], metric: str) -> str:
+    """The points as a markdown table."""
+    batches = sorted({b for p in points for b in p.speedup}, key=int)
+    head = ["method", "setting", metric, "MFLOPs", "FLOPs speed-up", "kept per selector"]
+    head += [f"measured speed-up, batch {b}" for b in batches]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for p in points:
+        value = f"{p.metric:.4f}" + (f" ± {p.metric_std:.4f}" if p.metric_std else "")
+        kept = ", ".join(f"{k:.3f}" for k in p.kept_fraction) or "-"
+        cells = [p.method, p.setting, value, f"{p.mflops:.1f}", f"{p.flops_speedup:.2f}x", kept]
+        lines.append("| " + " | ".join(cells + [f"{p.speedup.get(b, float('nan')):.2f}x" for b in batches]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write(sweep: Sweep, points: list[Point], metric: str, title: str) -> None:
+    from .plots import plot_tradeoff
+
+    out = sweep.output_dir
+    payload = {
+        "metric": metric,
+        "title": title,
+        "alphas": sweep.alphas,
+        "points": [dataclasses.asdict(p) for p in points],
+    }
+    write_json(out / "tradeoff.json", payload)
+    atomic_write(out / "tradeoff.md", lambda f: f.write(f"# {title}\n\n{table(points, metric)}".encode()))
+    plot_tradeoff(payload, out / "tradeoff.png")
+    logger.info("wrote %s/tradeoff.{json,md,png}", out)
+
+
+def parser(sub) -> None:
+    """The ``tradeoff`` subcommand's flags; the entry script's flags (task, data, length, ...) follow them."""
+    p = sub.add_parser("tradeoff", help="accuracy-cost curve of TR-BERT against training-free baselines")
+    p.add_argument("--family", default="classification", help=f"task family: {', '.join(FAMILIES)}")
+    p.add_argument("--model_dir", required=True, help="the fine-tuned baseline (its stage files are made if missing)")
+    p.add_argument("--output_dir", required=True, help="one TR-BERT checkpoint per alpha, and the tradeoff files")
+    p.add_argument("--alphas", type=float, nargs="*", default=[0.5, 1.0, 2.0, 4.0], help="length penalties")
+    p.add_argument("--seeds", type=int, default=3, help="seeds of the random-drop baseline")
+    p.add_argument("--timing_batches", type=int, nargs="*", default=[1, 64], help="batch sizes timed")
+    p.add_argument("--timing_examples", type=int, default=200, help="dev examples timed per point")
+    p.add_argument("--rl", default="", help='extra flags of the --train_rl runs, e.g. "--learning_rate 1e-3"')
+    p.add_argument("--joint", default="", help='extra flags of the --train_both runs, e.g. "--max_steps 150"')
+
+
+def main(args, flags: list[str]) -> list[Point]:
+    """Run a sweep: ``args`` from :func:`parser`, ``flags`` the entry script's shared flags."""
+    if args.family not in FAMILIES:
+        raise InputError(f"tradeoff: --family {args.family}: one of {', '.join(FAMILIES)} (multiple choice: not yet)")
+    if not args.alphas:
+        raise InputError("tradeoff: --alphas is empty: give at least one length penalty")
+    model_dir = Path(args.model_dir)
+    if not (model_dir / "config.json").is_file():
+        raise InputError(f"{model_dir}: no fine-tuned model here (config.json missing)")
+    from .plots import require_matplotlib
+
+    require_matplotlib()
+    sweep = Sweep(
+        args.family, model_dir, Path(args.output_dir), list(args.alphas), flags, shlex.split(args.rl),
+        shlex.split(args.joint), args.seeds, tuple(args.timing_batches), args.timing_examples,
+    )  # fmt: skip
+    base = ["--model_name_or_path", str(model_dir), "--output_dir", str(model_dir), "--do_eval"]
+    task = make_task(sweep.command("--model_type", _backbone(model_dir), *base))  # the flags are checked first
+    sweep.output_dir.mkdir(parents=True, exist_ok=True)
+    points = curve(sweep, train_points(sweep))
+    write(sweep, points, task.metric, f"TR-BERT trade-off: {task.name}")
+    return points
