@@ -93,9 +93,21 @@ POSITIVE = (
 )
 
 
+def required_inputs(job: Job) -> None:
+    """``--data_dir`` and ``--task_name``, unless the family reads a hub dataset (``--dataset_name``)."""
+    hub = getattr(job.task, "dataset_name", None)  # None: the family has no such flag
+    if hub and job.run.data_dir:
+        raise InputError("--data_dir and --dataset_name name two datasets: give one")
+    missing = [f"--{name}" for name in ("data_dir", "task_name") if not hub and not getattr(job.run, name)]
+    if missing:
+        also = " (or --dataset_name)" if hub is not None else ""
+        raise InputError(f"the following arguments are required: {', '.join(missing)}{also}")
+
+
 def validate(job: Job) -> None:
     """Reject combinations the pipeline cannot run, before anything is read or written."""
     run, kind = job.run, kind_of(job.run.model_type)
+    required_inputs(job)
     if run.train_rl and run.train_both:
         raise InputError("--train_rl and --train_both are two stages: run them one after the other")
     if run.do_train and kind not in STAGES[job.stage].kinds:
@@ -129,7 +141,7 @@ def validate(job: Job) -> None:
 
 def parse_args(argv=None, family_name: str = "classification", prog: str | None = None) -> Job:
     namespace = build_parser(family_name, prog).parse_args(argv)
-    namespace.task_name = namespace.task_name.lower()
+    namespace.task_name = (namespace.task_name or "").lower()
     configs = {name: _fill(cls, namespace) for name, cls in SECTIONS.items()}
     job = Job(
         family_name, **configs, precision=_fill(Precision, namespace), task=_fill(family(family_name).config, namespace)

@@ -48,10 +48,13 @@ def with_defaults(cls, name: str, **defaults):
 class RunArgs:
     """Which model, data and stages one invocation runs, and where it writes."""
 
-    data_dir: str = option(help="directory with the split files (train/dev/test)", required=True)
+    # data_dir and task_name are required unless run_classification.py reads --dataset_name (checked
+    # by trbert.cli.validate, which knows the family's flags)
+    data_dir: str = option("", "directory with the split files (train/dev/test); required unless --dataset_name")
     task_name: str = option(
-        help="imdb, yelp_f (or yelp_*), 20news, hyperpartisan, agnews; run_mrqa.py: newsqa, naturalqa...",
-        required=True,
+        "",
+        "imdb, yelp_f (or yelp_*), 20news, hyperpartisan, agnews; run_mrqa.py: newsqa, naturalqa...;"
+        " with --dataset_name: optional, names it in caches",
         fixed=True,
     )
     model_type: str = option(
@@ -90,7 +93,9 @@ class RunArgs:
     score_path: str = option("", "NEW: token scores for --train_rl (default: found next to the checkpoint)")
     teacher_npy_path: str = option("", "teacher logits for --train_teacher (default: found next to the checkpoint)")
     rank_path: str = option("", "NEW: rank targets for --train_init (default: found next to the checkpoint)")
-    features_cache_dir: str = option("", "NEW: feature cache (default <data_dir>/cached_features)")
+    features_cache_dir: str = option(
+        "", "NEW: feature cache (default <data_dir>/cached_features; --dataset_name: <datasets cache>/trbert_features)"
+    )
 
 
 @dataclass

@@ -60,12 +60,28 @@ def tokenizer_digest(tokenizer) -> str:
     return hashlib.sha256((type(tokenizer).__name__ + state).encode()).hexdigest()
 
 
+def source_digest(task, data_dir: str, split: str) -> str:
+    """What a split's examples are read from: the task's own ``source_digest`` where it has one (a
+    hub dataset: its fingerprint), else the sha256 of the split's file."""
+    own = getattr(task, "source_digest", None)
+    return own(data_dir, split) if own is not None else file_digest(task.path(data_dir, split))
+
+
+def cache_root(task, data_dir: str, cache_dir: str | None = None) -> Path:
+    """Where a split's feature folder goes: ``cache_dir``; else the task's ``features_home()`` where
+    it has one (a hub dataset: under the datasets cache); else ``<data_dir>/cached_features``."""
+    if cache_dir:
+        return Path(cache_dir)
+    home = getattr(task, "features_home", None)
+    return Path(home()) if home is not None else Path(data_dir) / "cached_features"
+
+
 def dataset_fingerprint(task, data_dir: str, split: str, tokenizer, max_length: int) -> dict:
     """What identifies a featurised split; also stored next to every per-row stage file."""
     return {
         "task": task.name,
         "split": split,
-        "source_sha256": file_digest(task.path(data_dir, split)),
+        "source_sha256": source_digest(task, data_dir, split),
         "tokenizer_sha256": tokenizer_digest(tokenizer),
         "max_seq_length": max_length,
         **task.settings,
@@ -150,7 +166,7 @@ def load_features(task, data_dir, split, tokenizer, max_length, cache_dir=None, 
     the features for this run."""
     fingerprint = {**dataset_fingerprint(task, data_dir, split, tokenizer, max_length), "format": FORMAT}
     key = hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:20]
-    folder = Path(cache_dir or Path(data_dir) / "cached_features") / f"{task.name}_{split}_{max_length}_{key}"
+    folder = cache_root(task, data_dir, cache_dir) / f"{task.name}_{split}_{max_length}_{key}"
     cached = None if overwrite else _open(folder, fingerprint)
     if cached is not None:
         logger.info("loaded features from %s", folder)

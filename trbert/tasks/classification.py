@@ -4,7 +4,8 @@ What this file is: the classification family — its datasets (name, labels, fil
 readers of their files (``<split>.jsonl`` with one ``{"text": str, "label": int}`` per line;
 ``<split>.csv`` rows ``label,text`` with 1-based labels, Yelp's and AG News' release format), the
 features (``[CLS] text [SEP]``, head truncation, no segment ids), the loss and accuracy. Adding a
-dataset is one line in ``DATASETS`` (and a reader if its format is new).
+dataset is one line in ``DATASETS`` (and a reader if its format is new). Hub datasets
+(``--dataset_name``) are read by :mod:`.hub`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..config import option
 from ..errors import InputError
 from ..objective import cross_entropy_rows
 from .base import Family, Predictions, pad_rows, register
@@ -128,7 +130,37 @@ def get_task(name: str) -> ClassificationTask:
 
 @dataclass
 class ClassificationConfig:
-    """``run_classification.py`` has no flags beyond the shared ones."""
+    """``run_classification.py``'s own flags: a dataset from the Hugging Face hub instead of files
+    (:mod:`.hub`; needs the ``hub`` extra)."""
+
+    dataset_name: str = option(
+        "",
+        "NEW: read this hub dataset, or a folder written by save_to_disk, instead of --data_dir"
+        " (pip install 'trbert[hub]'); dev is its validation split, else --dev_fraction of train",
+        fixed=True,
+    )
+    dataset_config: str = option("", "NEW: configuration (subset) of --dataset_name", fixed=True)
+    text_column: str = option("text", "NEW: column of --dataset_name holding the text", fixed=True)
+    label_column: str = option(
+        "label",
+        "NEW: column of --dataset_name holding the label (ClassLabel, or values numbered in sorted order)",
+        fixed=True,
+    )
+    dev_fraction: float = option(
+        0.1,
+        "NEW: share of train held out as dev when --dataset_name has no validation split (fixed seed 42)",
+        fixed=True,
+    )
 
 
-FAMILY = register(Family("classification", ClassificationConfig, lambda config, name, seed: get_task(name)))
+def build(config: ClassificationConfig, name: str, seed: int) -> ClassificationTask:
+    """The task of ``--task_name`` read from ``--data_dir``, or of ``--dataset_name`` (``seed`` unused:
+    the dev carve-out of a hub dataset has its own fixed seed)."""
+    if config.dataset_name:
+        from .hub import hub_task  # the datasets package is an optional extra
+
+        return hub_task(config, name)
+    return get_task(name)
+
+
+FAMILY = register(Family("classification", ClassificationConfig, build))
