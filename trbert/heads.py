@@ -14,7 +14,7 @@ from torch import nn
 from transformers import BertModel, BertPreTrainedModel, DistilBertModel, DistilBertPreTrainedModel
 
 from .model import MASKED, BertBackbone, DistilBertBackbone, TokenReductionMixin
-from .selector import gather_tokens, selection_nll
+from .selector import THRESHOLD, gather_tokens, selection_nll
 
 
 class TRBertForSequenceClassification(TokenReductionMixin, BertBackbone, BertPreTrainedModel):
@@ -188,6 +188,20 @@ class SharedChoiceMixin:
         prob = torch.sigmoid(logits) * selectable
         shared = self._decide(w, prob, selectable, orig, selection, first_row(guide), guided_rows, first_row(seeds))
         return prob, shared | (alive & ~selectable)
+
+    def _packed_keep(self, w, x, packing, position, length):
+        """The shared decision on packed tokens ``x [N, d]``: every token's selector logit is put at
+        its original position, averaged over the option rows of its question (the passage and
+        question sit at the same positions in all of them) and thresholded; option tokens, the last
+        [SEP] and [CLS] are always kept. ``[N]`` bool."""
+        c = self.num_labels
+        logits = self.selectors[w](x).float()
+        dense = logits.new_zeros(packing.counts.shape[0] * length)  # [rows * T] selector logits
+        dense.index_copy_(0, packing.row * length + position, logits)
+        mean = dense.view(-1, c, length).mean(1).flatten()  # [questions * T]
+        shared = torch.sigmoid(mean[packing.row // c * length + position]) >= THRESHOLD
+        selectable = position < self._question_end[packing.row]
+        return (shared & selectable) | ~selectable | (packing.slot == 0)
 
     def _nll(self, prob, keep, alive, orig):
         """Averaged over the selectable positions only (spec §7.4 a)."""

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from .packed import attention_kernel, keep_tokens, pack
+from .packed import attention_kernel, keep_tokens, pack, row_chunks, unpack
 from .seeding import combine, install_example_dropout, seeded_dropout, uniform
 from .selector import (
     THRESHOLD,
@@ -39,6 +39,7 @@ from .selector import (
 
 SELECTIONS = ("off", "threshold", "uniform", "sample", "probe")
 MASKED = -1e4  # logit of positions a token-level head does not score (padding, empty slots)
+FFN_ROWS = 2048  # packed tokens per feed-forward call: its [rows, 4d] intermediates stay small
 
 
 def selector_layers(config) -> list[int]:
@@ -71,10 +72,7 @@ class TokenReductionMixin:
     restores_tokens = False  # token-level heads: every original position gets an output (spec §7.1)
     head_inputs: tuple[str, ...] = ()  # batch arrays the head reads besides the sequence
 
-    @property
-    def supports_unpadded(self) -> bool:
-        """The packed inference path serves one-row-per-example heads on [CLS] (classification)."""
-        return not self.restores_tokens and not self.head_inputs
+    supports_unpadded = True  # every head runs on the packed inference path (see unpadded_forward)
 
     def _init_selectors(self, config) -> None:
         config.tr_selector_layers = selector_layers(config)
@@ -173,36 +171,62 @@ class TokenReductionMixin:
 
     @torch.no_grad()
     def unpadded_forward(
-        self, input_ids, attention_mask, token_type_ids=None, selection: str = "threshold", attention: str = "auto"
+        self,
+        input_ids,
+        attention_mask,
+        token_type_ids=None,
+        selection: str = "threshold",
+        attention: str = "auto",
+        head_inputs: dict | None = None,
     ) -> ReductionOutput:
-        """Inference without padding (classification heads): every example carries only its own
-        tokens through every layer (see :mod:`trbert.packed`). Same selections and logits as ``reduce_forward`` with
-        ``selection="threshold"`` (or ``"off"``), at the cost of the tokens actually kept."""
-        if selection not in ("off", "threshold") or self.training or not self.supports_unpadded:
+        """Inference without padding, for every head: each example carries only its own tokens
+        through every layer (see :mod:`trbert.packed`). Same selections, positions and outputs as
+        ``reduce_forward`` with ``selection="threshold"`` (or ``"off"``), at the cost of the tokens
+        actually kept. Token-level heads read a dense ``[B, T, d]`` restore built once after the
+        last layer: survivors with their last-layer state, dropped tokens with their state when dropped."""
+        if selection not in ("off", "threshold") or self.training:
             raise ValueError("the unpadded path is for inference (eval mode, selection off or threshold)")
         attend = attention_kernel(attention, input_ids.device)
-        packing, position = pack(attention_mask.bool())
+        alive = attention_mask.bool()
+        packing, position = pack(alive)
         types = None if token_type_ids is None else token_type_ids[packing.row, position][None]
         x = self._embed(input_ids[packing.row, position][None], types, position[None])[0]
         out = ReductionOutput(logits=x.new_empty(0))
-        where = self._selector_at()
+        dropped = []  # (states [n, d], rows, positions) of dropped tokens, for the restore
+        width, where = alive.shape[1], self._selector_at()  # width: that of the padded path's tensors
         for i, layer in enumerate(self._layers()):
             w = where.get(i)
-            if w is not None and selection != "off" and packing.width > 1:
-                keep = (torch.sigmoid(self.selectors[w](x).float()) >= THRESHOLD) | (packing.slot == 0)
+            if w is not None and selection != "off" and width > 1:
+                keep = self._packed_keep(w, x, packing, position, alive.shape[1])
+                if self.restores_tokens:
+                    drop = ~keep
+                    dropped.append((x[drop], packing.row[drop], position[drop]))
                 x, position, packing = x[keep], position[keep], keep_tokens(packing, keep)
                 out.kept.append(packing.counts)
+                width = packing.width
             x = self._packed_layer(layer, x, packing, attend)
-        out.logits = self._head(x[packing.starts])
-        out.positions = position.new_full((packing.counts.shape[0], packing.width), -1)
-        out.positions[packing.row, packing.slot] = position
+        if self.restores_tokens:
+            sequence = unpack([*dropped, (x, packing.row, position)], alive.shape)
+            out.logits = self._head(sequence, alive, **(head_inputs or {}))
+        else:
+            out.logits = self._head(x[packing.starts])
+        if out.kept:  # the padded path's compacted layout: kept positions first, -1 fillers
+            out.positions = position.new_full((alive.shape[0], width), -1)
+            out.positions[packing.row, packing.slot] = position
+        else:
+            out.positions = torch.arange(alive.shape[1], device=alive.device).expand_as(alive).masked_fill(~alive, -1)
         return out
+
+    def _packed_keep(self, w, x, packing, position, length: int) -> torch.Tensor:
+        """Threshold decision ``[N]`` of selector ``w`` on packed tokens ``x [N, d]`` ([CLS] kept);
+        ``position [N]`` original positions, ``length`` the input width (a hook for shared selections)."""
+        return (torch.sigmoid(self.selectors[w](x).float()) >= THRESHOLD) | (packing.slot == 0)
 
     def forward(self, input_ids, attention_mask, token_type_ids=None, unpadded=False, **kwargs) -> ReductionOutput:
         """``reduce_forward``, or ``unpadded_forward`` when ``unpadded`` (inference only); inputs
         ``[B, S, T]`` (examples of several windows) go through :meth:`segmented_forward`."""
         if input_ids.dim() == 3:
-            return self.segmented_forward(input_ids, attention_mask, token_type_ids, **kwargs)
+            return self.segmented_forward(input_ids, attention_mask, token_type_ids, unpadded=unpadded, **kwargs)
         if unpadded:
             return self.unpadded_forward(input_ids, attention_mask, token_type_ids, **kwargs)
         return self.reduce_forward(input_ids, attention_mask, token_type_ids, **kwargs)
@@ -216,17 +240,22 @@ class TokenReductionMixin:
         guided_rows=None,
         seeds=None,
         head_inputs=None,
+        unpadded=False,
         **kwargs,
     ) -> ReductionOutput:
         """Examples of ``S`` windows ``[B, S, T]`` (TriviaQA): every window is a row with its own
         selection; the outputs are folded back per example — ``logits [B, S, ...]``, ``kept`` one
         ``[B, S]`` per selector, ``select_nll [B]`` summed over the real windows (an example's
-        action is the joint action of its windows; empty filler windows hold only [CLS])."""
+        action is the joint action of its windows; empty filler windows hold only [CLS]). With
+        ``unpadded`` the windows run on the packed inference path."""
         b, s = input_ids.shape[:2]
 
         def rows(x):
             return None if x is None else x.flatten(0, 1)
 
+        if unpadded:
+            out = self.unpadded_forward(rows(input_ids), rows(attention_mask), rows(token_type_ids), **kwargs)
+            return self._fold_windows(out, b, s, attention_mask)
         if guided_rows is not None:
             guided_rows = guided_rows.repeat_interleave(s)
         if seeds is not None:
@@ -241,6 +270,11 @@ class TokenReductionMixin:
             seeds=seeds,
             **kwargs,
         )
+        return self._fold_windows(out, b, s, attention_mask)
+
+    @staticmethod
+    def _fold_windows(out: ReductionOutput, b: int, s: int, attention_mask) -> ReductionOutput:
+        """Row outputs of ``b * s`` windows back to ``[B, S, ...]``; ``select_nll`` summed over real windows."""
         real = attention_mask[:, :, 1:].any(-1)
         out.logits = out.logits.view(b, s, *out.logits.shape[1:])
         out.kept = [k.view(b, s) for k in out.kept]
@@ -287,9 +321,10 @@ class BertBackbone:
         """Stock ``BertLayer`` math on packed tokens ``[N, d]`` (its own submodules, in order)."""
         a = layer.attention.self
         shape = (x.shape[0], a.num_attention_heads, a.attention_head_size)
-        context = attend(a.query(x).view(shape), a.key(x).view(shape), a.value(x).view(shape), packing)
-        h = layer.attention.output(context.flatten(1), x)
-        return layer.output(layer.intermediate(h), h)
+        context = attend((p(x).view(shape) for p in (a.query, a.key, a.value)), packing)
+        h = layer.attention.output(context, x)
+        del context
+        return row_chunks(h, lambda part: layer.output(layer.intermediate(part), part), FFN_ROWS)
 
 
 class DistilBertBackbone:
@@ -306,6 +341,7 @@ class DistilBertBackbone:
         """Stock ``TransformerBlock`` math on packed tokens ``[N, d]``."""
         a = layer.attention
         shape = (x.shape[0], a.n_heads, a.attention_head_size)
-        context = attend(a.q_lin(x).view(shape), a.k_lin(x).view(shape), a.v_lin(x).view(shape), packing)
-        h = layer.sa_layer_norm(a.out_lin(context.flatten(1)) + x)
-        return layer.output_layer_norm(layer.ffn(h) + h)
+        context = attend((p(x).view(shape) for p in (a.q_lin, a.k_lin, a.v_lin)), packing)
+        h = layer.sa_layer_norm(a.out_lin(context) + x)
+        del context
+        return row_chunks(h, lambda part: layer.output_layer_norm(layer.ffn(part) + part), FFN_ROWS)

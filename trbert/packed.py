@@ -1,4 +1,4 @@
-"""Unpadded ("packed") token bookkeeping and attention for fast inference.
+"""Unpadded ("packed") token bookkeeping, attention and restore for fast inference.
 
 What this file is: pure tensor functions. The tokens of a whole batch live in one ``[N, d]``
 tensor, row-major, each example's tokens in their original order with [CLS] first; a
@@ -10,10 +10,15 @@ tokens of one example together; two interchangeable kernels give identical resul
   *kept* count) and run SDPA with a key mask. Vectorised; the fastest we measured on CPU.
 * ``jagged``: nested jagged tensors into SDPA, which dispatches to variable-length
   flash / memory-efficient kernels on CUDA (no padding at all).
+
+Kernels take q, k and v as an iterable that makes them one at a time, so a projection is freed as
+soon as it is placed (scattered, or wrapped). What this file is not: the layers themselves (see
+:mod:`trbert.model`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
@@ -33,7 +38,16 @@ class Packing:
         counts = torch.bincount(row, minlength=batch_size)
         starts = torch.cumsum(counts, 0) - counts
         slot = torch.arange(row.shape[0], device=row.device) - starts[row]
-        return cls(row, slot, counts, starts, int(counts.max()))
+        return cls(row, slot, counts, starts, int(counts.max()) if row.numel() else 0)
+
+    @property
+    def uniform(self) -> bool:
+        """Every example has the same count: the packed tensor is a ``[B, width, ...]`` view."""
+        return self.counts.shape[0] * self.width == self.row.shape[0]
+
+    def block_index(self) -> torch.Tensor:
+        """``[N]`` index of every token in a ``[B * width]`` block (row-major)."""
+        return self.row * self.width + self.slot
 
 
 def pack(alive: torch.Tensor) -> tuple[Packing, torch.Tensor]:
@@ -47,28 +61,33 @@ def keep_tokens(packing: Packing, keep: torch.Tensor) -> Packing:
     return Packing.from_rows(packing.row[keep], packing.counts.shape[0])
 
 
-def padded_attention(q, k, v, packing: Packing) -> torch.Tensor:
-    """Attention within each example; ``q, k, v [N, heads, head_dim]`` -> ``[N, heads, head_dim]``."""
-    b, n, width = packing.counts.shape[0], q.shape[0], packing.width
-    if b * width == n:  # every example has the same count: views, no scatter, no mask
-        blocks = [t.view(b, width, *t.shape[1:]).transpose(1, 2) for t in (q, k, v)]
-        return F.scaled_dot_product_attention(*blocks).transpose(1, 2).reshape(n, *q.shape[1:])
+def padded_attention(qkv: Iterable[torch.Tensor], packing: Packing) -> torch.Tensor:
+    """Attention within each example; q, k, v ``[N, heads, head_dim]`` -> ``[N, heads * head_dim]``."""
+    b, width = packing.counts.shape[0], packing.width
+    if packing.uniform:  # every example has the same count: views, no scatter, no mask
+        blocks = [t.view(b, width, *t.shape[1:]).transpose(1, 2) for t in qkv]
+        out = F.scaled_dot_product_attention(*blocks).transpose(1, 2)
+        return out.reshape(b * width, -1)
+    index = packing.block_index()
     blocks = []
-    for t in (q, k, v):
-        block = t.new_zeros(b, width, *t.shape[1:])
-        block[packing.row, packing.slot] = t
-        blocks.append(block.transpose(1, 2))  # [B, heads, width, head_dim]
-    alive = torch.arange(width, device=q.device)[None, :] < packing.counts[:, None]
-    mask = (~alive)[:, None, None, :].to(q.dtype) * torch.finfo(q.dtype).min
+    for t in qkv:  # one [N, h, hd] projection alive at a time
+        block = t.new_zeros(b * width, *t.shape[1:])
+        block.index_copy_(0, index, t)
+        del t
+        blocks.append(block.view(b, width, *block.shape[1:]).transpose(1, 2))  # [B, heads, width, head_dim]
+    alive = torch.arange(width, device=index.device)[None, :] < packing.counts[:, None]
+    mask = (~alive)[:, None, None, :].to(blocks[0].dtype) * torch.finfo(blocks[0].dtype).min
     out = F.scaled_dot_product_attention(*blocks, attn_mask=mask)
-    return out.transpose(1, 2)[packing.row, packing.slot].reshape(n, *q.shape[1:])
+    del blocks
+    # SDPA writes its output in the layout of q, [B, width, heads, head_dim]: a view, then a gather
+    return out.transpose(1, 2).reshape(b * width, -1).index_select(0, index)
 
 
-def jagged_attention(q, k, v, packing: Packing) -> torch.Tensor:
+def jagged_attention(qkv: Iterable[torch.Tensor], packing: Packing) -> torch.Tensor:
     """Same result through nested jagged tensors (variable-length kernels on CUDA)."""
     offsets = torch.cat((packing.counts.new_zeros(1), torch.cumsum(packing.counts, 0)))
-    nested = [torch.nested.nested_tensor_from_jagged(t, offsets).transpose(1, 2) for t in (q, k, v)]
-    return F.scaled_dot_product_attention(*nested).transpose(1, 2).values()
+    nested = [torch.nested.nested_tensor_from_jagged(t, offsets).transpose(1, 2) for t in qkv]
+    return F.scaled_dot_product_attention(*nested).transpose(1, 2).values().flatten(1)
 
 
 ATTENTION = {"padded": padded_attention, "jagged": jagged_attention}
@@ -79,3 +98,25 @@ def attention_kernel(name: str, device: torch.device):
     if name == "auto":
         name = "jagged" if device.type == "cuda" else "padded"
     return ATTENTION[name]
+
+
+def row_chunks(x: torch.Tensor, fn, rows: int) -> torch.Tensor:
+    """``fn`` applied to ``x [N, d]`` ``rows`` tokens at a time (a row-wise ``fn``): the same
+    result, with ``fn``'s intermediates (e.g. the ``[N, 4d]`` feed-forward) only ``rows`` long."""
+    if x.shape[0] <= rows:
+        return fn(x)
+    out = torch.empty_like(x)
+    for part, target in zip(x.split(rows), out.split(rows), strict=True):
+        target.copy_(fn(part))
+    return out
+
+
+def unpack(states: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], shape: tuple[int, int]) -> torch.Tensor:
+    """A dense ``[B, T, d]`` buffer from packed pieces ``(x [n, d], row [n], position [n])``;
+    positions no piece names stay 0 (padding). Pieces name disjoint positions."""
+    b, t = shape
+    first = states[0][0]
+    dense = first.new_zeros(b * t, first.shape[-1])
+    for x, row, position in states:
+        dense.index_copy_(0, row * t + position, x)
+    return dense.view(b, t, -1)
