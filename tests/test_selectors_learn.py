@@ -14,7 +14,9 @@ from trbert.loop import parameter_groups
 
 def _rates(groups, model):
     selectors = {id(p) for p in model.selector_parameters()}
-    return {("selector" if id(g["params"][0]) in selectors else "backbone", g["weight_decay"] > 0): g["lr"] for g in groups}
+    return {
+        ("selector" if id(g["params"][0]) in selectors else "backbone", g["weight_decay"] > 0): g["lr"] for g in groups
+    }
 
 
 @pytest.mark.parametrize("trains", ["all", "selectors", "backbone"])
@@ -34,7 +36,9 @@ def test_parameter_groups_get_the_rates_asked_for(trains):
 def test_one_rate_for_all_when_the_flag_is_unset():
     model = TRBertForSequenceClassification(tiny_bert_config())
     groups = parameter_groups(model, "all", TrainConfig(learning_rate=3e-5))
-    assert {g["lr"] for g in groups} == {3e-5} and len({id(p) for g in groups for p in g["params"]}) == len(list(model.parameters()))
+    assert {g["lr"] for g in groups} == {3e-5} and len({id(p) for g in groups for p in g["params"]}) == len(
+        list(model.parameters())
+    )
 
 
 def _features(n=16, width=24):
@@ -57,7 +61,8 @@ def test_the_health_report_tells_untrained_from_trained_selectors(caplog):
     assert "selectors look untrained" in caplog.text and "--selector_learning_rate" in caplog.text
 
     decisive = TRBertForSequenceClassification(tiny_bert_config())
-    for selector in decisive.selectors:
+    for selector in decisive.selectors:  # weights far from their start: decisive keep probabilities
+        torch.nn.init.normal_(selector.hidden.weight, std=1.0)
         torch.nn.init.normal_(selector.out.weight, std=3.0)
     trained = selector_health(decisive, features, World())
     assert not looks_untrained(trained) and all(r["confident"] > 0.5 for r in trained)

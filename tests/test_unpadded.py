@@ -5,7 +5,7 @@ import pytest
 import torch
 from conftest import tiny_bert_config, tiny_distilbert_config
 
-import trbert.model
+import trbert.backbones
 from trbert import (
     TRBertForHotpotQA,
     TRBertForMultipleChoice,
@@ -19,6 +19,7 @@ from trbert import (
 from trbert.config import EvalConfig, Precision
 from trbert.distributed import World
 from trbert.inference import predict
+from trbert.model import Choice
 from trbert.packed import keep_tokens, pack, row_chunks, unpack
 
 
@@ -135,7 +136,7 @@ def test_feed_forward_in_row_chunks_gives_the_same_result(case, monkeypatch):
     cls, make_batch = CASES[case]
     model = _model(cls)
     padded, whole, _ = _both_paths(model, make_batch, 0, "threshold", "padded")
-    monkeypatch.setattr(trbert.model, "FFN_ROWS", 5)
+    monkeypatch.setattr(trbert.backbones, "FFN_ROWS", 5)
     padded, chunked, _ = _both_paths(model, make_batch, 0, "threshold", "padded")
     _assert_same(padded, chunked)
     assert (chunked.logits - whole.logits).abs().max() <= 1e-5
@@ -152,7 +153,7 @@ def test_shared_decision_on_packed_tokens_equals_the_padded_one():
     model._question_end = extra["head_inputs"]["question_end"].repeat_interleave(4)
     orig = torch.arange(width).expand(rows, -1)
     with torch.no_grad():
-        _, padded = model._select(0, x, alive, orig, "threshold", None, None, None)
+        _, padded = model._select(0, x, alive, orig, Choice("threshold"))
         packing, position = pack(alive)
         packed = model._packed_keep(0, x[packing.row, position], packing, position, width)
         alone = torch.sigmoid(model.selectors[0](x)) >= 0.5  # each row on its own
@@ -236,3 +237,27 @@ def test_equal_lengths_take_the_reshape_path_with_the_same_result():
         unpadded = model(ids, mask, selection="threshold", unpadded=True, attention="padded")
     assert [k.tolist() for k in unpadded.kept] == [[24] * 5] * 2
     assert (unpadded.logits - padded.logits).abs().max() <= 1e-5
+
+
+@pytest.mark.parametrize("selection", ["random", "attention"])
+@pytest.mark.parametrize("case", ["classification-bert", "classification-distilbert", "span-bert", "wikihop-windows"])
+def test_count_matched_baselines_keep_the_counts_asked_on_both_paths(case, selection):
+    """Random drop and attention top-k keep exactly ``keep_counts`` tokens per row at each selector
+    ([CLS] among them), and the unpadded path makes the same choice as the padded one."""
+    cls, make_batch = CASES[case]
+    model = _model(cls)
+    ids, mask, types, extra = make_batch(2)
+    lengths = mask.sum(-1)
+    g = torch.Generator().manual_seed(4)
+    first = 1 + (torch.rand(lengths.shape, generator=g) * lengths).long().clamp_max(lengths - 1)
+    counts = torch.stack([first, (first + 1) // 2], -1)  # [B, (S,) 2]: fewer at the second selector
+    options = dict(selection=selection, keep_counts=counts, seeds=torch.arange(ids.shape[0]) * 7, **extra)
+    with torch.no_grad():
+        padded = model(ids, mask, types, **options)
+        unpadded = model(ids, mask, types, unpadded=True, **options)
+    _assert_same(padded, unpadded)
+    real = lengths > 1
+    expected = [counts[..., 0], torch.minimum(counts[..., 1], counts[..., 0])]
+    for kept, want in zip(padded.kept, expected, strict=False):
+        assert torch.equal(kept[real], want[real])
+    assert (padded.positions[..., 0] == 0).all()  # [CLS] always kept

@@ -4,16 +4,19 @@ What this file is: heads on top of the reduction loop, each named after the stoc
 weights it loads by their usual keys — sequence classification (also RACE's binary rows), span QA
 (SQuAD, MRQA, TriviaQA), HotpotQA's three heads, WikiHop's token scorer and multiple choice with
 one selection shared by the options. Token-level heads set ``restores_tokens`` and see every
-original position (spec §7.1); heads that read more than the sequence name it in ``head_inputs``.
+original position (docs/differences.md K9); heads that read more than the sequence name it in ``head_inputs``.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import torch
 from torch import nn
 from transformers import BertModel, BertPreTrainedModel, DistilBertModel, DistilBertPreTrainedModel
 
-from .model import MASKED, BertBackbone, DistilBertBackbone, TokenReductionMixin
+from .backbones import BertBackbone, DistilBertBackbone
+from .model import MASKED, TokenReductionMixin
 from .selector import THRESHOLD, gather_tokens, selection_nll
 
 
@@ -88,8 +91,8 @@ class TRDistilBertForQuestionAnswering(TokenReductionMixin, DistilBertBackbone, 
 
 
 class TRBertForHotpotQA(TokenReductionMixin, BertBackbone, BertPreTrainedModel):
-    """BERT + selectors with the residual restore and HotpotQA's three heads (spec §7.2): span
-    start/end, a switch (span / yes / no) on the max over the real positions (D21: padding masked)
+    """BERT + selectors with the residual restore and HotpotQA's three heads: span start/end, a
+    switch (span / yes / no) on the max over the real positions (padding masked: docs/differences.md F11)
     and a supporting-fact classifier per sentence on ``[h_start; h_end]``.
 
     ``logits [B, 7, T]`` keep everything token-aligned: rows 0-1 start/end; rows 2-4 the switch
@@ -130,10 +133,12 @@ class TRBertForHotpotQA(TokenReductionMixin, BertBackbone, BertPreTrainedModel):
 
 
 class TRBertForWikihop(TokenReductionMixin, BertBackbone, BertPreTrainedModel):
-    """BERT + selectors with the residual restore and WikiHop's token scorer (spec §7.2): one logit
-    per position, ``logits [B, 1, T]``; the task reads them at the candidate markers."""
+    """BERT + selectors with the residual restore and WikiHop's token scorer: one logit
+    per position, ``logits [B, 1, T]``; the task reads them at the candidate markers. The selection
+    log-likelihood of a question is the mean over its real windows, as the original."""
 
     restores_tokens = True
+    window_nll = "mean"
 
     def __init__(self, config):
         super().__init__(config)
@@ -149,14 +154,16 @@ class TRBertForWikihop(TokenReductionMixin, BertBackbone, BertPreTrainedModel):
 
 class SharedChoiceMixin:
     """Multiple choice with one selection per question shared by its option rows (the original's
-    ``run_mcrace.py``, spec §7.4 a). Input ``[B, C, T]``: every row ``[CLS] passage [SEP] question
-    option [SEP]`` with the passage and question at the same positions in all rows. Positions before
+    ``run_mcrace.py`` model). Input ``[B, C, T]``: every row ``[CLS] passage [SEP] question option
+    [SEP]`` with the passage and question at the same positions in all rows. Positions before
     ``question_end [B]`` are selectable; option tokens and the last [SEP] are always kept. Selector
     logits are averaged over the options before the sigmoid; the decision of the question applies to
-    all its rows, expanded example-major (D13 fixed; the guide is read by selector, D15 fixed).
-    Outputs: ``logits [B, C]``, ``kept`` ``[B, C]`` per selector, ``select_nll [B]``."""
+    all its rows, expanded example-major; the imitation guide is the sum of the option rows' token
+    scores (docs/differences.md F15). Outputs: ``logits [B, C]``, ``kept`` ``[B, C]`` per selector,
+    ``select_nll [B]`` (the rows carry one shared decision: their mean)."""
 
     head_inputs = ("question_end",)
+    window_nll = "mean"
     _question_end = None  # [rows], set for the duration of a forward
 
     def forward(self, input_ids, attention_mask, token_type_ids=None, head_inputs=None, **kwargs):
@@ -168,28 +175,31 @@ class SharedChoiceMixin:
         finally:
             self._question_end = None
         out.logits = out.logits.squeeze(-1)  # [B, C, 1] -> [B, C]
-        if out.select_nll is not None:  # the C rows carry the same shared decision: count it once
-            out.select_nll = out.select_nll / c
         return out
 
     def _selectable(self, alive, orig):
         return alive & (orig < self._question_end[:, None])
 
-    def _select(self, w, x, alive, orig, selection, guide, guided_rows, seeds):
-        """One decision per question: probabilities from the option-averaged selector logits; the
-        first option row's guide and seed stand for the question, so every row decides alike."""
+    def _select(self, w, x, alive, orig, choice, before=None):
+        """One decision per question: probabilities from the option-averaged selector logits, the
+        guide summed over the option rows, the first row's seed for the question, so every row
+        decides alike."""
         c = self.num_labels
 
-        def first_row(t):
-            return None if t is None else t.view(-1, c, *t.shape[1:])[:, 0].repeat_interleave(c, 0)
+        def per_question(t, how):
+            return None if t is None else how(t.view(-1, c, *t.shape[1:])).repeat_interleave(c, 0)
 
         selectable = self._selectable(alive, orig)
         logits = self.selectors[w](x).float().view(-1, c, x.shape[1]).mean(1).repeat_interleave(c, 0)
         prob = torch.sigmoid(logits) * selectable
-        shared = self._decide(w, prob, selectable, orig, selection, first_row(guide), guided_rows, first_row(seeds))
-        return prob, shared | (alive & ~selectable)
+        shared = replace(
+            choice,
+            guide=per_question(choice.guide, lambda t: t.sum(1)),
+            seeds=per_question(choice.seeds, lambda t: t[:, 0]),
+        )
+        return prob, self._decide(w, prob, selectable, orig, shared) | (alive & ~selectable)
 
-    def _packed_keep(self, w, x, packing, position, length):
+    def _packed_keep(self, w, x, packing, position, length, choice=None, before=None):
         """The shared decision on packed tokens ``x [N, d]``: every token's selector logit is put at
         its original position, averaged over the option rows of its question (the passage and
         question sit at the same positions in all of them) and thresholded; option tokens, the last
@@ -204,7 +214,7 @@ class SharedChoiceMixin:
         return (shared & selectable) | ~selectable | (packing.slot == 0)
 
     def _nll(self, prob, keep, alive, orig):
-        """Averaged over the selectable positions only (spec §7.4 a)."""
+        """Averaged over the selectable positions only."""
         return selection_nll(prob, keep, self._selectable(alive, orig))
 
 

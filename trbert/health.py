@@ -62,7 +62,9 @@ def selector_health(model, features: dict, world, rows: int = 512, batch_size: i
                 rank = _percentiles(guide[..., w, :].numpy().reshape(depth.shape), scored)
                 both = kept.any(1) & (scored & ~kept).any(1)
                 if both.any():
-                    gap = np.nanmean(np.where(kept, rank, np.nan)[both], 1) - np.nanmean(np.where(scored & ~kept, rank, np.nan)[both], 1)
+                    gap = np.nanmean(np.where(kept, rank, np.nan)[both], 1) - np.nanmean(
+                        np.where(scored & ~kept, rank, np.nan)[both], 1
+                    )
                     s["gap"] += float(gap.sum())
                     s["gap_rows"] += int(both.sum())
     return [_summary(s) for s in sums or []]
@@ -77,7 +79,9 @@ def _summary(s: dict) -> dict:
 
 
 def looks_untrained(report: list[dict]) -> bool:
-    return bool(report) and all(r["distance"] < UNTRAINED["distance"] and r["confident"] < UNTRAINED["confident"] for r in report)
+    return bool(report) and all(
+        r["distance"] < UNTRAINED["distance"] and r["confident"] < UNTRAINED["confident"] for r in report
+    )
 
 
 def warn_if_untrained(report: list[dict], where: str) -> None:

@@ -21,9 +21,11 @@ from .data import batches, real_windows, to_device
 from .distributed import World, gather_into, maximum, progress, shard
 from .flops import FlopsCounter, mflops
 from .model import MASKED, selector_layers
+from .seeding import example_seeds
 from .stages import forward_batch
 
 SELECTOR_RUNS = ("threshold", "uniform", "sample")  # selections that run the selector MLPs
+UNPADDED = ("off", "threshold", "random", "attention")  # selections the unpadded path serves
 
 
 @dataclass
@@ -54,16 +56,17 @@ def _output_shape(model, features) -> tuple[int, ...]:
 
 
 @torch.no_grad()
-def predict(model, features, selection: str, cfg: EvalConfig, precision: Precision, world: World, out=None):
+def predict(model, features, selection: str, cfg: EvalConfig, precision: Precision, world: World, out=None, seed=0):
     """Logits and kept counts of every row in dataset order (token-level heads give ``[C, T]`` per
-    row; positions past a row's length stay ``MASKED``); ``out`` may be a preallocated array."""
+    row; positions past a row's length stay ``MASKED``); ``out`` may be a preallocated array.
+    ``selection="random"`` draws from per-example seeds made from ``seed``."""
     model.eval()
     n, num_sel = len(features["lengths"]), len(selector_layers(model.config))
     windows = features["input_ids"].shape[1:-1]
     if world.is_main and out is None:
         out = np.full(_output_shape(model, features), MASKED, dtype=np.float32)
     kept = np.zeros((n, num_sel, *windows), dtype=np.int64) if world.is_main else None
-    unpadded = selection in ("off", "threshold") and cfg.inference_path != "padded" and model.supports_unpadded
+    unpadded = selection in UNPADDED and cfg.inference_path != "padded" and model.supports_unpadded
     options = {"unpadded": True, "attention": cfg.attention_kernel} if unpadded else {}
     seconds, rows = 0.0, shard(n, world)
     # sorting by length saves padding; results do not depend on batch composition, except in the
@@ -71,6 +74,8 @@ def predict(model, features, selection: str, cfg: EvalConfig, precision: Precisi
     loader = batches(features, cfg.per_gpu_eval_batch_size, by_length=selection != "uniform", rows=rows)
     for batch in progress(loader, "evaluating"):
         index = batch["index"].numpy()
+        if selection == "random":
+            batch["seeds"] = example_seeds(seed, 0, batch["index"])
         batch = to_device(batch, world.device)
         _sync(world.device)
         start = time.perf_counter()

@@ -1,7 +1,7 @@
-"""Token reduction on stock BERT / DistilBERT: the encoder loop with selectors, and the backbones.
+"""Token reduction on stock BERT / DistilBERT: the encoder loop with selectors.
 
-What this file is: with :mod:`trbert.heads`, the only place that touches transformers internals.
-Each model (:mod:`trbert.heads`) owns the stock backbone (``self.bert`` / ``self.distilbert``) and
+What this file is: with :mod:`trbert.backbones` and :mod:`trbert.heads`, the only place that
+touches transformers internals. Each model (:mod:`trbert.heads`) owns the stock backbone (``self.bert`` / ``self.distilbert``) and
 head under their usual names, so a stock or fine-tuned checkpoint loads by its usual keys, and adds
 ``self.selectors`` (one :class:`Selector` per selection layer). The forward here walks the stock
 embeddings and layers itself and, before each selection layer, drops tokens with the functions of
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from .packed import attention_kernel, keep_tokens, pack, row_chunks, unpack
+from .packed import attention_kernel, keep_tokens, pack, unpack
 from .seeding import combine, install_example_dropout, seeded_dropout, uniform
 from .selector import (
     THRESHOLD,
@@ -28,22 +28,25 @@ from .selector import (
     additive_mask,
     batch_uniform_keep,
     compact,
+    count_keep,
     gather_tokens,
     guided_target,
     keep_probabilities,
+    packed_count_keep,
     restore_tokens,
     sample_keep,
+    scatter_positions,
     selection_nll,
     threshold_keep,
 )
 
-SELECTIONS = ("off", "threshold", "uniform", "sample", "probe")
+SELECTIONS = ("off", "threshold", "uniform", "sample", "probe", "random", "attention")
+COUNTED = ("random", "attention")  # training-free baselines: as many tokens per example as ``keep_counts`` says
 MASKED = -1e4  # logit of positions a token-level head does not score (padding, empty slots)
-FFN_ROWS = 2048  # packed tokens per feed-forward call: its [rows, 4d] intermediates stay small
 
 
 def selector_layers(config) -> list[int]:
-    """Layers whose *input* a selector sees: ``[1, n // 2]`` (spec §1.2), duplicates removed (D4)."""
+    """Layers whose *input* a selector sees: ``[1, n // 2]``, duplicates removed (docs/differences.md K11, F3)."""
     n = config.num_hidden_layers
     layers = getattr(config, "tr_selector_layers", None) or [1, n // 2]
     return sorted({i for i in layers if 0 < i < n})
@@ -63,14 +66,28 @@ class ReductionOutput:
     probs: list[torch.Tensor] = field(default_factory=list)
     hidden_states: list[torch.Tensor] = field(default_factory=list)
     positions: torch.Tensor | None = None  # [B, k] original positions reaching the last layer, -1 = filler
+    depth: torch.Tensor | None = None  # trace: [B, T] selectors each position passed (S: the last layer), -1 padding
+    trace_probs: list[torch.Tensor] = field(default_factory=list)  # trace: [B, T] per selector, NaN if not scored
+
+
+@dataclass
+class Choice:
+    """How one forward chooses its tokens (see :meth:`TokenReductionMixin.reduce_forward`)."""
+
+    selection: str = "off"
+    guide: torch.Tensor | None = None  # [B, S, T] imitation scores (sampling)
+    guided_rows: torch.Tensor | None = None  # [B] rows that follow the imitation target
+    seeds: torch.Tensor | None = None  # [B] per-row seeds of sampling and random drop
+    keep_counts: torch.Tensor | None = None  # [B, S] tokens each selector keeps (random / attention)
 
 
 class TokenReductionMixin:
     """The encoder loop with token selection, shared by the BERT and DistilBERT models."""
 
     example_dropout = False  # dropout masks from the per-row ``seeds`` of the forward (see trbert.seeding)
-    restores_tokens = False  # token-level heads: every original position gets an output (spec §7.1)
+    restores_tokens = False  # token-level heads: every original position gets an output (docs/differences.md K9)
     head_inputs: tuple[str, ...] = ()  # batch arrays the head reads besides the sequence
+    window_nll = "sum"  # selection log-likelihood of several windows: "sum" or "mean" over the real ones (N17)
 
     supports_unpadded = True  # every head runs on the packed inference path (see unpadded_forward)
 
@@ -83,25 +100,38 @@ class TokenReductionMixin:
         """``{layer index: selector index}`` for the layers whose input a selector sees."""
         return {layer: w for w, layer in enumerate(self.config.tr_selector_layers)}
 
-    def _select(self, w, x, alive, orig, selection, guide, guided_rows, seeds):
-        """Keep probabilities ``[B, T]`` of selector ``w`` on ``x [B, T, d]`` and which positions survive."""
+    def _select(self, w, x, alive, orig, choice: Choice, before=None):
+        """Keep probabilities ``[B, T]`` of selector ``w`` on ``x [B, T, d]`` and which positions survive;
+        ``before``: the previous layer and its input, for the attention baseline."""
+        if choice.selection in COUNTED:
+            return self._counted(w, x, alive, orig, choice, before)
         prob = keep_probabilities(self.selectors[w](x), alive)
-        return prob, self._decide(w, prob, alive, orig, selection, guide, guided_rows, seeds)
+        return prob, self._decide(w, prob, alive, orig, choice)
+
+    def _counted(self, w, x, alive, orig, choice: Choice, before):
+        """A training-free baseline: ``keep_counts[:, w]`` tokens per row, at random (seeded per
+        example and original position) or by the attention [CLS] paid them in the previous layer."""
+        if choice.selection == "random":
+            score = uniform(choice.seeds, 7 + w, (self.config.max_position_embeddings,)).gather(1, orig)
+        else:
+            score = self._cls_attention(*before, alive)
+        keep = count_keep(score, alive, choice.keep_counts[:, w].to(orig.device))
+        return keep.float(), keep
 
     @staticmethod
-    def _decide(w, prob, alive, orig, selection, guide, guided_rows, seeds):
+    def _decide(w, prob, alive, orig, choice: Choice):
         """The keep decision ``[B, T]`` for ``prob``: threshold, batch-uniform, or sampled (with the
         imitation target on guided rows and per-row seeded noise)."""
-        if selection == "threshold":
+        if choice.selection == "threshold":
             return threshold_keep(prob, alive)
-        if selection == "uniform":
+        if choice.selection == "uniform":
             return batch_uniform_keep(prob, alive)
         target = None
-        if guide is not None and guided_rows is not None:
+        if choice.guide is not None and choice.guided_rows is not None:
             with torch.no_grad():
-                target = guided_target(prob, guide[:, w].gather(1, orig), alive)
-        noise = uniform(seeds, -1 - w, (prob.shape[1],)) if seeds is not None else None
-        return sample_keep(prob, alive, target, guided_rows, noise)
+                target = guided_target(prob, choice.guide[:, w].gather(1, orig), alive)
+        noise = uniform(choice.seeds, -1 - w, (prob.shape[1],)) if choice.seeds is not None else None
+        return sample_keep(prob, alive, target, choice.guided_rows, noise)
 
     def _nll(self, prob, keep, alive, orig):
         """Log-likelihood term of one selection per row (a hook for shared selections)."""
@@ -118,52 +148,67 @@ class TokenReductionMixin:
         output_hidden_states: bool = False,
         seeds: torch.Tensor | None = None,
         head_inputs: dict | None = None,
+        keep_counts: torch.Tensor | None = None,
+        trace: bool = False,
     ) -> ReductionOutput:
         """Run the backbone with token reduction.
 
         ``selection``: ``off`` (stock forward), ``threshold`` (inference, each row its own
         selection), ``uniform`` (the original's batched inference), ``sample`` (RL; ``guide
         [B, S, T]`` scores and ``guided_rows [B]`` for imitation), ``probe`` (no reduction, selector
-        probabilities returned for the warm start). ``seeds [B]``: per-row seeds of the sampling
-        and, when ``example_dropout`` is set, of dropout (see :mod:`trbert.seeding`)."""
+        probabilities returned for the warm start), ``random`` / ``attention`` (training-free
+        baselines keeping ``keep_counts [B, S]`` tokens per row). ``seeds [B]``: per-row seeds of the
+        sampling, the random drop and, when ``example_dropout`` is set, of dropout (see
+        :mod:`trbert.seeding`). ``trace``: also how far each position went and its probabilities."""
         if selection not in SELECTIONS:
             raise ValueError(f"selection must be one of {SELECTIONS}, got {selection!r}")
+        choice = Choice(selection, guide, guided_rows, seeds, keep_counts)
         with seeded_dropout(self, seeds if self.training and self.example_dropout else None):
             x = self._embed(input_ids, token_type_ids)
             out = ReductionOutput(logits=x.new_empty(0), hidden_states=[x] if output_hidden_states else [])
-            x, alive, orig, restored = self._encode(x, attention_mask.bool(), out, selection, guide, guided_rows, seeds)
+            if trace:
+                out.depth = attention_mask.long() - 1  # 0 where alive, -1 on padding
+            x, alive, orig, restored = self._encode(x, attention_mask.bool(), out, choice)
             if restored is not None:  # survivors: their last-layer state, with gradient
                 sequence = restore_tokens(restored, orig, x, alive)
                 out.logits = self._head(sequence, attention_mask.bool(), **(head_inputs or {}))
             else:
                 out.logits = self._head(x[:, 0])
         out.positions = orig.masked_fill(~alive, -1)
+        if trace:  # survivors reached the last layer (fillers point at [CLS], which always does)
+            out.depth.scatter_(1, orig.masked_fill(~alive, 0), len(self.selectors))
         return out
 
-    def _encode(self, x, alive, out: ReductionOutput, selection, guide, guided_rows, seeds):
+    def _encode(self, x, alive, out: ReductionOutput, choice: Choice):
         """The stock layers with selection before the selector layers; fills ``out``'s kept counts,
-        log-likelihoods, probabilities and hidden states. Returns the surviving states ``[B, k, d]``,
-        their ``alive`` mask and original positions, and the restore buffer of token-level heads."""
-        record = bool(out.hidden_states)
-        orig = torch.arange(x.shape[1], device=x.device).expand(x.shape[0], -1)
+        log-likelihoods, probabilities, trace and hidden states. Returns the surviving states
+        ``[B, k, d]``, their ``alive`` mask and original positions, and the restore buffer of
+        token-level heads."""
+        record, width = bool(out.hidden_states), x.shape[1]
+        orig = torch.arange(width, device=x.device).expand(x.shape[0], -1)
         restored = torch.zeros_like(x) if self.restores_tokens else None
-        if selection == "sample":
+        if choice.selection == "sample":
             out.select_nll = torch.zeros(x.shape[0], device=x.device)
-        where = self._selector_at()
-        for i, layer in enumerate(self._layers()):
+        where, layers, before = self._selector_at(), self._layers(), None
+        for i, layer in enumerate(layers):
             w = where.get(i)
-            if w is not None and selection != "off" and x.shape[1] > 1:
-                if selection == "probe":
+            if w is not None and choice.selection != "off" and x.shape[1] > 1:
+                if choice.selection == "probe":
                     out.probs.append(keep_probabilities(self.selectors[w](x), alive))
                 else:
-                    prob, keep = self._select(w, x, alive, orig, selection, guide, guided_rows, seeds)
+                    prob, keep = self._select(w, x, alive, orig, choice, before)
                     if out.select_nll is not None:
                         out.select_nll = out.select_nll + self._nll(prob, keep, alive, orig)
-                    if restored is not None:  # dropped tokens keep the state they had (no gradient, spec §7.1)
+                    if restored is not None:  # dropped tokens keep the state they had (no gradient: K9)
                         restored = restore_tokens(restored, orig, x.detach(), alive & ~keep)
+                    if out.depth is not None:
+                        out.trace_probs.append(scatter_positions(prob, orig, alive, width))
                     index, alive = compact(keep)
                     x, orig = gather_tokens(x, index), orig.gather(1, index)
                     out.kept.append(alive.sum(1))
+                    if out.depth is not None:  # the survivors passed selector w
+                        out.depth.scatter_(1, orig.masked_fill(~alive, 0), w + 1)
+            before = (layer, x)
             x = layer(x, additive_mask(alive, x.dtype))
             if record:
                 out.hidden_states.append(x)
@@ -178,14 +223,18 @@ class TokenReductionMixin:
         selection: str = "threshold",
         attention: str = "auto",
         head_inputs: dict | None = None,
+        seeds: torch.Tensor | None = None,
+        keep_counts: torch.Tensor | None = None,
     ) -> ReductionOutput:
         """Inference without padding, for every head: each example carries only its own tokens
         through every layer (see :mod:`trbert.packed`). Same selections, positions and outputs as
-        ``reduce_forward`` with ``selection="threshold"`` (or ``"off"``), at the cost of the tokens
-        actually kept. Token-level heads read a dense ``[B, T, d]`` restore built once after the
-        last layer: survivors with their last-layer state, dropped tokens with their state when dropped."""
-        if selection not in ("off", "threshold") or self.training:
-            raise ValueError("the unpadded path is for inference (eval mode, selection off or threshold)")
+        ``reduce_forward`` with ``selection="threshold"`` (or ``"off"``, ``"random"``,
+        ``"attention"``), at the cost of the tokens actually kept. Token-level heads read a dense
+        ``[B, T, d]`` restore built once after the last layer: survivors with their last-layer
+        state, dropped tokens with their state when dropped."""
+        if selection not in ("off", "threshold", *COUNTED) or self.training:
+            raise ValueError("the unpadded path is for inference (eval mode, selection off, threshold or counted)")
+        choice = Choice(selection, seeds=seeds, keep_counts=keep_counts)
         attend = attention_kernel(attention, input_ids.device)
         alive = attention_mask.bool()
         packing, position = pack(alive)
@@ -194,16 +243,18 @@ class TokenReductionMixin:
         out = ReductionOutput(logits=x.new_empty(0))
         dropped = []  # (states [n, d], rows, positions) of dropped tokens, for the restore
         width, where = alive.shape[1], self._selector_at()  # width: that of the padded path's tensors
+        before = None
         for i, layer in enumerate(self._layers()):
             w = where.get(i)
             if w is not None and selection != "off" and width > 1:
-                keep = self._packed_keep(w, x, packing, position, alive.shape[1])
+                keep = self._packed_keep(w, x, packing, position, alive.shape[1], choice, before)
                 if self.restores_tokens:
                     drop = ~keep
                     dropped.append((x[drop], packing.row[drop], position[drop]))
                 x, position, packing = x[keep], position[keep], keep_tokens(packing, keep)
                 out.kept.append(packing.counts)
                 width = packing.width
+            before = (layer, x, packing)
             x = self._packed_layer(layer, x, packing, attend)
         if self.restores_tokens:
             sequence = unpack([*dropped, (x, packing.row, position)], alive.shape)
@@ -217,10 +268,17 @@ class TokenReductionMixin:
             out.positions = torch.arange(alive.shape[1], device=alive.device).expand_as(alive).masked_fill(~alive, -1)
         return out
 
-    def _packed_keep(self, w, x, packing, position, length: int) -> torch.Tensor:
-        """Threshold decision ``[N]`` of selector ``w`` on packed tokens ``x [N, d]`` ([CLS] kept);
-        ``position [N]`` original positions, ``length`` the input width (a hook for shared selections)."""
-        return (torch.sigmoid(self.selectors[w](x).float()) >= THRESHOLD) | (packing.slot == 0)
+    def _packed_keep(self, w, x, packing, position, length: int, choice: Choice, before=None) -> torch.Tensor:
+        """Decision ``[N]`` of selector ``w`` on packed tokens ``x [N, d]`` ([CLS] kept): the threshold,
+        or a count-matched baseline; ``position [N]`` original positions, ``length`` the input width,
+        ``before`` the previous layer, its input and packing (a hook for shared selections)."""
+        if choice.selection == "random":
+            score = uniform(choice.seeds, 7 + w, (self.config.max_position_embeddings,))[packing.row, position]
+        elif choice.selection == "attention":
+            score = self._packed_cls_attention(*before)
+        else:
+            return (torch.sigmoid(self.selectors[w](x).float()) >= THRESHOLD) | (packing.slot == 0)
+        return packed_count_keep(score, packing.row, packing.slot, choice.keep_counts[:, w].to(x.device))
 
     def forward(self, input_ids, attention_mask, token_type_ids=None, unpadded=False, **kwargs) -> ReductionOutput:
         """``reduce_forward``, or ``unpadded_forward`` when ``unpadded`` (inference only); inputs
@@ -253,14 +311,18 @@ class TokenReductionMixin:
         def rows(x):
             return None if x is None else x.flatten(0, 1)
 
-        if unpadded:
-            out = self.unpadded_forward(rows(input_ids), rows(attention_mask), rows(token_type_ids), **kwargs)
-            return self._fold_windows(out, b, s, attention_mask)
-        if guided_rows is not None:
-            guided_rows = guided_rows.repeat_interleave(s)
+        if "keep_counts" in kwargs and kwargs["keep_counts"] is not None:
+            kwargs["keep_counts"] = rows(kwargs["keep_counts"])
         if seeds is not None:
             window = torch.arange(s, device=seeds.device).repeat(b)
             seeds = combine(seeds.repeat_interleave(s), window)
+        if unpadded:
+            out = self.unpadded_forward(
+                rows(input_ids), rows(attention_mask), rows(token_type_ids), seeds=seeds, **kwargs
+            )
+            return self._fold_windows(out, b, s, attention_mask)
+        if guided_rows is not None:
+            guided_rows = guided_rows.repeat_interleave(s)
         out = self.reduce_forward(
             rows(input_ids),
             rows(attention_mask),
@@ -272,15 +334,20 @@ class TokenReductionMixin:
         )
         return self._fold_windows(out, b, s, attention_mask)
 
-    @staticmethod
-    def _fold_windows(out: ReductionOutput, b: int, s: int, attention_mask) -> ReductionOutput:
-        """Row outputs of ``b * s`` windows back to ``[B, S, ...]``; ``select_nll`` summed over real windows."""
+    def _fold_windows(self, out: ReductionOutput, b: int, s: int, attention_mask) -> ReductionOutput:
+        """Row outputs of ``b * s`` windows back to ``[B, S, ...]``; ``select_nll`` summed (or, with
+        ``window_nll = "mean"``, averaged) over the real windows (docs/differences.md N17)."""
         real = attention_mask[:, :, 1:].any(-1)
         out.logits = out.logits.view(b, s, *out.logits.shape[1:])
         out.kept = [k.view(b, s) for k in out.kept]
         if out.select_nll is not None:
             out.select_nll = (out.select_nll.view(b, s) * real).sum(1)
+            if self.window_nll == "mean":
+                out.select_nll = out.select_nll / real.sum(1).clamp_min(1)
         out.positions = out.positions.view(b, s, -1)
+        if out.depth is not None:
+            out.depth = out.depth.view(b, s, -1)
+            out.trace_probs = [p.view(b, s, -1) for p in out.trace_probs]
         return out
 
     def extend_positions(self, length: int) -> int:
@@ -303,45 +370,3 @@ class TokenReductionMixin:
 
     def selector_parameters(self) -> list[nn.Parameter]:
         return list(self.selectors.parameters())
-
-
-class BertBackbone:
-    """Where the stock BERT pieces are: embeddings, layers, and one layer on packed tokens."""
-
-    def _embed_module(self):
-        return self.bert.embeddings
-
-    def _embed(self, input_ids, token_type_ids, position_ids=None):
-        return self.bert.embeddings(input_ids=input_ids, token_type_ids=token_type_ids, position_ids=position_ids)
-
-    def _layers(self):
-        return self.bert.encoder.layer
-
-    def _packed_layer(self, layer, x, packing, attend):
-        """Stock ``BertLayer`` math on packed tokens ``[N, d]`` (its own submodules, in order)."""
-        a = layer.attention.self
-        shape = (x.shape[0], a.num_attention_heads, a.attention_head_size)
-        context = attend((p(x).view(shape) for p in (a.query, a.key, a.value)), packing)
-        h = layer.attention.output(context, x)
-        del context
-        return row_chunks(h, lambda part: layer.output(layer.intermediate(part), part), FFN_ROWS)
-
-
-class DistilBertBackbone:
-    def _embed_module(self):
-        return self.distilbert.embeddings
-
-    def _embed(self, input_ids, token_type_ids, position_ids=None):
-        return self.distilbert.embeddings(input_ids, position_ids=position_ids)
-
-    def _layers(self):
-        return self.distilbert.transformer.layer
-
-    def _packed_layer(self, layer, x, packing, attend):
-        """Stock ``TransformerBlock`` math on packed tokens ``[N, d]``."""
-        a = layer.attention
-        shape = (x.shape[0], a.n_heads, a.attention_head_size)
-        context = attend((p(x).view(shape) for p in (a.q_lin, a.k_lin, a.v_lin)), packing)
-        h = layer.sa_layer_norm(a.out_lin(context) + x)
-        del context
-        return row_chunks(h, lambda part: layer.output_layer_norm(layer.ffn(part) + part), FFN_ROWS)

@@ -24,9 +24,10 @@ from .cli import Job, parse_args
 from .data import load_features
 from .distributed import World, barrier, setup, teardown
 from .errors import InputError, exit_code
+from .health import selector_health, warn_if_untrained
 from .inference import EvalSet, evaluate, predict, score_shape, teacher_shape, token_scores
 from .loop import Validation, train
-from .outputs import OutputLock, StageFile, clean_leftovers, load_array, replace_run, write_results
+from .outputs import OutputLock, StageFile, clean_leftovers, load_array, replace_run, write_json, write_results
 from .resume import STATE, Saver, fixed_values, read_training_state, resolve, step_checkpoints, step_of
 from .stages import SCORES, STAGES, TEACHER, StepContext, kind_of
 from .tasks import FAMILIES
@@ -154,7 +155,25 @@ def run_training(job: Job, task, world: World) -> None:
         if world.is_main:
             writer.close()
             save_checkpoint(model, tokenizer, out, job.flags(), stage.name, job.run.model_name_or_path)
+            if stage.trains in ("selectors", "all"):
+                health = selector_health(model, with_scores(job, arrays, fingerprint, model), world)
+                warn_if_untrained(health, f"{out} ({stage.name})")
+                write_json(out / "selector_health.json", health)
         barrier(world)
+
+
+def with_scores(job: Job, arrays: dict, fingerprint: dict, model) -> dict:
+    """The training features with the fine-tuned model's token scores, where they can be found
+    (the health report then says how the kept tokens rank by importance)."""
+    if "guide" in arrays:
+        return arrays
+    path = job.run.score_path or find_artifact(job.run.model_name_or_path, SCORES.filename)
+    try:
+        return (
+            {**arrays, "guide": load_array(path, fingerprint, SCORES, score_shape(model, arrays))} if path else arrays
+        )
+    except InputError:
+        return arrays
 
 
 class _no_lock:
@@ -208,6 +227,9 @@ def evaluate_checkpoint(job: Job, task, path, world: World) -> dict | None:
         report, predictions = evaluate(model, task, data, selection_for(job), job.evaluation, job.precision, world)
         if world.is_main:
             report["checkpoint"] = str(path)
+            if selection_for(job) == "threshold":
+                report["selector_health"] = selector_health(model, data.features, world)
+                warn_if_untrained(report["selector_health"], str(path))
             write_results(path, report, predictions)
             logger.info("%s on %s: %s", path, data.split, ", ".join(f"{k} = {v}" for k, v in report.items()))
     return report

@@ -46,7 +46,7 @@ def threshold_keep(prob: torch.Tensor, alive: torch.Tensor, threshold: float = T
 
 
 def batch_uniform_keep(prob: torch.Tensor, alive: torch.Tensor, threshold: float = THRESHOLD) -> torch.Tensor:
-    """The original batched inference (spec §2.4): every row keeps as many positions as the row
+    """The original batched inference (docs/differences.md F1): every row keeps as many positions as the row
     with the most above-threshold tokens, taking its highest-probability positions ([CLS] first).
     Identical to :func:`threshold_keep` for a batch of one row."""
     count = threshold_keep(prob, alive, threshold).sum(1)
@@ -58,7 +58,7 @@ def batch_uniform_keep(prob: torch.Tensor, alive: torch.Tensor, threshold: float
 
 
 def guided_target(prob: torch.Tensor, guide: torch.Tensor, alive: torch.Tensor) -> torch.Tensor:
-    """Imitation target (spec §4.2): per row the ``floor(sum p + 0.5)`` alive positions with the
+    """Imitation target (docs/differences.md K3): per row the ``floor(sum p + 0.5)`` alive positions with the
     highest guide score. ``guide`` is ``[B, T]`` at the current positions. Returns ``[B, T]`` bool."""
     count = torch.floor(prob.sum(1) + 0.5).long()
     score = guide.float().masked_fill(~alive, float("-inf"))
@@ -73,7 +73,7 @@ def sample_keep(
     guided_rows: torch.Tensor | None = None,
     noise: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Stochastic decision for RL (spec §3.2): ``a ~ Bernoulli(q)`` with ``q = p``, or the 0/1
+    """Stochastic decision for RL: ``a ~ Bernoulli(q)`` with ``q = p``, or the 0/1
     imitation ``target`` on ``guided_rows`` ``[B]``; [CLS] sampled with probability 1.
     ``noise [B, T]`` uniform in [0, 1) draws ``a = noise < q`` (per-example seeded sampling);
     without it the global torch generator draws."""
@@ -88,7 +88,7 @@ def sample_keep(
 
 def selection_nll(prob: torch.Tensor, keep: torch.Tensor, alive: torch.Tensor) -> torch.Tensor:
     """Token-averaged negative log-likelihood of the actions ``keep`` under ``prob``, per row ``[B]``.
-    The forced [CLS] term is included, as in the original (spec D8)."""
+    The forced [CLS] term is included, as in the original (docs/differences.md K4)."""
     a = keep.float()
     ll = a * torch.log(prob + EPS) + (1 - a) * torch.log(1 - prob + EPS)
     m = alive.float()
@@ -113,7 +113,7 @@ def gather_tokens(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
 def restore_tokens(buffer: torch.Tensor, positions: torch.Tensor, x: torch.Tensor, write: torch.Tensor) -> torch.Tensor:
     """``buffer [B, T0, d]`` with ``x [B, k, d]`` written at original ``positions [B, k]`` where
     ``write [B, k]``; every other slot unchanged. Each position is written at most once per call
-    and masked fillers never (D10 fixed). Out of place, so gradients flow into ``x``."""
+    and masked fillers never (docs/differences.md F10). Out of place, so gradients flow into ``x``."""
     t0 = buffer.shape[1]
     target = positions.masked_fill(~write, t0)  # unwritten slots go to a scratch column, cut below
     padded = torch.cat([buffer, buffer.new_zeros(buffer.shape[0], 1, buffer.shape[2])], 1)
@@ -124,3 +124,32 @@ def restore_tokens(buffer: torch.Tensor, positions: torch.Tensor, x: torch.Tenso
 def additive_mask(alive: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """Attention mask for stock layers: ``[B, 1, 1, T]`` with 0 on alive keys, dtype-min elsewhere."""
     return (~alive)[:, None, None, :].to(dtype) * torch.finfo(dtype).min
+
+
+def count_keep(score: torch.Tensor, alive: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """The ``counts [B]`` alive positions of each row with the highest ``score [B, T]``, [CLS]
+    always among them (the count-matched baselines: random drop, attention top-k). ``[B, T]`` bool."""
+    s = score.float().masked_fill(~alive, float("-inf"))
+    s[:, 0] = float("inf")
+    rank = s.argsort(dim=1, descending=True, stable=True).argsort(dim=1)
+    return (rank < counts[:, None]) & alive
+
+
+def packed_count_keep(score: torch.Tensor, row: torch.Tensor, slot: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """:func:`count_keep` on packed tokens: ``score [N]`` of tokens of examples ``row [N]`` at
+    ``slot [N]`` (0 = [CLS]); ``counts [B]``. Returns ``keep [N]``."""
+    score = score.float().masked_fill(slot == 0, float("inf"))
+    order = torch.argsort(-score, stable=True)
+    order = order[torch.argsort(row[order], stable=True)]  # grouped by example, best first
+    per_row = torch.bincount(row, minlength=counts.shape[0])
+    rank = torch.arange(row.shape[0], device=row.device) - (torch.cumsum(per_row, 0) - per_row)[row[order]]
+    keep = torch.zeros_like(row, dtype=torch.bool)
+    keep[order] = rank < counts[row[order]]
+    return keep
+
+
+def scatter_positions(values: torch.Tensor, positions: torch.Tensor, valid: torch.Tensor, width: int) -> torch.Tensor:
+    """``values [B, k]`` written at original ``positions [B, k]`` where ``valid``, NaN elsewhere: ``[B, width]``."""
+    out = values.new_full((values.shape[0], width + 1), float("nan"))
+    out.scatter_(1, positions.masked_fill(~valid, width), values.float().masked_fill(~valid, float("nan")))
+    return out[:, :width]

@@ -66,8 +66,9 @@ def forward_batch(model, batch, **kwargs):
     head_inputs = getattr(model, "module", model).head_inputs
     if head_inputs:
         kwargs["head_inputs"] = {k: batch[k] for k in head_inputs}
-    if "seeds" in batch:
-        kwargs["seeds"] = batch["seeds"]
+    for name in ("seeds", "keep_counts"):  # per-example seeds; the token counts of the count-matched baselines
+        if name in batch:
+            kwargs[name] = batch[name]
     return model(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"), **kwargs)
 
 

@@ -62,6 +62,7 @@ class Sweep:
     seeds: int = 3
     timing_batches: tuple[int, ...] = (1, 64)
     timing_examples: int = 200
+    timing_repeats: int = 3
 
     def command(self, *extra: str):
         """A job of the family's entry script with the shared flags and ``extra``."""
@@ -165,7 +166,7 @@ class Bench:
 
     def timing(self, model, selection: str, features: dict) -> dict[str, float]:
         """Measured speed-up over the full model at each timing batch size: model times on the
-        first ``timing_examples`` rows, the two models alternating, median of 3 ratios."""
+        first ``timing_examples`` rows, the two models alternating, median of ``timing_repeats`` ratios."""
         rows = np.arange(min(self.sweep.timing_examples, len(features["lengths"])))
         subset = {k: np.asarray(v)[rows] for k, v in features.items()}
         full = {k: np.asarray(v)[rows] for k, v in self.data.features.items()}
@@ -173,7 +174,7 @@ class Bench:
         for size in self.sweep.timing_batches:
             config = dataclasses.replace(self.config, per_gpu_eval_batch_size=size)
             ratios = []
-            for _ in range(3):
+            for _ in range(self.sweep.timing_repeats):
                 base = predict(self.full, full, "off", config, self.job.precision, self.world).seconds
                 ours = predict(model, subset, selection, config, self.job.precision, self.world).seconds
                 ratios.append(base / max(ours, 1e-9))
@@ -269,6 +270,7 @@ def parser(sub) -> None:
     p.add_argument("--seeds", type=int, default=3, help="seeds of the random-drop baseline")
     p.add_argument("--timing_batches", type=int, nargs="*", default=[1, 64], help="batch sizes timed")
     p.add_argument("--timing_examples", type=int, default=200, help="dev examples timed per point")
+    p.add_argument("--timing_repeats", type=int, default=3, help="timed passes per point and batch size (median)")
     p.add_argument("--rl", default="", help='extra flags of the --train_rl runs, e.g. "--learning_rate 1e-3"')
     p.add_argument("--joint", default="", help='extra flags of the --train_both runs, e.g. "--max_steps 150"')
 
@@ -287,7 +289,7 @@ def main(args, flags: list[str]) -> list[Point]:
     require_matplotlib()
     sweep = Sweep(
         args.family, model_dir, Path(args.output_dir), list(args.alphas), flags, shlex.split(args.rl),
-        shlex.split(args.joint), args.seeds, tuple(args.timing_batches), args.timing_examples,
+        shlex.split(args.joint), args.seeds, tuple(args.timing_batches), args.timing_examples, args.timing_repeats,
     )  # fmt: skip
     base = ["--model_name_or_path", str(model_dir), "--output_dir", str(model_dir), "--do_eval"]
     task = make_task(sweep.command("--model_type", _backbone(model_dir), *base))  # the flags are checked first
