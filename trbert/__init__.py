@@ -17,6 +17,7 @@ from .heads import (
 )
 from .model import ReductionOutput
 from .selector import Selector
+from .serving import TRQuestionAnsweringPipeline
 
 __all__ = [
     "FlopsCounter",
@@ -30,6 +31,7 @@ __all__ = [
     "TRDistilBertForMultipleChoice",
     "TRDistilBertForQuestionAnswering",
     "TRDistilBertForSequenceClassification",
+    "TRQuestionAnsweringPipeline",
     "layer_macs",
     "mflops",
 ]

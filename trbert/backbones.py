@@ -8,10 +8,24 @@ and the attention [CLS] pays every token in a layer (the attention top-k baselin
 from __future__ import annotations
 
 import torch
+from transformers import BertConfig, DistilBertConfig
 
 from .packed import row_chunks
 
 FFN_ROWS = 2048  # packed tokens per feed-forward call: its [rows, 4d] intermediates stay small
+
+
+class TRBertConfig(BertConfig):
+    """The config of a TR-BERT checkpoint on BERT: ``model_type: trbert`` in its config.json names our
+    model classes to the transformers Auto API (see :mod:`trbert.heads`); everything else is BERT's."""
+
+    model_type = "trbert"
+
+
+class TRDistilBertConfig(DistilBertConfig):
+    """The config of a TR-BERT checkpoint on DistilBERT (``model_type: trdistilbert``)."""
+
+    model_type = "trdistilbert"
 
 
 class Backbone:
@@ -39,6 +53,8 @@ class Backbone:
 
 
 class BertBackbone(Backbone):
+    config_class = TRBertConfig
+
     """Where the stock BERT pieces are: embeddings, layers, and one layer on packed tokens."""
 
     def _embed_module(self):
@@ -66,6 +82,8 @@ class BertBackbone(Backbone):
 
 
 class DistilBertBackbone(Backbone):
+    config_class = TRDistilBertConfig
+
     def _embed_module(self):
         return self.distilbert.embeddings
 

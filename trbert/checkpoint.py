@@ -40,6 +40,7 @@ from .outputs import read_json
 logger = logging.getLogger(__name__)
 
 MANIFEST = "trbert_stage.json"
+TRAINED_SELECTORS = ("train_rl", "train_both", "train_init")  # stages after which the selectors are trained
 WEIGHTS = "model.safetensors"
 BACKBONES = {t: "bert" for t in ("bert", "autobert", "initbert")}
 BACKBONES |= {t: "distilbert" for t in ("distilbert", "distilautobert", "initdistilbert")}
@@ -104,7 +105,7 @@ def _config(name_or_path: str, model_type: str, **hub):
         config = AutoConfig.from_pretrained(name_or_path, **hub)
     except (OSError, ValueError) as e:
         raise InputError(f"{name_or_path}: not a model checkpoint or known model name ({e})") from None
-    if config.model_type != BACKBONES[model_type]:
+    if config.model_type.removeprefix("tr") != BACKBONES[model_type]:  # ours say trbert / trdistilbert
         raise InputError(
             f"{name_or_path}: a {config.model_type} checkpoint cannot be used with --model_type {model_type}"
         )
@@ -129,7 +130,8 @@ def load_model(name_or_path: str, model_type: str, num_labels: int, head: str = 
     has_head = any("SequenceClassification" in a for a in (config.architectures or []))
     if has_head and config.num_labels != num_labels:
         raise InputError(f"{name_or_path}: its classifier has {config.num_labels} labels, the task has {num_labels}")
-    config.num_labels, config.tr_head = num_labels, head
+    values = {k: v for k, v in config.to_dict().items() if k != "model_type"}  # ours: trbert / trdistilbert
+    config = cls.config_class.from_dict({**values, "num_labels": num_labels, "tr_head": head})
     try:
         model, info = cls.from_pretrained(name_or_path, config=config, output_loading_info=True, **hub)
     except (SafetensorError, OSError, RuntimeError) as e:
@@ -173,6 +175,7 @@ def save_checkpoint(model, tokenizer, out_dir, flags: dict, stage: str, source: 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".saving-{out_dir.name}-", dir=out_dir.parent))
     try:
+        model.config.tr_selection = "threshold" if stage in TRAINED_SELECTORS else "off"  # what a plain call runs
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         (tmp / "training_args.json").write_text(json.dumps(flags, indent=2, sort_keys=True, default=str))

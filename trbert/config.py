@@ -166,6 +166,11 @@ class EvalConfig:
         "NEW: attention of the unpadded path; auto: jagged on CUDA, padded on CPU",
         choices=("auto", "padded", "jagged"),
     )
+    quantize: str = option(
+        "none",
+        "NEW: int8: dynamic int8 quantization of the Linear layers for CPU inference (torch's own API)",
+        choices=("none", "int8"),
+    )
 
 
 @dataclass

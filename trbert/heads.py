@@ -13,9 +13,18 @@ from dataclasses import replace
 
 import torch
 from torch import nn
-from transformers import BertModel, BertPreTrainedModel, DistilBertModel, DistilBertPreTrainedModel
+from transformers import (
+    AutoConfig,
+    AutoModelForMultipleChoice,
+    AutoModelForQuestionAnswering,
+    AutoModelForSequenceClassification,
+    BertModel,
+    BertPreTrainedModel,
+    DistilBertModel,
+    DistilBertPreTrainedModel,
+)
 
-from .backbones import BertBackbone, DistilBertBackbone
+from .backbones import BertBackbone, DistilBertBackbone, TRBertConfig, TRDistilBertConfig
 from .model import MASKED, TokenReductionMixin
 from .selector import THRESHOLD, gather_tokens, selection_nll
 
@@ -58,7 +67,7 @@ class TRBertForQuestionAnswering(TokenReductionMixin, BertBackbone, BertPreTrain
     """BERT + selectors with the residual restore; head as stock ``BertForQuestionAnswering``
     (no pooler, ``qa_outputs``). ``logits [B, 2, T]``: start and end logits of every position."""
 
-    restores_tokens = True
+    restores_tokens = span_outputs = True
 
     def __init__(self, config):
         super().__init__(config)
@@ -75,7 +84,7 @@ class TRBertForQuestionAnswering(TokenReductionMixin, BertBackbone, BertPreTrain
 class TRDistilBertForQuestionAnswering(TokenReductionMixin, DistilBertBackbone, DistilBertPreTrainedModel):
     """DistilBERT + selectors with the residual restore; head as stock ``DistilBertForQuestionAnswering``."""
 
-    restores_tokens = True
+    restores_tokens = span_outputs = True
 
     def __init__(self, config):
         super().__init__(config)
@@ -234,3 +243,23 @@ class TRDistilBertForMultipleChoice(SharedChoiceMixin, TRDistilBertForSequenceCl
         config.num_labels = 1
         super().__init__(config)
         self.num_labels = 4
+
+
+def register_auto_classes() -> None:
+    """After ``import trbert``, ``AutoModelForSequenceClassification`` / ``...QuestionAnswering`` /
+    ``...MultipleChoice`` and ``transformers.pipeline`` load TR-BERT checkpoints as our models (their
+    config.json says ``trbert`` / ``trdistilbert``); stock checkpoints load as before."""
+    autos = (AutoModelForSequenceClassification, AutoModelForQuestionAnswering, AutoModelForMultipleChoice)
+    for config, models in (
+        (TRBertConfig, (TRBertForSequenceClassification, TRBertForQuestionAnswering, TRBertForMultipleChoice)),
+        (
+            TRDistilBertConfig,
+            (TRDistilBertForSequenceClassification, TRDistilBertForQuestionAnswering, TRDistilBertForMultipleChoice),
+        ),
+    ):
+        AutoConfig.register(config.model_type, config, exist_ok=True)
+        for auto, model in zip(autos, models, strict=True):
+            auto.register(config, model, exist_ok=True)
+
+
+register_auto_classes()

@@ -10,6 +10,7 @@ dataset order (a memory-mapped file for the stage files). Not here: training (:m
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -43,6 +44,20 @@ class Prediction:
     kept: np.ndarray | None  # [selectors, N, (S)] tokens processed after each selector
     seconds: float  # model time of the slowest rank
     path: str  # "unpadded" or "padded"
+
+
+def quantized(model, how: str):
+    """``int8``: the encoder's and head's Linear layers as dynamic int8 (weights int8, activations
+    quantized per batch; CPU inference). The selectors stay float32 so their decisions do not
+    move. ``none``: the model itself."""
+    if how == "none":
+        return model
+    with warnings.catch_warnings():  # torch.ao.quantization warns that it will move to torchao
+        warnings.simplefilter("ignore", DeprecationWarning)
+        linear = {
+            n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and not n.startswith("selectors")
+        }
+        return torch.ao.quantization.quantize_dynamic(model, linear, dtype=torch.qint8)
 
 
 def _sync(device):

@@ -15,10 +15,11 @@ forward is the stock computation.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
+from transformers.utils import ModelOutput
 
 from .packed import attention_kernel, keep_tokens, pack, unpack
 from .seeding import combine, install_example_dropout, seeded_dropout, uniform
@@ -42,6 +43,7 @@ from .selector import (
 
 SELECTIONS = ("off", "threshold", "uniform", "sample", "probe", "random", "attention")
 COUNTED = ("random", "attention")  # training-free baselines: as many tokens per example as ``keep_counts`` says
+UNPADDED = ("off", "threshold", *COUNTED)  # selections the unpadded inference path serves
 MASKED = -1e4  # logit of positions a token-level head does not score (padding, empty slots)
 
 
@@ -53,21 +55,33 @@ def selector_layers(config) -> list[int]:
 
 
 @dataclass
-class ReductionOutput:
-    """``logits [B, C]``; ``kept`` one ``[B]`` count per selector that ran (tokens processed after it,
-    [CLS] included); ``select_nll [B]`` summed over selectors (sampling only); ``probs`` the selector
+class ReductionOutput(ModelOutput):
+    """A transformers ``ModelOutput`` (``out["logits"]`` and ``out.logits`` alike). ``logits [B, C]``
+    (token-level heads ``[B, C, T]``; span heads also ``start_logits``/``end_logits [B, T]``);
+    ``kept`` one ``[B]`` count per selector that ran (tokens processed after it, [CLS] included);
+    ``positions [B, k]`` the original positions of the tokens that reached the last layer (-1:
+    filler); ``select_nll [B]`` summed over selectors (sampling only); ``probs`` the selector
     probabilities ``[B, T]`` per selector (``probe`` only); ``hidden_states`` layer outputs
-    (embeddings first) when asked for; ``positions`` the original positions of the tokens that
-    reached the last layer."""
+    (embeddings first) when asked for; with ``trace``: ``depth [B, T]`` how many selectors each
+    position passed (the number of selectors: it reached the last layer; -1: padding) and
+    ``trace_probs``, per selector ``[B, T]`` keep probabilities (NaN where not scored)."""
 
-    logits: torch.Tensor
-    kept: list[torch.Tensor] = field(default_factory=list)
+    logits: torch.Tensor | None = None
+    start_logits: torch.Tensor | None = None
+    end_logits: torch.Tensor | None = None
+    positions: torch.Tensor | None = None
     select_nll: torch.Tensor | None = None
-    probs: list[torch.Tensor] = field(default_factory=list)
-    hidden_states: list[torch.Tensor] = field(default_factory=list)
-    positions: torch.Tensor | None = None  # [B, k] original positions reaching the last layer, -1 = filler
-    depth: torch.Tensor | None = None  # trace: [B, T] selectors each position passed (S: the last layer), -1 padding
-    trace_probs: list[torch.Tensor] = field(default_factory=list)  # trace: [B, T] per selector, NaN if not scored
+    depth: torch.Tensor | None = None
+    # and, as plain attributes (lists are not items: pipelines split items row by row), set by
+    # new_output: kept, probs, hidden_states, trace_probs
+
+
+def new_output(x: torch.Tensor, hidden_states: bool = False) -> ReductionOutput:
+    """An output whose lists are attributes, not dictionary items (transformers' pipelines split
+    the items of a batch's output row by row: tensors with a batch axis only)."""
+    out = ReductionOutput(x.new_empty(0))
+    out.kept, out.probs, out.hidden_states, out.trace_probs = [], [], [x] if hidden_states else [], []
+    return out
 
 
 @dataclass
@@ -87,6 +101,7 @@ class TokenReductionMixin:
     example_dropout = False  # dropout masks from the per-row ``seeds`` of the forward (see trbert.seeding)
     restores_tokens = False  # token-level heads: every original position gets an output (docs/differences.md K9)
     head_inputs: tuple[str, ...] = ()  # batch arrays the head reads besides the sequence
+    span_outputs = False  # span heads: ``start_logits`` / ``end_logits`` as transformers' QA models return them
     window_nll = "sum"  # selection log-likelihood of several windows: "sum" or "mean" over the real ones (N17)
 
     supports_unpadded = True  # every head runs on the packed inference path (see unpadded_forward)
@@ -165,7 +180,7 @@ class TokenReductionMixin:
         choice = Choice(selection, guide, guided_rows, seeds, keep_counts)
         with seeded_dropout(self, seeds if self.training and self.example_dropout else None):
             x = self._embed(input_ids, token_type_ids)
-            out = ReductionOutput(logits=x.new_empty(0), hidden_states=[x] if output_hidden_states else [])
+            out = new_output(x, output_hidden_states)
             if trace:
                 out.depth = attention_mask.long() - 1  # 0 where alive, -1 on padding
             x, alive, orig, restored = self._encode(x, attention_mask.bool(), out, choice)
@@ -174,7 +189,7 @@ class TokenReductionMixin:
                 out.logits = self._head(sequence, attention_mask.bool(), **(head_inputs or {}))
             else:
                 out.logits = self._head(x[:, 0])
-        out.positions = orig.masked_fill(~alive, -1)
+        out["positions"] = orig.masked_fill(~alive, -1)
         if trace:  # survivors reached the last layer (fillers point at [CLS], which always does)
             out.depth.scatter_(1, orig.masked_fill(~alive, 0), len(self.selectors))
         return out
@@ -232,7 +247,7 @@ class TokenReductionMixin:
         ``"attention"``), at the cost of the tokens actually kept. Token-level heads read a dense
         ``[B, T, d]`` restore built once after the last layer: survivors with their last-layer
         state, dropped tokens with their state when dropped."""
-        if selection not in ("off", "threshold", *COUNTED) or self.training:
+        if selection not in UNPADDED or self.training:
             raise ValueError("the unpadded path is for inference (eval mode, selection off, threshold or counted)")
         choice = Choice(selection, seeds=seeds, keep_counts=keep_counts)
         attend = attention_kernel(attention, input_ids.device)
@@ -240,7 +255,7 @@ class TokenReductionMixin:
         packing, position = pack(alive)
         types = None if token_type_ids is None else token_type_ids[packing.row, position][None]
         x = self._embed(input_ids[packing.row, position][None], types, position[None])[0]
-        out = ReductionOutput(logits=x.new_empty(0))
+        out = new_output(x)
         dropped = []  # (states [n, d], rows, positions) of dropped tokens, for the restore
         width, where = alive.shape[1], self._selector_at()  # width: that of the padded path's tensors
         before = None
@@ -262,10 +277,12 @@ class TokenReductionMixin:
         else:
             out.logits = self._head(x[packing.starts])
         if out.kept:  # the padded path's compacted layout: kept positions first, -1 fillers
-            out.positions = position.new_full((alive.shape[0], width), -1)
+            out["positions"] = position.new_full((alive.shape[0], width), -1)
             out.positions[packing.row, packing.slot] = position
         else:
-            out.positions = torch.arange(alive.shape[1], device=alive.device).expand_as(alive).masked_fill(~alive, -1)
+            out["positions"] = (
+                torch.arange(alive.shape[1], device=alive.device).expand_as(alive).masked_fill(~alive, -1)
+            )
         return out
 
     def _packed_keep(self, w, x, packing, position, length: int, choice: Choice, before=None) -> torch.Tensor:
@@ -280,14 +297,27 @@ class TokenReductionMixin:
             return (torch.sigmoid(self.selectors[w](x).float()) >= THRESHOLD) | (packing.slot == 0)
         return packed_count_keep(score, packing.row, packing.slot, choice.keep_counts[:, w].to(x.device))
 
-    def forward(self, input_ids, attention_mask, token_type_ids=None, unpadded=False, **kwargs) -> ReductionOutput:
+    def forward(self, input_ids, attention_mask, token_type_ids=None, unpadded=None, **kwargs) -> ReductionOutput:
         """``reduce_forward``, or ``unpadded_forward`` when ``unpadded`` (inference only); inputs
-        ``[B, S, T]`` (examples of several windows) go through :meth:`segmented_forward`."""
+        ``[B, S, T]`` (examples of several windows) go through :meth:`segmented_forward`.
+
+        Called as a transformers model (no ``selection``, e.g. by a pipeline): the checkpoint's own
+        selection (``config.tr_selection``: ``threshold`` once its selectors were trained, else
+        ``off``) on the unpadded path when no gradient is wanted."""
+        plain = "selection" not in kwargs and not self.training  # called as a stock transformers model
+        if plain:
+            kwargs["selection"] = getattr(self.config, "tr_selection", "off")
+        if unpadded is None:
+            unpadded = plain and not torch.is_grad_enabled() and kwargs["selection"] in UNPADDED
         if input_ids.dim() == 3:
-            return self.segmented_forward(input_ids, attention_mask, token_type_ids, unpadded=unpadded, **kwargs)
-        if unpadded:
-            return self.unpadded_forward(input_ids, attention_mask, token_type_ids, **kwargs)
-        return self.reduce_forward(input_ids, attention_mask, token_type_ids, **kwargs)
+            out = self.segmented_forward(input_ids, attention_mask, token_type_ids, unpadded=unpadded, **kwargs)
+        elif unpadded:
+            out = self.unpadded_forward(input_ids, attention_mask, token_type_ids, **kwargs)
+        else:
+            out = self.reduce_forward(input_ids, attention_mask, token_type_ids, **kwargs)
+        if self.span_outputs:
+            out["start_logits"], out["end_logits"] = out.logits[..., 0, :], out.logits[..., 1, :]
+        return out
 
     def segmented_forward(
         self,

@@ -25,7 +25,7 @@ from .data import load_features
 from .distributed import World, barrier, setup, teardown
 from .errors import InputError, exit_code
 from .health import selector_health, warn_if_untrained
-from .inference import EvalSet, evaluate, predict, score_shape, teacher_shape, token_scores
+from .inference import EvalSet, evaluate, predict, quantized, score_shape, teacher_shape, token_scores
 from .loop import Validation, train
 from .outputs import OutputLock, StageFile, clean_leftovers, load_array, replace_run, write_json, write_results
 from .resume import STATE, Saver, fixed_values, read_training_state, resolve, step_checkpoints, step_of
@@ -222,7 +222,7 @@ def evaluate_checkpoint(job: Job, task, path, world: World) -> dict | None:
     check_selectors(job, path)
     tokenizer = load_tokenizer(job, str(path))
     data = eval_set(job, task, tokenizer)
-    model = model_at(job, task, str(path), world)
+    model = quantized(model_at(job, task, str(path), world), job.evaluation.quantize)
     with OutputLock(path) if world.is_main else _no_lock():
         report, predictions = evaluate(model, task, data, selection_for(job), job.evaluation, job.precision, world)
         if world.is_main:

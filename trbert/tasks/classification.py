@@ -102,7 +102,8 @@ class ClassificationTask:
         return [(logits[:, None], None)]
 
     def predict(self, logits: np.ndarray, features: dict, examples) -> Predictions:
-        return Predictions(logits.argmax(-1).tolist())
+        labels = logits.argmax(-1).tolist()
+        return Predictions(labels, {"predictions.json": labels})
 
     def score(self, predictions: Predictions, examples: Iterable[Example]) -> dict:
         gold = np.array([label for _, label in examples])

@@ -239,25 +239,26 @@ class SpanTask:
 
     def decode(self, logits: np.ndarray, arrays: dict, examples: Sequence[QAExample]):
         """Answers ``{qid: text}`` and null-score differences ``{qid: float}`` from window logits."""
-        best: dict[int, tuple[float, str]] = {}
-        null: dict[int, float] = {}
-        for row, number in enumerate(arrays["example"].tolist()):
-            start, end = logits[row, 0], logits[row, 1]
-            null[number] = min(null.get(number, np.inf), float(start[0] + end[0]))
-            candidate = self._best_span(start, end, arrays["offsets"][row], arrays["max_context"][row])
-            if candidate is not None and candidate[0] > best.get(number, (-np.inf, ""))[0]:
-                s, e = candidate[1:]
-                text = examples[number].context[arrays["offsets"][row][s][0] : arrays["offsets"][row][e][1]]
-                best[number] = (candidate[0], text)
         answers, odds = {}, {}
-        for number, example in enumerate(examples):
-            if number not in null:
-                continue  # no window (empty context): left unanswered, scored as wrong
-            score, text = best.get(number, (-np.inf, ""))
-            odds[example.qid] = float(null[number] - score) if np.isfinite(score) else float("inf")
+        for number, (null, score, span) in self.best_spans(logits, arrays).items():
+            example = examples[number]
+            odds[example.qid] = float(null - score) if np.isfinite(score) else float("inf")
             unanswerable = self.version_2_with_negative and odds[example.qid] > self.null_score_diff_threshold
-            answers[example.qid] = "" if unanswerable else text
+            answers[example.qid] = "" if unanswerable or span is None else example.context[span[0] : span[1]]
+        # a question without a window (empty context) is left unanswered, scored as wrong
         return answers, {q: (v if np.isfinite(v) else 1e9) for q, v in odds.items()}
+
+    def best_spans(self, logits: np.ndarray, arrays: dict) -> dict[int, tuple[float, float, tuple | None]]:
+        """Per question: ``(null score, best span score, its character span or None)`` over its windows."""
+        found: dict[int, list] = {}
+        for row, number in enumerate(arrays["example"].tolist()):
+            start, end, offsets = logits[row, 0], logits[row, 1], arrays["offsets"][row]
+            null, score, span = found.setdefault(number, [np.inf, -np.inf, None])
+            found[number][0] = min(null, float(start[0] + end[0]))
+            candidate = self._best_span(start, end, offsets, arrays["max_context"][row])
+            if candidate is not None and candidate[0] > score:
+                found[number][1:] = candidate[0], (int(offsets[candidate[1]][0]), int(offsets[candidate[2]][1]))
+        return {number: tuple(value) for number, value in found.items()}
 
     def _best_span(self, start, end, offsets, max_context):
         """``(score, s, e)`` of the best context span among the top-n starts and ends, or None."""
