@@ -72,16 +72,24 @@ class ReductionOutput(ModelOutput):
     positions: torch.Tensor | None = None
     select_nll: torch.Tensor | None = None
     depth: torch.Tensor | None = None
-    # and, as plain attributes (lists are not items: pipelines split items row by row), set by
-    # new_output: kept, probs, hidden_states, trace_probs
+    kept: list[torch.Tensor] | None = None
+    probs: list[torch.Tensor] | None = None
+    hidden_states: list[torch.Tensor] | None = None
+    trace_probs: list[torch.Tensor] | None = None
+
+    def tensors_only(self) -> ReductionOutput:
+        """The output for transformers' pipelines, which split every item of a batch's output row
+        by row: the tensors as items, the per-selector lists as attributes only."""
+        out = ReductionOutput(**{k: v for k, v in self.items() if torch.is_tensor(v)})
+        for name in ("kept", "probs", "hidden_states", "trace_probs"):
+            object.__setattr__(out, name, getattr(self, name))
+        return out
 
 
 def new_output(x: torch.Tensor, hidden_states: bool = False) -> ReductionOutput:
-    """An output whose lists are attributes, not dictionary items (transformers' pipelines split
-    the items of a batch's output row by row: tensors with a batch axis only)."""
-    out = ReductionOutput(x.new_empty(0))
-    out.kept, out.probs, out.hidden_states, out.trace_probs = [], [], [x] if hidden_states else [], []
-    return out
+    return ReductionOutput(
+        x.new_empty(0), kept=[], probs=[], hidden_states=[x] if hidden_states else [], trace_probs=[]
+    )
 
 
 @dataclass
@@ -317,7 +325,7 @@ class TokenReductionMixin:
             out = self.reduce_forward(input_ids, attention_mask, token_type_ids, **kwargs)
         if self.span_outputs:
             out["start_logits"], out["end_logits"] = out.logits[..., 0, :], out.logits[..., 1, :]
-        return out
+        return out.tensors_only() if plain else out
 
     def segmented_forward(
         self,
