@@ -227,3 +227,28 @@ def test_examples_are_read_a_chunk_ahead_at_most(imdb_dir, tokenizer, monkeypatc
 
     arrays, _ = load_features(Counting(), imdb_dir, "train", tokenizer, 16)
     assert sizes == [7] * 6 + [6] and len(arrays["lengths"]) == 48
+
+
+def test_array_writer_streams_rows_into_npy_files(tmp_path):
+    writer = trbert.data.ArrayWriter(tmp_path)
+    rng = np.random.default_rng(0)
+    chunks = [
+        {
+            "input_ids": rng.integers(0, 99, (n, 3, 5)).astype(np.int32),
+            "max_context": rng.random((n, 5)) > 0.5,
+            "lengths": np.arange(n, dtype=np.int64),
+        }
+        for n in (4, 0, 3)  # a chunk whose examples were all skipped adds nothing
+    ]
+    for chunk in chunks:
+        writer.append(chunk)
+    described = writer.finish()
+    for name in chunks[0]:
+        whole = np.concatenate([c[name] for c in chunks])
+        read = np.load(tmp_path / f"{name}.npy", mmap_mode="r", allow_pickle=False)
+        assert np.array_equal(read, whole) and read.dtype == whole.dtype and read.offset == trbert.data.HEADER
+        assert described[name] == {"shape": list(whole.shape), "dtype": whole.dtype.str}
+    with pytest.raises(ValueError, match="chunks disagree"):
+        writer.append({"input_ids": chunks[0]["input_ids"], "lengths": chunks[0]["lengths"]})
+    with pytest.raises(ValueError, match="feature lengths: chunks disagree"):
+        writer.append({**chunks[0], "lengths": chunks[0]["lengths"].astype(np.int32)})
