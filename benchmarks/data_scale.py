@@ -1,7 +1,7 @@
 """Memory and speed of the feature cache at scale (not part of the test suite).
 
     python benchmarks/data_scale.py                                  # IMDB-like, N = 10k 50k 100k, T = 512
-    python benchmarks/data_scale.py --task squad --sizes 5000 10000 20000 --words 600 --max_length 384
+    python benchmarks/data_scale.py --task squad --sizes 5000 10000 20000 --words 600 --append --out ...
 
 For every N it writes a synthetic split (documents of ``--words`` words drawn from the tokenizer's
 whole-word vocabulary), then, each in a fresh Python process started after the data exists:
@@ -37,11 +37,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # measure this checkout, not an installed trbert
 
-TASKS = {  # --task -> (family, --task_name, default --max_length, train file or folder)
-    "classification": ("classification", "imdb", 512, "train.jsonl"),
-    "squad": ("squad", "squad", 384, "train-v2.0.json"),
-    "race": ("race", "race", 512, "train"),
-    "hotpot": ("hotpot", "hotpotqa", 512, "hotpot_train_graph.json"),
+TASKS = {  # --task -> (family, --task_name, default --max_length)
+    "classification": ("classification", "imdb", 512),
+    "squad": ("squad", "squad", 384),
+    "race": ("race", "race", 512),
+    "hotpot": ("hotpot", "hotpotqa", 512),
 }
 
 
@@ -64,57 +64,64 @@ def sentences(rng, words: np.ndarray, n: int) -> list[str]:
     return out
 
 
+def _classification(folder: Path, rng, n: int, n_words: int, words: np.ndarray) -> None:
+    with open(folder / "train.jsonl", "w") as f:
+        for i in range(n):
+            f.write(json.dumps({"text": " ".join(sentences(rng, words, n_words)), "label": i % 2}) + "\n")
+
+
+def _squad(folder: Path, rng, n: int, n_words: int, words: np.ndarray) -> None:
+    """One question per context; the answer: three words at a random place of it."""
+    paragraphs = []
+    for i in range(n):
+        context = " ".join(sentences(rng, words, n_words))
+        start = int(rng.integers(0, max(1, len(context) - 40)))
+        start = context.index(" ", start) + 1 if " " in context[start:] else 0
+        answer = " ".join(context[start:].split(" ")[:3])
+        question = " ".join(sentences(rng, words, 10))
+        qa = {"id": f"q{i}", "question": question, "answers": [{"text": answer, "answer_start": start}]}
+        paragraphs.append({"context": context, "qas": [qa]})
+    (folder / "train-v2.0.json").write_text(json.dumps({"data": [{"title": "t", "paragraphs": paragraphs}]}))
+
+
+def _race(folder: Path, rng, n: int, n_words: int, words: np.ndarray) -> None:
+    """Four questions per article, four options of five words per question."""
+    (folder / "train" / "middle").mkdir(parents=True, exist_ok=True)
+    for i in range(-(-n // 4)):
+        k = min(4, n - 4 * i)
+        item = {
+            "article": " ".join(sentences(rng, words, n_words)),
+            "questions": [" ".join(sentences(rng, words, 10)) for _ in range(k)],
+            "options": [[" ".join(words[rng.integers(0, len(words), 5)]) for _ in range(4)] for _ in range(k)],
+            "answers": ["ABCD"[int(rng.integers(0, 4))] for _ in range(k)],
+        }
+        (folder / "train" / "middle" / f"{i}.txt").write_text(json.dumps(item))
+
+
+def _hotpot(folder: Path, rng, n: int, n_words: int, words: np.ndarray) -> None:
+    """Ten paragraphs of ``n_words / 4`` word pieces per question, the first two supporting."""
+    with open(folder / "hotpot_train_graph.json", "w") as f:
+        for _ in range(n):
+            nodes = []
+            for p in range(10):
+                context = list(words[rng.integers(0, len(words), max(8, n_words // 4))])
+                cuts = sorted({0, *rng.integers(1, len(context), 3).tolist(), len(context)})
+                sent_pos = [[a, b] for a, b in zip(cuts, cuts[1:], strict=False) if a < b]
+                supporting = [int(p < 2 and k == 0) for k in range(len(sent_pos))]
+                spans = [[2, 3]] if p == 0 else []
+                nodes.append({"name": f"title {p}", "context": context, "spans": spans, "sent_pos": sent_pos})
+                nodes[-1]["supp_label"] = supporting
+            question = " ".join(sentences(rng, words, 12))
+            f.write(json.dumps({"question": question, "answer": "x", "node": nodes}) + "\n")
+
+
+WRITERS = {"classification": _classification, "squad": _squad, "race": _race, "hotpot": _hotpot}
+
+
 def write_split(task: str, folder: Path, n: int, n_words: int, words: np.ndarray, seed: int = 0) -> None:
     """The training split of ``task`` with ``n`` examples (questions for the QA tasks)."""
-    rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)
-    if task == "classification":
-        with open(folder / "train.jsonl", "w") as f:
-            for i in range(n):
-                f.write(json.dumps({"text": " ".join(sentences(rng, words, n_words)), "label": i % 2}) + "\n")
-    elif task == "squad":
-        paragraphs = []
-        for i in range(n):
-            context = " ".join(sentences(rng, words, n_words))
-            start = int(rng.integers(0, max(1, len(context) - 40)))
-            start = context.index(" ", start) + 1 if " " in context[start:] else 0
-            answer = " ".join(context[start:].split(" ")[:3])
-            question = " ".join(sentences(rng, words, 10))
-            qa = {"id": f"q{i}", "question": question, "answers": [{"text": answer, "answer_start": start}]}
-            paragraphs.append({"context": context, "qas": [qa]})
-        (folder / "train-v2.0.json").write_text(json.dumps({"data": [{"title": "t", "paragraphs": paragraphs}]}))
-    elif task == "race":
-        (folder / "train" / "middle").mkdir(parents=True, exist_ok=True)
-        for i in range(-(-n // 4)):  # four questions per article
-            k = min(4, n - 4 * i)
-            item = {
-                "article": " ".join(sentences(rng, words, n_words)),
-                "questions": [" ".join(sentences(rng, words, 10)) for _ in range(k)],
-                "options": [[" ".join(words[rng.integers(0, len(words), 5)]) for _ in range(4)] for _ in range(k)],
-                "answers": ["ABCD"[int(rng.integers(0, 4))] for _ in range(k)],
-            }
-            (folder / "train" / "middle" / f"{i}.txt").write_text(json.dumps(item))
-    elif task == "hotpot":
-        with open(folder / "hotpot_train_graph.json", "w") as f:
-            for _ in range(n):
-                nodes = []
-                for p in range(10):  # ten paragraphs of n_words / 4 word pieces each
-                    context = list(words[rng.integers(0, len(words), max(8, n_words // 4))])
-                    cuts = sorted({0, *rng.integers(1, len(context), 3).tolist(), len(context)})
-                    sent_pos = [[a, b] for a, b in zip(cuts, cuts[1:], strict=False) if a < b]
-                    nodes.append(
-                        {
-                            "name": f"title {p}",
-                            "context": context,
-                            "spans": [[2, 3]] if p == 0 else [],
-                            "sent_pos": sent_pos,
-                            "supp_label": [int(p < 2 and k == 0) for k in range(len(sent_pos))],
-                        }
-                    )
-                question = " ".join(sentences(rng, words, 12))
-                f.write(json.dumps({"question": question, "answer": "x", "node": nodes}) + "\n")
-    else:
-        raise ValueError(task)
+    WRITERS[task](folder, np.random.default_rng(seed), n, n_words, words)
 
 
 # ---- measuring (child processes) ---------------------------------------------------------------
@@ -145,6 +152,7 @@ def reset_peak() -> tuple[int, bool]:
 def measured(fn) -> dict:
     """Run ``fn``; its seconds, the peak and final resident memory it added (MiB), and its result."""
     start, reset = reset_peak()
+    anon, mapped = _status_kib("RssAnon"), _status_kib("RssFile")
     t0, cpu0 = time.perf_counter(), time.process_time()
     result = fn()
     seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu0
@@ -154,81 +162,104 @@ def measured(fn) -> dict:
         "cpu_seconds": cpu,  # all threads of the process: less sensitive to a busy machine than the wall time
         "peak_mib": (_status_kib("VmHWM") - start) * mib,
         "added_mib": (_status_kib("VmRSS") - start) * mib,
-        "anon_mib_after": _status_kib("RssAnon") * mib,  # resident memory after the call: anonymous ...
-        "file_mib_after": _status_kib("RssFile") * mib,  # ... and file-backed (mapped files, reclaimable)
+        # what stays resident after the call: anonymous memory, and pages of mapped files (the page
+        # cache: clean ones are dropped by the kernel when memory runs short)
+        "anon_added_mib": (_status_kib("RssAnon") - anon) * mib,
+        "file_added_mib": (_status_kib("RssFile") - mapped) * mib,
         "start_mib": start * mib,
         "peak_reset": reset,
         "result": result,
     }
 
 
+def _build(data, task, tokenizer, args, folder: Path) -> dict:
+    """The cache built from scratch, then a fake stage file of its rows written batch by batch."""
+    from trbert.outputs import StageFile
+
+    reading = measured(lambda: sum(1 for _ in task.read(folder, "train")))  # the reader's own share
+    reading.pop("result")
+    cache = folder / "cache"
+    build = measured(lambda: data.load_features(task, folder, "train", tokenizer, args.max_length, cache, True))
+    arrays, fingerprint = build.pop("result")
+    shape = (*arrays["input_ids"].shape[:-1], 2, args.max_length)
+
+    def write_stage():
+        mapped = _status_kib("RssFile")
+        scores, rng = StageFile(folder / "token_scores.npy", shape), np.random.default_rng(0)
+        for first in range(0, shape[0], 256):  # one batch at a time, as the inference passes do
+            rows = np.arange(first, min(first + 256, shape[0]))
+            scores.array[rows] = rng.random((len(rows), *shape[1:]), dtype=np.float32)
+        held = (_status_kib("RssFile") - mapped) / 1024  # written pages of the file, mapped until the commit
+        scores.commit({"dataset": fingerprint})
+        return held
+
+    written = measured(write_stage)
+    written["file_mib_before_commit"] = written.pop("result")
+    return {
+        "read": reading,
+        "build": build,
+        "rows": int(len(arrays["lengths"])),
+        "arrays_mib": sum(a.nbytes for a in arrays.values()) / 2**20,
+        "stage_write": written,
+        "stage_mib": int(np.prod(shape)) * 4 / 2**20,
+    }
+
+
+def _load(data, task, tokenizer, args, folder: Path) -> dict:
+    """What a run holds before its first batch: the cached split and the stage file; then one batch."""
+    from trbert.outputs import load_array
+    from trbert.stages import SCORES
+
+    def load():
+        arrays, fingerprint = data.load_features(task, folder, "train", tokenizer, args.max_length, folder / "cache")
+        shape = (*arrays["input_ids"].shape[:-1], 2, args.max_length)
+        arrays["guide"] = load_array(folder / "token_scores.npy", fingerprint, SCORES, shape)
+        return arrays
+
+    loaded = measured(load)
+    arrays = loaded.pop("result")
+    batch = measured(lambda: next(iter(data.batches(arrays, 32, by_length=True))))
+    batch.pop("result")
+    return {
+        "load": loaded,
+        "first_batch": batch,
+        "memory_mapped": all(isinstance(a, np.memmap) for a in arrays.values()),
+    }
+
+
+def _once(data, task, tokenizer, args, folder: Path) -> dict:
+    """The code before the streaming cache: the split in a list, one featurize call, one .npz."""
+
+    def once():
+        examples = list(task.read(folder, "train"))
+        arrays = task.featurize(examples, tokenizer, args.max_length, "train", 0, Counter())
+        np.savez(folder / "once.npz", **arrays)
+        return len(arrays["lengths"])
+
+    result = measured(once)
+    (folder / "once.npz").unlink()
+    return {"once": result, "rows": result.pop("result")}
+
+
 def child(args) -> dict:
     from transformers import AutoTokenizer
 
     import trbert.data as data
-    from trbert.outputs import StageFile, load_array
-    from trbert.stages import SCORES
     from trbert.tasks import family, make_task
 
     if args.chunk:
         data.CHUNK = args.chunk
     tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
-    family_name, task_name, _, _ = TASKS[args.task]
+    family_name, task_name, _ = TASKS[args.task]
     task = make_task(family_name, family(family_name).config(), task_name)
-    folder, cache, stage = Path(args.data), Path(args.data) / "cache", Path(args.data) / "token_scores.npy"
     out = {
         "mode": args.child,
         "trbert": data.__file__,
         "chunk": data.CHUNK,
         "tokenizers_parallelism": os.environ.get("TOKENIZERS_PARALLELISM"),
     }
-    if args.child == "build":
-        reading = measured(lambda: sum(1 for _ in task.read(folder, "train")))  # the reader's own share
-        reading.pop("result")
-        build = measured(lambda: data.load_features(task, folder, "train", tokenizer, args.max_length, cache, True))
-        arrays, fingerprint = build.pop("result")
-        shape = (*arrays["input_ids"].shape[:-1], 2, args.max_length)
-        out.update(
-            read=reading,
-            build=build,
-            rows=int(len(arrays["lengths"])),
-            arrays_mib=sum(a.nbytes for a in arrays.values()) / 2**20,
-        )
-
-        def write_stage():
-            scores, rng = StageFile(stage, shape), np.random.default_rng(0)
-            for first in range(0, shape[0], 256):  # one batch at a time, as the inference passes do
-                rows = np.arange(first, min(first + 256, shape[0]))
-                scores.array[rows] = rng.random((len(rows), *shape[1:]), dtype=np.float32)
-            scores.commit({"dataset": fingerprint})
-
-        out.update(stage_write=measured(write_stage), stage_mib=int(np.prod(shape)) * 4 / 2**20)
-        out["stage_write"].pop("result")
-    elif args.child == "load":
-
-        def load():
-            arrays, fingerprint = data.load_features(task, folder, "train", tokenizer, args.max_length, cache)
-            shape = (*arrays["input_ids"].shape[:-1], 2, args.max_length)
-            arrays["guide"] = load_array(stage, fingerprint, SCORES, shape)
-            return arrays
-
-        loaded = measured(load)
-        arrays = loaded.pop("result")
-        batch = measured(lambda: next(iter(data.batches(arrays, 32, by_length=True))))
-        batch.pop("result")
-        out.update(load=loaded, first_batch=batch, memory_mapped=all(isinstance(a, np.memmap) for a in arrays.values()))
-    else:  # once: the code before the streaming cache, for reference
-
-        def once():
-            examples = list(task.read(folder, "train"))
-            arrays = task.featurize(examples, tokenizer, args.max_length, "train", 0, Counter())
-            np.savez(folder / "once.npz", **arrays)
-            return len(arrays["lengths"])
-
-        result = measured(once)
-        out.update(once=result, rows=result.pop("result"))
-        (folder / "once.npz").unlink()
-    return out
+    measure = {"build": _build, "load": _load, "once": _once}[args.child]
+    return out | measure(data, task, tokenizer, args, Path(args.data))
 
 
 # ---- the driver ----------------------------------------------------------------------------------
@@ -268,10 +299,12 @@ def markdown(report: dict) -> str:
         " (shared machine: expect noise).",
         "Peak = resident high-water mark above the process's size just before the call"
         + ("" if report["peak_reset"] else " (could not be reset: absolute values)")
-        + "; load = cached split + stage file opened, before any batch.",
+        + "; (file): the part of it that is pages of memory-mapped files (page cache the kernel can drop);"
+        " reader = the task's read alone (a reader returning a list holds the whole split); load = cached split +"
+        " stage file opened, before any batch; first batch = 32 rows by length.",
         "",
         "| N | rows | build s | examples/s | CPU s | reader peak MiB | build peak MiB | arrays MiB"
-        " | stage file MiB | stage write peak MiB | load MiB | first batch MiB | load avg |",
+        " | stage file MiB | stage write peak MiB (file) | load MiB | first batch MiB (file) | load avg |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in report["rows"]:
@@ -279,7 +312,8 @@ def markdown(report: dict) -> str:
         lines.append(
             f"| {r['n']:,} | {r['rows']:,} | {b['seconds']:.1f} | {r['n'] / b['seconds']:,.0f} | {b['cpu_seconds']:.1f}"
             f" | {r['read']['peak_mib']:.0f} | {b['peak_mib']:.0f} | {r['arrays_mib']:.0f} | {r['stage_mib']:.0f}"
-            f" | {s['peak_mib']:.0f} | {ld['load']['added_mib']:.1f} | {ld['first_batch']['peak_mib']:.1f}"
+            f" | {s['peak_mib']:.0f} ({s['file_mib_before_commit']:.0f}) | {ld['load']['added_mib']:.1f}"
+            f" | {ld['first_batch']['peak_mib']:.1f} ({ld['first_batch']['file_added_mib']:.1f})"
             f" | {r['loadavg_1min'][0]:.1f} |"
         )
     rows = report["rows"]
@@ -324,6 +358,7 @@ def main():
     parser.add_argument("--tokenizer", default=default_tokenizer(), help="tokenizer folder (default: MiniLM's)")
     parser.add_argument("--workdir", default="", help="where the synthetic data and caches go (default: a temp dir)")
     parser.add_argument("--out", default="", help="JSON and markdown path without suffix (default: print only)")
+    parser.add_argument("--append", action="store_true", help="add this run to the --out files instead of replacing")
     parser.add_argument("--child", default="", help=argparse.SUPPRESS)
     parser.add_argument("--data", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -353,8 +388,11 @@ def main():
     text = markdown(report)
     print(text)
     if args.out:
-        Path(args.out).with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
-        Path(args.out).with_suffix(".md").write_text(text)
+        out_json, out_md = Path(args.out).with_suffix(".json"), Path(args.out).with_suffix(".md")
+        runs = json.loads(out_json.read_text())["runs"] if args.append and out_json.is_file() else []
+        before = out_md.read_text() + "\n" if args.append and out_md.is_file() else ""
+        out_json.write_text(json.dumps({"runs": [*runs, report]}, indent=1) + "\n")
+        out_md.write_text(before + text)
 
 
 if __name__ == "__main__":
