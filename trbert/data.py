@@ -29,6 +29,7 @@ logger = logging.getLogger(__name__)
 
 FORMAT = 2  # feature cache layout: a folder of .npy files and meta.json (1 was one .npz)
 CHUNK = 2048  # examples featurised at a time
+HEADER = 256  # bytes at the start of every cached .npy file for its header (data stays aligned)
 TOKEN_ARRAYS = ("input_ids", "token_type_ids", "guide", "ranks")  # arrays whose last axis is the token axis
 HOST_ONLY = ("offsets", "max_context", "origin", "sent_ids")  # decoding aids that never go into a batch
 
@@ -88,35 +89,44 @@ def dataset_fingerprint(task, data_dir: str, split: str, tokenizer, max_length: 
     }
 
 
+def _npy_header(dtype: str, shape: tuple[int, ...]) -> bytes:
+    """A version 1.0 ``.npy`` header of exactly ``HEADER`` bytes: the format's dict padded with
+    spaces, so it can be written over the room left for it once the row count is known."""
+    text = repr({"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False, "shape": shape})
+    room = HEADER - 10  # magic string, version and the header's length take 10 bytes
+    if len(text) >= room:
+        raise ValueError(f"no room for the .npy header of shape {shape}")
+    return np.lib.format.magic(1, 0) + room.to_bytes(2, "little") + (text.ljust(room - 1) + "\n").encode("latin1")
+
+
 class ArrayWriter:
-    """Rows appended chunk by chunk to raw files in ``folder``; :meth:`finish` turns them into
-    ``.npy`` files without holding more than a block in memory."""
+    """Rows appended chunk by chunk straight into ``<name>.npy`` files in ``folder``, after room left
+    for the header; :meth:`finish` writes the headers. Nothing is held in memory or copied (a memory
+    map or a second copy would make the resident size or the disk traffic grow with the split)."""
 
     def __init__(self, folder: Path):
         self.folder, self.rows, self.kinds = Path(folder), 0, {}
 
     def append(self, arrays: dict[str, np.ndarray]) -> None:
+        if self.kinds and set(arrays) != set(self.kinds):
+            raise ValueError(f"chunks disagree on their features ({sorted(self.kinds)} vs {sorted(arrays)})")
         for name, array in arrays.items():
             kind = (array.dtype.str, array.shape[1:])
+            if name not in self.kinds:
+                (self.folder / f"{name}.npy").write_bytes(bytes(HEADER))
             if self.kinds.setdefault(name, kind) != kind:
                 raise ValueError(f"feature {name}: chunks disagree ({self.kinds[name]} vs {kind})")
-            with open(self.folder / f"{name}.raw", "ab") as f:
+            with open(self.folder / f"{name}.npy", "ab") as f:
                 np.ascontiguousarray(array).tofile(f)
         self.rows += len(arrays["lengths"])
 
     def finish(self) -> dict:
-        """Write ``<name>.npy`` for every array; returns their shapes and dtypes."""
+        """Write the header of every ``<name>.npy``; returns their shapes and dtypes."""
         described = {}
         for name, (dtype, tail) in self.kinds.items():
-            raw, shape = self.folder / f"{name}.raw", (self.rows, *tail)
-            out = np.lib.format.open_memmap(self.folder / f"{name}.npy", mode="w+", dtype=dtype, shape=shape)
-            flat, per_row = out.reshape(-1), int(np.prod(tail, dtype=np.int64))
-            block = max(1, (1 << 24) // max(1, per_row * out.itemsize)) * per_row  # ~16 MiB at a time
-            for start in range(0, flat.size, block):
-                flat[start : start + block] = np.fromfile(raw, dtype=dtype, count=block, offset=start * out.itemsize)
-            out.flush()
-            del out, flat
-            raw.unlink()
+            shape = (self.rows, *tail)
+            with open(self.folder / f"{name}.npy", "r+b") as f:
+                f.write(_npy_header(dtype, shape))
             described[name] = {"shape": list(shape), "dtype": dtype}
         return described
 
