@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # IMDB with bert-base-uncased: the original README's full-scale pipeline (GPU recommended).
-# Data: imdb/{train,dev,test}.jsonl ({"text": ..., "label": 0|1} per line).
-# lambda (--alpha): 1 for --train_rl, 1 for --train_both (README of the original).
+# Run from the repository root. Data: imdb/{train,dev,test}.jsonl ({"text": ..., "label": 0|1} per
+# line), prepared from the public release (set RELEASE to the downloaded aclImdb_v1.tar.gz or its folder).
+# lambda (--alpha): 1 for --train_rl, 1 for --train_both (README of the original). See docs/tasks.md.
 set -euo pipefail
+[ -d imdb ] || python -m trbert prepare imdb --source "${RELEASE:-aclImdb_v1.tar.gz}" --output_dir imdb
 C="python run_classification.py --task_name imdb --data_dir imdb --max_seq_length 512 --do_lower_case"
 
 # 1. fine-tune the baseline
