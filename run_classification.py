@@ -10,7 +10,7 @@
         --output_dir imdb_models/auto_1_both --do_train --train_both --train_teacher --alpha 1   # 5 joint
     ... --model_type autobert --output_dir imdb_models/auto_1_both --do_eval --per_gpu_eval_batch_size 1  # 6
 
-See README.md for the full commands and ``runs/`` for recipes.
+See docs/tasks.md and the recipes in ``runs/``.
 """
 
 import sys

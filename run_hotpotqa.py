@@ -1,7 +1,7 @@
 """TR-BERT for HotpotQA (paragraphs packed into one long input; span / yes / no; supporting facts).
 
 The original used BERT with 1024 positions ("BERT-1024"); a 512-position checkpoint has its
-position embeddings extended automatically (see README.md). The original file was run_hotpot.py.
+position embeddings extended automatically (see docs/tasks.md). The original file was run_hotpot.py.
 
     C="python run_hotpotqa.py --data_dir hotpotqa --max_seq_length 1024 --do_lower_case"
     $C --model_type bert --model_name_or_path bert-base-uncased --output_dir hotpot_models/bert --do_train      # 1

@@ -10,7 +10,7 @@
         --output_dir squad_models/auto_5_both --do_train --train_both --train_teacher --alpha 5  # 5 joint
     ... --model_type autobert --output_dir squad_models/auto_5_both --do_eval --per_gpu_eval_batch_size 1  # 6
 
-Files: <data_dir>/train-v2.0.json and dev-v2.0.json (--train_file, --predict_file). See README.md.
+Files: <data_dir>/train-v2.0.json and dev-v2.0.json (--train_file, --predict_file). See docs/tasks.md.
 """
 
 import sys

@@ -1,7 +1,7 @@
 """TR-BERT for TriviaQA (documents as --max_segment windows, shared normalisation): every stage.
 
 The original used BERT with 1024 positions ("BERT-1024"); with a 512-position checkpoint the
-position embeddings are extended automatically (see README.md).
+position embeddings are extended automatically (see docs/tasks.md).
 
     C="python run_triviaqa.py --data_dir triviaqa --max_seq_len 1024 --do_lower_case"
     $C --model_type bert --model_name_or_path bert-base-uncased --output_dir trivia_models/bert --do_train     # 1

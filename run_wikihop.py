@@ -2,7 +2,7 @@
 --max_segment windows; the answer is the candidate whose marker scores highest.
 
 The original used BERT with 1024 positions ("BERT-1024"); a 512-position checkpoint has its
-position embeddings extended automatically (see README.md).
+position embeddings extended automatically (see docs/tasks.md).
 
     C="python run_wikihop.py --data_dir wikihop --max_seq_len 1024 --do_lower_case"
     $C --model_type bert --model_name_or_path bert-base-uncased --output_dir wikihop_models/bert --do_train   # 1

@@ -303,7 +303,7 @@ def test_hotpotqa(tmp_path, tiny_bert_dir):
     assert train["questions"] == 7 and train["yes_no"] == 1 and train["with_answer_span"] == 6
     assert train["without_two_gold"] == 0 and counts["rerank_dev_tok.json"]["questions"] == 3
     tokenizer = fixture_tokenizer()
-    examples = read_hotpot(tmp_path / "hp" / "hotpot_train_graph.json")
+    examples = list(read_hotpot(tmp_path / "hp" / "hotpot_train_graph.json"))
     gold = examples[0].paragraphs
     assert [p["name"] for p in gold] == ["Scene 0", "Movie 0", "Plot 0", "Story 0"]  # gold paragraphs first
     assert gold[0]["supp_label"] == [0, 0, 1] and gold[1]["supp_label"] == [0, 1] and gold[0]["has_supp"]
@@ -312,7 +312,7 @@ def test_hotpotqa(tmp_path, tiny_bert_dir):
     for node in gold:  # sentences tile the pieces, which are the tokenizer's pieces of the words
         assert node["sent_pos"][0][0] == 0 and node["sent_pos"][-1][1] == len(node["context"])
         assert all(a[1] == b[0] for a, b in zip(node["sent_pos"], node["sent_pos"][1:], strict=False))
-    dev = read_hotpot(tmp_path / "hp" / "rerank_dev_tok.json")
+    dev = list(read_hotpot(tmp_path / "hp" / "rerank_dev_tok.json"))
     node = dev[0].paragraphs[0]
     assert dev[0].qid == "h10" and node["name"] == "Scene 10"  # TF-IDF: the paragraph sharing the question's words
     assert [tokenizer.tokenize(node["doc_tokens"][w]) for w in node["tok_to_orig_index"][:1]] == [[node["context"][0]]]

@@ -37,7 +37,7 @@ def test_readers(tmp_path):
     squad = read_squad(SQUAD / "train-v2.0.json")
     assert len(squad) == 24 and sum(not e.answers for e in squad) == 6
     assert all(e.answer_start is None for e in squad if not e.answers)
-    mrqa = read_mrqa(MRQA / "train.jsonl")  # the header line is skipped
+    mrqa = list(read_mrqa(MRQA / "train.jsonl"))  # the header line is skipped
     assert len(mrqa) == 18 and all(e.answers and e.answer_start is not None for e in mrqa)
     packed = tmp_path / "train.jsonl.gz"
     packed.write_bytes(gzip.compress((MRQA / "train.jsonl").read_bytes()))
@@ -45,19 +45,19 @@ def test_readers(tmp_path):
     broken = tmp_path / "bad.jsonl"
     broken.write_text((MRQA / "dev.jsonl").read_text() + '{"context": "x", "qas": [\n')
     with pytest.raises(InputError, match=r"bad.jsonl:6: not valid JSON"):
-        read_mrqa(broken)
+        list(read_mrqa(broken))
     (tmp_path / "bad.json").write_text('{"data": [')
     with pytest.raises(InputError, match=r"bad.json:1: not valid JSON"):
         read_squad(tmp_path / "bad.json")
     packed.write_bytes(packed.read_bytes()[:200])
     with pytest.raises(InputError, match="cannot be read"):
-        read_mrqa(packed)
+        list(read_mrqa(packed))
 
 
 @pytest.mark.parametrize("family", ["squad", "mrqa"])
 def test_answer_alignment_round_trips(tokenizer, family):
     task = _task(family)
-    examples = task.read(SQUAD if family == "squad" else MRQA, "train")
+    examples = list(task.read(SQUAD if family == "squad" else MRQA, "train"))
     arrays, counts = featurize(task, examples, tokenizer, 48, "train")
     assert counts["misaligned"] == 1 and counts["truncated_questions"] == 1
     answered = 0
@@ -156,7 +156,7 @@ def test_positions_extend_beyond_the_checkpoint():
 
 def test_decoding_picks_the_best_span_and_the_null_answer(tokenizer):
     task = _task("squad")
-    examples = task.read(SQUAD, "dev")
+    examples = list(task.read(SQUAD, "dev"))
     arrays, _ = featurize(task, examples, tokenizer, 48, "dev")
     logits = np.full((len(arrays["lengths"]), 2, 48), -5.0, dtype=np.float32)
     logits[:, :, 0] = 0.0  # [CLS]: null score 0 beats every other span (-10)
@@ -220,7 +220,7 @@ def test_a_malformed_file_stops_the_script_with_its_name(tmp_path, capsys, tiny_
 
 def test_trivia_windows_and_the_shared_normalisation_loss(tokenizer):
     task = _task("trivia", doc_stride=-1, max_segment=3, max_num_answers=64)
-    examples = task.read(TRIVIA, "train")
+    examples = list(task.read(TRIVIA, "train"))
     arrays, counts = featurize(task, examples, tokenizer, 48, "train")
     assert arrays["input_ids"].shape == (10, 3, 48) and counts["questions_without_gold_span"] == 1
     for i, example in enumerate(examples):  # every gold position decodes to the answer text
@@ -246,7 +246,7 @@ def test_trivia_windows_and_the_shared_normalisation_loss(tokenizer):
 
 def test_hotpot_features_heads_and_answers(tokenizer):
     task = HotpotTask(max_answer_length=30)
-    examples = task.read(HOTPOT, "train")
+    examples = list(task.read(HOTPOT, "train"))
     arrays, _ = featurize(task, examples, tokenizer, 64, "train")
     assert arrays["switch"].tolist() == [{"yes": 1, "no": 2}.get(e.answer, 0) for e in examples]
     for i, example in enumerate(examples):
@@ -272,7 +272,7 @@ def test_hotpot_features_heads_and_answers(tokenizer):
     loss = task.row_loss(out.logits, {**batch, "attention_mask": mask})
     assert loss.shape == (3,) and torch.isfinite(loss).all()
     # decoding: the switch answers yes / no; F1 scores a wrong yes/no as 0
-    dev = task.read(HOTPOT, "dev")
+    dev = list(task.read(HOTPOT, "dev"))
     dev_arrays, _ = featurize(task, dev, tokenizer, 64, "dev")
     logits = np.full((len(dev), 7, 64), -5.0, dtype=np.float32)
     logits[:, 2:5, 0] = [0.0, 1.0, 0.0]  # switch: yes

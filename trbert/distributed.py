@@ -121,6 +121,13 @@ def gather_into(out: np.ndarray | None, index: np.ndarray, values: np.ndarray, w
             out[rows.cpu().numpy()] = part.cpu().numpy()
 
 
+def all_succeed(ok: bool, world: World) -> bool:
+    """Whether every rank succeeded (a collective: every rank calls it with its own outcome)."""
+    t = _comm(torch.tensor([int(ok)]), world)
+    td.all_reduce(t, op=td.ReduceOp.MIN)
+    return bool(t.item())
+
+
 def maximum(value: float, world: World) -> float:
     if not world.active:
         return value

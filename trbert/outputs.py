@@ -80,7 +80,8 @@ class StageFile:
         os.close(fd)
         self.tmp = Path(tmp)
         self.array = np.lib.format.open_memmap(self.tmp, mode="w+", dtype=dtype, shape=shape)
-        self.array[...] = fill
+        if fill != 0:  # a new memory-mapped file starts as zeros
+            self.array[...] = fill
 
     def commit(self, meta: dict) -> None:
         self.array.flush()
@@ -93,13 +94,6 @@ class StageFile:
     def discard(self) -> None:
         if self.tmp.exists():
             self.tmp.unlink()
-
-
-def save_array(path, array: np.ndarray, meta: dict) -> None:
-    """Write a whole ``array`` as a stage file (small arrays: rank targets)."""
-    out = StageFile(path, array.shape, array.dtype)
-    out.array[...] = array
-    out.commit(meta)
 
 
 def load_array(path, fingerprint: dict, artifact, shape: tuple | None = None, model: str | None = None) -> np.ndarray:

@@ -22,7 +22,7 @@ from transformers import AutoTokenizer
 from .checkpoint import MANIFEST, baseline_of, find_artifact, load_model, read_manifest, save_checkpoint, weights_digest
 from .cli import Job, parse_args
 from .data import load_features
-from .distributed import World, barrier, setup, teardown
+from .distributed import World, all_succeed, barrier, setup, teardown
 from .errors import InputError, exit_code
 from .health import selector_health, warn_if_untrained
 from .inference import EvalSet, evaluate, predict, quantized, score_shape, teacher_shape, token_scores
@@ -55,16 +55,32 @@ def make_task(job: Job):
     return FAMILIES[job.family].build(job.task, job.run.task_name, job.train.seed)
 
 
-def features(job: Job, task, split: str, tokenizer):
+def features(job: Job, task, split: str, tokenizer, world: World | None = None):
+    """A split's features; under torchrun rank 0 builds the cache while the others wait, then read it."""
     run = job.run
-    return load_features(
-        task, run.data_dir, split, tokenizer, run.max_seq_length, run.features_cache_dir or None, run.overwrite_cache
-    )
+
+    def load(overwrite: bool):
+        cache = run.features_cache_dir or None
+        return load_features(task, run.data_dir, split, tokenizer, run.max_seq_length, cache, overwrite)
+
+    if world is None or not world.active:
+        return load(run.overwrite_cache)
+    if not world.is_main:
+        if not all_succeed(True, world):
+            raise InputError(f"{task.name} {split}: the features could not be built (rank 0 says why)")
+        return load(False)
+    try:
+        built = load(run.overwrite_cache)
+    except BaseException:
+        all_succeed(False, world)
+        raise
+    all_succeed(True, world)
+    return built
 
 
-def eval_set(job: Job, task, tokenizer) -> EvalSet:
+def eval_set(job: Job, task, tokenizer, world: World | None = None) -> EvalSet:
     split = "test" if job.run.do_test else "dev"
-    arrays, _ = features(job, task, split, tokenizer)
+    arrays, _ = features(job, task, split, tokenizer, world)
     return EvalSet(split, arrays, list(task.read(job.run.data_dir, split)))
 
 
@@ -133,12 +149,14 @@ def run_training(job: Job, task, world: World) -> None:
     start = resolve(resume, out) if resume else job.run.model_name_or_path
     model = model_at(job, task, str(start), world)
     tokenizer = load_tokenizer(job, job.run.model_name_or_path)
-    arrays, fingerprint = features(job, task, "train", tokenizer)
+    arrays, fingerprint = features(job, task, "train", tokenizer, world)
     now = {**identity(job, fingerprint), "stage": stage.name, "world_size": world.size}
     state = read_training_state(start, now) if resume else None
     stage_inputs(job, stage, fingerprint, arrays, model)
     needs_dev = job.train.evaluate_during_training or job.run.do_eval
-    validation = Validation(eval_set(job, task, tokenizer), job.evaluation, selection_for(job)) if needs_dev else None
+    validation = (
+        Validation(eval_set(job, task, tokenizer, world), job.evaluation, selection_for(job)) if needs_dev else None
+    )
     set_seed(job.train.seed + world.rank)  # ordinary dropout: a different stream per rank
     barrier(world)  # every rank has read and checked its input before anything is written
     with OutputLock(out) if world.is_main else _no_lock():
@@ -191,7 +209,7 @@ def write_training_set_output(job: Job, task, world: World, artifact) -> None:
     if not (out / "config.json").is_file():
         raise InputError(f"{out}: no model here; {artifact.made_by[:-22].strip()} reads the model in --output_dir")
     model = model_at(job, task, str(out), world)
-    arrays, fingerprint = features(job, task, "train", load_tokenizer(job, str(out)))
+    arrays, fingerprint = features(job, task, "train", load_tokenizer(job, str(out)), world)
     shape = score_shape(model, arrays) if artifact is SCORES else teacher_shape(model, arrays)
     with OutputLock(out) if world.is_main else _no_lock():
         sink = StageFile(out / artifact.filename, shape) if world.is_main else None
@@ -221,7 +239,7 @@ def evaluate_checkpoint(job: Job, task, path, world: World) -> dict | None:
         )
     check_selectors(job, path)
     tokenizer = load_tokenizer(job, str(path))
-    data = eval_set(job, task, tokenizer)
+    data = eval_set(job, task, tokenizer, world)
     model = quantized(model_at(job, task, str(path), world), job.evaluation.quantize)
     with OutputLock(path) if world.is_main else _no_lock():
         report, predictions = evaluate(model, task, data, selection_for(job), job.evaluation, job.precision, world)

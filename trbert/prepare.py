@@ -21,7 +21,7 @@ import torch
 
 from .errors import InputError
 from .objective import rank_targets
-from .outputs import atomic_write, load_array, read_json, save_array
+from .outputs import StageFile, atomic_write, load_array, read_json
 from .stages import RANKS, SCORES
 
 logger = logging.getLogger(__name__)
@@ -106,11 +106,12 @@ def write_rank_targets(model_dir, score_path=None, out_path=None) -> Path:
     meta = read_json(sidecar, "token scores sidecar")
     scores = load_array(score_path, meta.get("dataset", {}), SCORES)
     lengths = torch.tensor(meta["lengths"])
-    ranks = rank_targets(torch.from_numpy(np.array(scores)), lengths).numpy()
     out_path = Path(out_path or score_path.parent / RANKS.filename)
-    save_array(
-        out_path, ranks, {"dataset": meta.get("dataset", {}), "made_by": RANKS.made_by, "lengths": meta["lengths"]}
-    )
+    out = StageFile(out_path, scores.shape)
+    for start in range(0, len(scores), 1024):  # a block of rows at a time: memory stays flat
+        block = torch.from_numpy(np.array(scores[start : start + 1024]))
+        out.array[start : start + 1024] = rank_targets(block, lengths[start : start + 1024]).numpy()
+    out.commit({"dataset": meta.get("dataset", {}), "made_by": RANKS.made_by, "lengths": meta["lengths"]})
     return out_path
 
 

@@ -116,7 +116,7 @@ def squad(release: Release, out: Path, version: str = "2.0") -> dict:
 
 
 def _mrqa_counts(path: Path) -> dict:
-    examples = read_mrqa(path)
+    examples = list(read_mrqa(path))
     if not examples:
         raise InputError(f"{path}: no questions")
     return dict(Counter(questions=len(examples), contexts=len({e.context for e in examples})))

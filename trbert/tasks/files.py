@@ -20,6 +20,18 @@ def require(condition: bool, where: str, what: str) -> None:
         raise InputError(f"{where}: {what}")
 
 
+def checked_questions(examples: Iterable, where: str) -> Iterator:
+    """``examples`` (with a ``qid``) as they come, refusing a repeated id and a file without any."""
+    seen = set()
+    for example in examples:
+        if example.qid in seen:
+            raise InputError(f"{where}: question id {example.qid!r} appears more than once")
+        seen.add(example.qid)
+        yield example
+    if not seen:
+        raise InputError(f"{where}: the file holds no questions")
+
+
 def unique_ids(ids: Iterable[str], where: str) -> None:
     """Refuse repeated question ids: predictions and gold answers are keyed by id, so a repeat
     would silently be scored as one question fewer. Names the first id seen twice."""

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,11 +26,10 @@ import torch
 import torch.nn.functional as F
 
 from ..config import inert, with_defaults
-from ..errors import InputError
 from ..model import MASKED
 from .answer_metrics import hotpot_scores
 from .base import Family, Predictions, register
-from .files import json_lines, require, split_file, unique_ids
+from .files import checked_questions, json_lines, require, split_file
 from .span import SpanConfig
 
 MAX_ANSWERS, MAX_SENTENCES, MAX_QUESTION = 8, 80, 80
@@ -56,8 +55,8 @@ class HotpotExample:
         ]
 
 
-def read_hotpot(path: Path) -> list[HotpotExample]:
-    examples = []
+def read_hotpot(path: Path) -> Iterator[HotpotExample]:
+    """One question per line, read as the file is (it is not held whole)."""
     for where, number, item in json_lines(path):
         require(isinstance(item, dict) and isinstance(item.get("question"), str), where, 'no string "question"')
         nodes = item.get("node")
@@ -65,8 +64,7 @@ def read_hotpot(path: Path) -> list[HotpotExample]:
         for node in nodes:
             require(isinstance(node.get("context"), list), where, 'a paragraph without a "context" word-piece list')
         qid = str(item.get("qid", number))
-        examples.append(HotpotExample(qid, item["question"], str(item.get("answer", "")), nodes, where))
-    return examples
+        yield HotpotExample(qid, item["question"], str(item.get("answer", "")), nodes, where)
 
 
 @dataclass
@@ -87,13 +85,9 @@ class HotpotTask:
     def path(self, data_dir: str, split: str) -> Path:
         return split_file(data_dir, split, self.train_file, self.predict_file)
 
-    def read(self, data_dir: str, split: str) -> list[HotpotExample]:
+    def read(self, data_dir: str, split: str) -> Iterator[HotpotExample]:
         path = self.path(data_dir, split)
-        examples = read_hotpot(path)
-        if not examples:
-            raise InputError(f"{path}: the file holds no questions")
-        unique_ids((e.qid for e in examples), str(path))
-        return examples
+        return checked_questions(read_hotpot(path), str(path))
 
     def featurize(self, examples: Sequence[HotpotExample], tokenizer, max_length, split, first, counts: Counter):
         rows = [self._features(first + i, e, tokenizer, max_length, split == "train") for i, e in enumerate(examples)]

@@ -10,6 +10,7 @@ without it (the DeFormer protocol); the context markers ``[PAR]``, ``[TLE]``, ``
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 from ..config import with_defaults
@@ -21,14 +22,13 @@ from .span import QAExample, SpanConfig, SpanTask
 MARKERS = ("[PAR]", "[TLE]", "[DOC]")
 
 
-def read_mrqa(path: Path) -> list[QAExample]:
-    examples = []
+def read_mrqa(path: Path) -> Iterator[QAExample]:
+    """One context with its questions per line, read as the file is (it is not held whole)."""
     for where, number, item in json_lines(path):
         if number == 1 and isinstance(item, dict) and "header" in item:
             continue
         require(isinstance(item, dict) and isinstance(item.get("context"), str), where, 'no string "context"')
-        examples += [_question(item["context"], q, where) for q in item.get("qas", [])]
-    return examples
+        yield from (_question(item["context"], q, where) for q in item.get("qas", []))
 
 
 def _question(context: str, question: dict, where: str) -> QAExample:

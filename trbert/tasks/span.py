@@ -19,7 +19,7 @@ from __future__ import annotations
 import copy
 import logging
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,7 +30,7 @@ from ..config import inert, option
 from ..errors import InputError
 from ..model import MASKED
 from .base import Predictions
-from .files import split_file, unique_ids
+from .files import checked_questions, split_file
 
 logger = logging.getLogger(__name__)
 
@@ -105,13 +105,9 @@ class SpanTask:
     def path(self, data_dir: str, split: str) -> Path:
         return split_file(data_dir, split, self.train_file, self.predict_file)
 
-    def read(self, data_dir: str, split: str) -> list[QAExample]:
+    def read(self, data_dir: str, split: str) -> Iterator[QAExample]:
         path = self.path(data_dir, split)
-        examples = self.reader(path)
-        if not examples:
-            raise InputError(f"{path}: the file holds no questions")
-        unique_ids((e.qid for e in examples), str(path))
-        return examples
+        return checked_questions(self.reader(path), str(path))
 
     # ---- features -------------------------------------------------------------------------
     def featurize(
