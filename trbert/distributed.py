@@ -31,6 +31,7 @@ class World:
     rank: int = 0
     size: int = 1
     device: torch.device = torch.device("cpu")
+    grouped: bool = False  # started by torchrun: a process group (also of one process)
 
     @property
     def is_main(self) -> bool:
@@ -38,7 +39,7 @@ class World:
 
     @property
     def active(self) -> bool:
-        return self.size > 1
+        return self.grouped
 
 
 def setup(no_cuda: bool = False, local_rank: int = -1) -> World:
@@ -46,16 +47,15 @@ def setup(no_cuda: bool = False, local_rank: int = -1) -> World:
     ``LOCAL_RANK``, ``MASTER_ADDR``...); one process without them. ``--local_rank`` of the
     original launcher is honoured when ``LOCAL_RANK`` is not set."""
     cuda = torch.cuda.is_available() and not no_cuda
-    size = int(os.environ.get("WORLD_SIZE", "1"))
     local = int(os.environ.get("LOCAL_RANK", max(local_rank, 0)))
     device = torch.device("cuda", local) if cuda else torch.device("cpu")
-    if size == 1:
+    if "WORLD_SIZE" not in os.environ:  # a plain process
         return World(device=torch.device("cuda") if cuda else device)
     if cuda:
         torch.cuda.set_device(device)
     if not td.is_initialized():
         td.init_process_group("nccl" if cuda else "gloo")
-    world = World(td.get_rank(), td.get_world_size(), device)
+    world = World(td.get_rank(), td.get_world_size(), device, grouped=True)
     if not world.is_main:  # only rank 0 logs
         logging.getLogger("trbert").setLevel(logging.WARNING)
     logger.info("process group: %d ranks (%s)", world.size, td.get_backend())
