@@ -69,7 +69,9 @@ def table(rows: list[dict]) -> str:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model_dir", required=True, help="fine-tuned model with token_scores.npy and teacher_logits.npy")
+    parser.add_argument(
+        "--model_dir", required=True, help="fine-tuned model with token_scores.npy and teacher_logits.npy"
+    )
     parser.add_argument("--output_dir", required=True)
     parser.add_argument("--rates", type=float, nargs="+", default=[3e-5, 3e-4, 1e-3, 3e-3])
     parser.add_argument("--epochs", type=int, nargs="+", default=[1, 2])

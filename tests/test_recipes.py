@@ -15,7 +15,7 @@ from trbert.cli import parse_args
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "runs" / "imdb.sh"
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "benchmarks" / "README.md"]
-RECIPES = sorted(p for p in (ROOT / "runs").glob("*.sh") if p.stem not in ("demo", "test"))
+RECIPES = sorted(p for p in (ROOT / "runs").glob("*.sh") if p.stem not in ("demo", "test", "gpu"))
 
 FAMILY_OF = {
     "run_classification.py": "classification",

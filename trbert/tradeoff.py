@@ -125,15 +125,16 @@ def truncated(features: dict, k: int, sep_id: int) -> dict:
 
 
 def matching_length(counter: FlopsCounter, lengths: np.ndarray, target: float) -> int:
-    """The largest ``k`` whose truncated inputs cost the full model at most ``target`` MACs per example."""
+    """The ``k`` whose truncated inputs cost the full model closest to ``target`` MACs per example."""
+
+    def cost(k: int) -> float:
+        return float(np.mean(counter.full(np.minimum(lengths, k))))
+
     lo, hi = 2, int(lengths.max())
-    while lo < hi:
+    while lo < hi:  # the largest k at most the target
         mid = (lo + hi + 1) // 2
-        if np.mean(counter.full(np.minimum(lengths, mid))) <= target:
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo
+        lo, hi = (mid, hi) if cost(mid) <= target else (lo, mid - 1)
+    return min((lo, lo + 1), key=lambda k: abs(cost(k) - target))
 
 
 class Bench:
@@ -173,16 +174,19 @@ class Bench:
         out = {}
         for size in self.sweep.timing_batches:
             config = dataclasses.replace(self.config, per_gpu_eval_batch_size=size)
-            ratios = []
-            for _ in range(self.sweep.timing_repeats):
-                base = predict(self.full, full, "off", config, self.job.precision, self.world).seconds
-                ours = predict(model, subset, selection, config, self.job.precision, self.world).seconds
-                ratios.append(base / max(ours, 1e-9))
-            out[str(size)] = float(statistics.median(ratios))
+            runs = [(self.full, full, "off"), (model, subset, selection)]
+            times = [[], []]
+            for repeat in range(self.sweep.timing_repeats + 1):  # the first pass warms up, untimed
+                for (net, rows_of, chosen), spent in zip(runs, times, strict=True):
+                    seconds = predict(net, rows_of, chosen, config, self.job.precision, self.world).seconds
+                    if repeat:
+                        spent.append(seconds)
+            out[str(size)] = float(statistics.median(times[0]) / max(statistics.median(times[1]), 1e-9))
         return out
 
     def point(self, method: str, setting: str, model, selection: str, features: dict, seeds: int = 1):
-        """Evaluate (over ``seeds`` seeds for random drop), time, and log one point."""
+        """Evaluate (over ``seeds`` seeds for random drop), time, and log one point (the full model
+        is the time reference: its speed-up is 1 by definition)."""
         runs = [self.evaluate(model, selection, features, seed) for seed in range(seeds)]
         metric = [r[self.task.metric] for r, _ in runs]
         first = runs[0][0]
@@ -194,7 +198,9 @@ class Bench:
             self.full_mflops / first["mflops"],  # against the full model on the whole inputs
             first["kept_fraction"],
             float(np.std(metric)),
-            self.timing(model, selection, features),
+            {str(b): 1.0 for b in self.sweep.timing_batches}
+            if method == "full"
+            else self.timing(model, selection, features),
         )
         logger.info(
             "%s %s: %s %.4f, %.2fx FLOPs, measured %s",
@@ -248,6 +254,7 @@ def write(sweep: Sweep, points: list[Point], metric: str, title: str) -> None:
     from .plots import plot_tradeoff
 
     out = sweep.output_dir
+    out.mkdir(parents=True, exist_ok=True)
     payload = {
         "metric": metric,
         "title": title,
@@ -293,7 +300,6 @@ def main(args, flags: list[str]) -> list[Point]:
     )  # fmt: skip
     base = ["--model_name_or_path", str(model_dir), "--output_dir", str(model_dir), "--do_eval"]
     task = make_task(sweep.command("--model_type", _backbone(model_dir), *base))  # the flags are checked first
-    sweep.output_dir.mkdir(parents=True, exist_ok=True)
     points = curve(sweep, train_points(sweep))
     write(sweep, points, task.metric, f"TR-BERT trade-off: {task.name}")
     return points
