@@ -65,7 +65,8 @@ def _sync(device):
         torch.cuda.synchronize(device)
 
 
-def _output_shape(model, features) -> tuple[int, ...]:
+def output_shape(model, features) -> tuple[int, ...]:
+    """Shape of the logits (and teacher logits) of ``features``: ``[N, C]`` or ``[N, (S,) C, T]``."""
     n, windows, width = len(features["lengths"]), features["input_ids"].shape[1:-1], features["input_ids"].shape[-1]
     return (n, *windows, model.num_labels, width) if model.restores_tokens else (n, model.num_labels)
 
@@ -79,7 +80,7 @@ def predict(model, features, selection: str, cfg: EvalConfig, precision: Precisi
     n, num_sel = len(features["lengths"]), len(selector_layers(model.config))
     windows = features["input_ids"].shape[1:-1]
     if world.is_main and out is None:
-        out = np.full(_output_shape(model, features), MASKED, dtype=np.float32)
+        out = np.full(output_shape(model, features), MASKED, dtype=np.float32)
     kept = np.zeros((n, num_sel, *windows), dtype=np.int64) if world.is_main else None
     unpadded = selection in UNPADDED and cfg.inference_path != "padded" and model.supports_unpadded
     options = {"unpadded": True, "attention": cfg.attention_kernel} if unpadded else {}
@@ -98,7 +99,7 @@ def predict(model, features, selection: str, cfg: EvalConfig, precision: Precisi
             result = forward_batch(model, batch, selection=selection, **options)
         _sync(world.device)
         seconds += time.perf_counter() - start
-        logits = np.full((len(index), *_output_shape(model, features)[1:]), MASKED, dtype=np.float32)
+        logits = np.full((len(index), *output_shape(model, features)[1:]), MASKED, dtype=np.float32)
         logits[..., : result.logits.shape[-1]] = result.logits.float().cpu().numpy()
         gather_into(out, index, logits, world)
         counts = [c.cpu().numpy() for c in result.kept] or [batch["lengths"].cpu().numpy()]
@@ -188,7 +189,3 @@ def score_shape(model, features) -> tuple[int, ...]:
     """Shape of the token scores of ``features``: ``[N, (S,) selectors, T]``."""
     shape = features["input_ids"].shape
     return (*shape[:-1], len(selector_layers(model.config)), shape[-1])
-
-
-def teacher_shape(model, features) -> tuple[int, ...]:
-    return _output_shape(model, features)

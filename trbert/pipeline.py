@@ -9,6 +9,7 @@ directory's lock.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import sys
@@ -25,7 +26,7 @@ from .data import load_features
 from .distributed import World, all_succeed, barrier, setup, teardown
 from .errors import InputError, exit_code
 from .health import selector_health, warn_if_untrained
-from .inference import EvalSet, evaluate, predict, quantized, score_shape, teacher_shape, token_scores
+from .inference import EvalSet, evaluate, output_shape, predict, quantized, score_shape, token_scores
 from .loop import Validation, train
 from .outputs import OutputLock, StageFile, clean_leftovers, load_array, replace_run, write_json, write_results
 from .resume import STATE, Saver, fixed_values, read_training_state, resolve, step_checkpoints, step_of
@@ -131,7 +132,7 @@ def stage_inputs(job: Job, stage, fingerprint: dict, arrays: dict, model) -> Non
                 f"{stage.name} needs {artifact.filename}, which is neither next to {start} nor next to its fine-tuned"
                 f" baseline; it is made by {artifact.made_by} (or pass --{artifact.path_flag})"
             )
-        shape = score_shape(model, arrays) if artifact.key in ("guide", "ranks") else teacher_shape(model, arrays)
+        shape = score_shape(model, arrays) if artifact.key in ("guide", "ranks") else output_shape(model, arrays)
         arrays[artifact.key] = load_array(path, fingerprint, artifact, shape, made_by)
 
 
@@ -150,8 +151,8 @@ def run_training(job: Job, task, world: World) -> None:
     model = model_at(job, task, str(start), world)
     tokenizer = load_tokenizer(job, job.run.model_name_or_path)
     arrays, fingerprint = features(job, task, "train", tokenizer, world)
-    now = {**identity(job, fingerprint), "stage": stage.name, "world_size": world.size}
-    state = read_training_state(start, now) if resume else None
+    who = identity(job, fingerprint)
+    state = read_training_state(start, {**who, "stage": stage.name, "world_size": world.size}) if resume else None
     stage_inputs(job, stage, fingerprint, arrays, model)
     needs_dev = job.train.evaluate_during_training or job.run.do_eval
     validation = (
@@ -159,14 +160,15 @@ def run_training(job: Job, task, world: World) -> None:
     )
     set_seed(job.train.seed + world.rank)  # ordinary dropout: a different stream per rank
     barrier(world)  # every rank has read and checked its input before anything is written
-    with OutputLock(out) if world.is_main else _no_lock():
+    with writing(out, world):
         if world.is_main:
             clean_leftovers(out)
             if job.run.overwrite_output_dir and state is None:
                 replace_run(out)
         writer = SummaryWriter(str(out / "runs" / stage.name)) if world.is_main else None
-        saver = Saver(out, tokenizer, job.flags(), stage.name, job.run.model_name_or_path, identity(job, fingerprint))
-        saver.keep = job.train.save_total_limit
+        saver = Saver(
+            out, tokenizer, job.flags(), stage.name, job.run.model_name_or_path, who, job.train.save_total_limit
+        )
         ctx = StepContext(job.train, job.reduction, job.run.max_seq_length, total_steps=0)
         validate = validation if job.train.evaluate_during_training else None
         train(model, task, arrays, stage, ctx, job.precision, world, saver, writer, validate, state)
@@ -194,12 +196,9 @@ def with_scores(job: Job, arrays: dict, fingerprint: dict, model) -> dict:
         return arrays
 
 
-class _no_lock:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
+def writing(folder, world: World):
+    """The output directory's lock, held by rank 0 (the only rank that writes) while it writes."""
+    return OutputLock(folder) if world.is_main else contextlib.nullcontext()
 
 
 def write_training_set_output(job: Job, task, world: World, artifact) -> None:
@@ -210,8 +209,8 @@ def write_training_set_output(job: Job, task, world: World, artifact) -> None:
         raise InputError(f"{out}: no model here; {artifact.made_by[:-22].strip()} reads the model in --output_dir")
     model = model_at(job, task, str(out), world)
     arrays, fingerprint = features(job, task, "train", load_tokenizer(job, str(out)), world)
-    shape = score_shape(model, arrays) if artifact is SCORES else teacher_shape(model, arrays)
-    with OutputLock(out) if world.is_main else _no_lock():
+    shape = score_shape(model, arrays) if artifact is SCORES else output_shape(model, arrays)
+    with writing(out, world):
         sink = StageFile(out / artifact.filename, shape) if world.is_main else None
         try:
             target = sink.array if sink is not None else None
@@ -241,7 +240,7 @@ def evaluate_checkpoint(job: Job, task, path, world: World) -> dict | None:
     tokenizer = load_tokenizer(job, str(path))
     data = eval_set(job, task, tokenizer, world)
     model = quantized(model_at(job, task, str(path), world), job.evaluation.quantize)
-    with OutputLock(path) if world.is_main else _no_lock():
+    with writing(path, world):
         report, predictions = evaluate(model, task, data, selection_for(job), job.evaluation, job.precision, world)
         if world.is_main:
             report["checkpoint"] = str(path)

@@ -24,11 +24,6 @@ def require_matplotlib() -> None:
         raise InputError('matplotlib is needed for the plots: pip install "trbert[bench]" (or pip install matplotlib)')
 
 
-def _frontier(points: list[dict], x) -> list[dict]:
-    """The points of one method sorted by cost, for a line."""
-    return sorted(points, key=x)
-
-
 def plot_tradeoff(payload: dict, path: Path) -> None:
     """Metric against FLOPs speed-up (left) and against measured speed-up (right, the largest
     timed batch), one line per method, the full model as a dashed reference."""
@@ -49,7 +44,7 @@ def plot_tradeoff(payload: dict, path: Path) -> None:
             full["metric"], color="black", linestyle="--", linewidth=1, label=f"full model ({full['metric']:.3f})"
         )
         for method, (colour, marker, name) in STYLE.items():
-            line = _frontier([p for p in points if p["method"] == method], x)
+            line = sorted((p for p in points if p["method"] == method), key=x)  # its frontier, by cost
             if not line:
                 continue
             xs, ys = [x(p) for p in line], [p["metric"] for p in line]
