@@ -63,7 +63,7 @@ def test_exact_count_matches_torch_flop_counter():
     exact = FlopsCounter.from_config(config).reduced([40], kept, exact=True)[0]
     assert counted.get_total_flops() == 2 * exact
     with torch.no_grad(), FlopCounterMode(display=False) as counted_full:
-        model(ids, mask)
+        model(ids, mask, selection="off")
     assert counted_full.get_total_flops() == 2 * FlopsCounter.from_config(config).full([40], exact=True)[0]
 
 
@@ -81,5 +81,5 @@ def test_exact_count_of_a_token_level_head_matches_torch_flop_counter():
     counter = FlopsCounter.from_config(config)
     assert counted.get_total_flops() == 2 * counter.reduced([40], [[int(k)] for k in out.kept], exact=True)[0]
     with torch.no_grad(), FlopCounterMode(display=False) as counted_full:
-        model(ids, torch.ones_like(ids))
+        model(ids, torch.ones_like(ids), selection="off")
     assert counted_full.get_total_flops() == 2 * counter.full([40], exact=True)[0]

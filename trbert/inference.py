@@ -21,12 +21,11 @@ from .config import EvalConfig, Precision
 from .data import batches, real_windows, to_device
 from .distributed import World, gather_into, maximum, progress, shard
 from .flops import FlopsCounter, mflops
-from .model import MASKED, selector_layers
+from .model import MASKED, UNPADDED, selector_layers
 from .seeding import example_seeds
 from .stages import forward_batch
 
 SELECTOR_RUNS = ("threshold", "uniform", "sample")  # selections that run the selector MLPs
-UNPADDED = ("off", "threshold", "random", "attention")  # selections the unpadded path serves
 
 
 @dataclass

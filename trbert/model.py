@@ -316,7 +316,12 @@ class TokenReductionMixin:
         if plain:
             kwargs["selection"] = getattr(self.config, "tr_selection", "off")
         if unpadded is None:
-            unpadded = plain and not torch.is_grad_enabled() and kwargs["selection"] in UNPADDED
+            unpadded = (
+                plain
+                and not torch.is_grad_enabled()
+                and kwargs["selection"] in UNPADDED
+                and not kwargs.get("output_hidden_states")  # layer outputs exist on the padded path only
+            )
         if input_ids.dim() == 3:
             out = self.segmented_forward(input_ids, attention_mask, token_type_ids, unpadded=unpadded, **kwargs)
         elif unpadded:
