@@ -14,11 +14,12 @@ it times, alternating within every repeat after warm-up, and reports medians of:
                 largest count), padded tensors;
   (c) unpadded: our model, each example keeps its own tokens, no padding anywhere;
   (d) keep-all: (c) with selectors that keep every token (the overhead of selection).
-Peak memory: on CUDA the allocator's peak. On CPU (Linux), the resident memory one call adds
-(kernel high-water mark reset before it), twice: "live" in a fresh process whose glibc maps every
-block over 128 KiB on its own and unmaps it on free (``MALLOC_MMAP_THRESHOLD_``): the peak of
-live memory; "RSS" in the timing process, default allocator: freed blocks stay in the heap and a
-call re-touches the holes of earlier calls, so it moves by tens of MiB with what ran before.
+Peak memory: on CUDA the allocator's peak. On CPU (Linux) the resident memory one call adds
+(kernel high-water mark reset before it), each variant in a fresh process of its own after a
+small warm-up call: in a process that ran other variants first, glibc's heap keeps the holes they
+left and a call re-touches them, which moved the numbers by tens of MiB with the order of the
+variants. ``--memory live`` also makes glibc map every block over 128 KiB on its own and unmap it
+on free (``MALLOC_MMAP_THRESHOLD_``): the peak of live memory, free of heap fragmentation.
 Keep schedule: each selector is a fixed random projection thresholded at the median of what it
 sees on the benchmark batch: 50% kept after layer 1, 25% after layer n/2 (the same decisions on
 every path); the kept counts give the FLOPs speed-up. ``--lengths_mode full``: every row is T
@@ -159,17 +160,17 @@ def cpu_peak_mib(fn) -> float | None:
         return None
 
 
-def timed(fn, device) -> tuple[float, float | None]:
-    """Seconds of one call and, on CUDA, its peak allocated memory (MiB)."""
-    if device.type == "cuda":
+def timed(fn, device):
+    """Seconds of one call, on CUDA its peak allocated memory (MiB), and its outputs."""
+    cuda = device.type == "cuda"
+    if cuda:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
-    fn()
-    if device.type == "cuda":
+    outs = fn()
+    if cuda:
         torch.cuda.synchronize()
-        return time.perf_counter() - start, torch.cuda.max_memory_allocated() / 2**20
-    return time.perf_counter() - start, None
+    return time.perf_counter() - start, torch.cuda.max_memory_allocated() / 2**20 if cuda else None, outs
 
 
 VARIANTS = {  # (stock model, our model, ids, mask, extra inputs of our head) -> outputs
@@ -191,27 +192,24 @@ def caller(cell: Cell, variant: str, inputs=None):
 def time_variants(cell: Cell, args, device):
     """Median milliseconds and peak MiB of every variant over all the cell's batches, alternating
     the variants within every repeat; plus the kept counts ``[S, rows]`` of the selection."""
-    times = {v: [] for v in VARIANTS}
-    memory = {v: None for v in VARIANTS}
+    times, memory, outs = {v: [] for v in VARIANTS}, {v: None for v in VARIANTS}, {}
     autocast = torch.autocast(device.type, dtype=DTYPES[args.dtype], enabled=DTYPES[args.dtype] is not None)
     with torch.inference_mode(), autocast:
         for repeat in range(args.warmup + args.repeats):
             for variant in VARIANTS:
-                seconds, peak = timed(caller(cell, variant), device)
+                seconds, peak, outs[variant] = timed(caller(cell, variant), device)
                 if repeat >= args.warmup:
                     times[variant].append(seconds)
                     memory[variant] = peak if memory[variant] is None else max(memory[variant], peak)
-        if device.type == "cpu":  # one more call per variant, outside the timings
-            memory = {variant: cpu_peak_mib(caller(cell, variant)) for variant in VARIANTS}
-        outs, selectors = caller(cell, "unpadded")(), len(cell.selectors[False])
     # a selector skipped for lack of tokens (only [CLS] left) keeps the previous count
-    per_batch = [[o.kept[min(w, len(o.kept) - 1)].flatten().cpu() for w in range(selectors)] for o in outs]
+    last = range(len(cell.selectors[False]))
+    per_batch = [[o.kept[min(w, len(o.kept) - 1)].flatten().cpu() for w in last] for o in outs["unpadded"]]
     kept = torch.stack([torch.cat(column) for column in zip(*per_batch, strict=True)])
     return {v: 1000 * statistics.median(t) for v, t in times.items()}, memory, kept
 
 
-def live_peaks(cell: Cell, args) -> dict:
-    """Each variant's live peak (see the module docstring), measured by this script in a child process."""
+def cpu_peaks(cell: Cell, args) -> dict:
+    """Each variant's peak (see the module docstring), measured by this script in a child process of its own."""
     offsets = [s.offset for s in cell.selectors[False]] if not args.checkpoint else None
     child = [sys.executable, __file__, "--memory_child", json.dumps(offsets), "--batches", str(cell.batch)]
     child += ["--head", args.head, "--lengths_mode", args.lengths_mode, "--dtype", args.dtype]
@@ -220,20 +218,22 @@ def live_peaks(cell: Cell, args) -> dict:
         child += ["--max_seq_length", str(args.max_seq_length)]
     else:
         child += ["--models", cell.name, "--lengths", str(cell.length)]
-    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(128 * 1024)}
-    done = subprocess.run(child, env=env, capture_output=True, text=True, check=True)
-    return json.loads(done.stdout.splitlines()[-1])
+    env = {**os.environ, **({"MALLOC_MMAP_THRESHOLD_": str(128 * 1024)} if args.memory == "live" else {})}
+    peaks = {}
+    for variant in VARIANTS:
+        done = subprocess.run([*child, "--variant", variant], env=env, capture_output=True, text=True, check=True)
+        peaks[variant] = json.loads(done.stdout.splitlines()[-1])
+    return peaks
 
 
 def memory_child(cell: Cell, args) -> None:
-    """In the child: one small warm-up call per variant (kernels, caches), then one measured call each."""
+    """In the child: a small warm-up call (kernels, caches), then the measured call, of one variant."""
     ids, mask, extra = cell.inputs[0]
     small = {k: {n: v[:1].clamp(max=24) for n, v in h.items()} for k, h in extra.items()}
     autocast = torch.autocast("cpu", dtype=DTYPES[args.dtype], enabled=DTYPES[args.dtype] is not None)
     with torch.inference_mode(), autocast:
-        for variant in VARIANTS:
-            caller(cell, variant, [(ids[:1, ..., :32], mask[:1, ..., :32], small)])()
-        print(json.dumps({variant: cpu_peak_mib(caller(cell, variant)) for variant in VARIANTS}))
+        caller(cell, args.variant, [(ids[:1, ..., :32], mask[:1, ..., :32], small)])()
+        print(json.dumps(cpu_peak_mib(caller(cell, args.variant))))
 
 
 def summarize(cell: Cell, kept, ms, memory, load) -> dict:
@@ -259,10 +259,7 @@ def summarize(cell: Cell, kept, ms, memory, load) -> dict:
 def measure(make_cell, args, device) -> dict:
     load, cell = os.getloadavg()[0], make_cell()
     ms, memory, kept = time_variants(cell, args, device)
-    row = summarize(cell, kept, ms, memory, load)
-    if device.type == "cpu":
-        row["live_peak_mib"] = live_peaks(cell, args)
-    return row
+    return summarize(cell, kept, ms, cpu_peaks(cell, args) if device.type == "cpu" else memory, load)
 
 
 def checkpoint_cell(batch, args, device, offsets=None) -> Cell:
@@ -310,18 +307,14 @@ def render(rows: list[dict], out_png: Path, title: str) -> None:
     fig.savefig(out_png, dpi=120)
 
 
-def _load(row: dict) -> str:
-    return "n/a" if "load" not in row else " / ".join(f"{x:.1f}" for x in row["load"])
-
-
 def _mib(peaks: dict | None) -> str:
-    if not peaks:
-        return "n/a"
-    return " / ".join("n/a" if peaks[v] is None else f"{peaks[v]:.0f}" for v in ("stock", "unpadded", "keep_all"))
+    return " / ".join(
+        "n/a" if not peaks or peaks[v] is None else f"{peaks[v]:.0f}" for v in ("stock", "unpadded", "keep_all")
+    )
 
 
 def table(rows: list[dict]) -> str:
-    head = "| model | T | B | kept | FLOPs x | stock ms | original ms | unpadded ms | keep-all ms | original x | unpadded x | unpadded / FLOPs | keep-all overhead | ex/s stock | ex/s unpadded | live MiB stock / unpadded / keep-all | RSS MiB stock / unpadded / keep-all | load |"
+    head = "| model | T | B | kept | FLOPs x | stock ms | original ms | unpadded ms | keep-all ms | original x | unpadded x | unpadded / FLOPs | keep-all overhead | ex/s stock | ex/s unpadded | peak MiB stock / unpadded / keep-all | load |"
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         ms, sp = r["ms"], r["speedup"]
@@ -330,7 +323,7 @@ def table(rows: list[dict]) -> str:
             f"| {r['flops_speedup']:.2f} | {ms['stock']:.1f} | {ms['original']:.1f} | {ms['unpadded']:.1f} | {ms['keep_all']:.1f} "
             f"| {sp['original']:.2f} | {sp['unpadded']:.2f} | {r['measured_over_flops']['unpadded']:.2f} "
             f"| {100 * (ms['keep_all'] / ms['stock'] - 1):+.1f}% | {r['examples_per_s']['stock']:.1f} "
-            f"| {r['examples_per_s']['unpadded']:.1f} | {_mib(r.get('live_peak_mib'))} | {_mib(r['peak_mib'])} | {_load(r)} |"
+            f"| {r['examples_per_s']['unpadded']:.1f} | {_mib(r['peak_mib'])} | {' / '.join(f'{x:.1f}' for x in r.get('load', []))} |"
         )
     return "\n".join(lines)
 
@@ -366,7 +359,11 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", help="output stem; default benchmarks/results/speed_<device>_<dtype>[_<head>][_mixed]")
     parser.add_argument("--append", action="store_true", help="merge the cells into the table at --out")
-    parser.add_argument("--memory_child", help=argparse.SUPPRESS)  # selector offsets (JSON): the live-peak child
+    parser.add_argument(
+        "--memory", default="rss", choices=["rss", "live"], help="CPU peak: glibc as is, or live memory"
+    )
+    parser.add_argument("--memory_child", help=argparse.SUPPRESS)  # selector offsets (JSON): a peak-memory child
+    parser.add_argument("--variant", choices=list(VARIANTS), help=argparse.SUPPRESS)  # ...and its variant
     args = parser.parse_args()
     transformers.logging.set_verbosity_error()
     device = torch.device(args.device)
@@ -387,7 +384,8 @@ def main():
     cpu = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
     machine = cpu if device.type == "cpu" else torch.cuda.get_device_name()
     head = "" if args.checkpoint else f"{args.head} head; "
-    title = f"{machine}; torch {torch.__version__}; {head}{args.dtype}; {args.lengths_mode} lengths; medians of {args.repeats}"
+    memory = f"; CPU peak memory: {args.memory}" if device.type == "cpu" else ""
+    title = f"{machine}; torch {torch.__version__}; {head}{args.dtype}; {args.lengths_mode} lengths; medians of {args.repeats}{memory}"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps({"setting": title, "rows": rows}, indent=2))
     out.with_suffix(".md").write_text(f"{title}\n\n{table(rows)}\n")
