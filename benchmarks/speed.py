@@ -19,7 +19,8 @@ Peak memory: on CUDA the allocator's peak. On CPU (Linux) the resident memory on
 small warm-up call: in a process that ran other variants first, glibc's heap keeps the holes they
 left and a call re-touches them, which moved the numbers by tens of MiB with the order of the
 variants. ``--memory live`` also makes glibc map every block over 128 KiB on its own and unmap it
-on free (``MALLOC_MMAP_THRESHOLD_``): the peak of live memory, free of heap fragmentation.
+on free (``MALLOC_MMAP_THRESHOLD_``): the peak of live memory, free of heap fragmentation
+(``none``: not measured, saving a call per variant).
 Keep schedule: each selector is a fixed random projection thresholded at the median of what it
 sees on the benchmark batch: 50% kept after layer 1, 25% after layer n/2 (the same decisions on
 every path); the kept counts give the FLOPs speed-up. ``--lengths_mode full``: every row is T
@@ -259,7 +260,8 @@ def summarize(cell: Cell, kept, ms, memory, load) -> dict:
 def measure(make_cell, args, device) -> dict:
     load, cell = os.getloadavg()[0], make_cell()
     ms, memory, kept = time_variants(cell, args, device)
-    return summarize(cell, kept, ms, cpu_peaks(cell, args) if device.type == "cpu" else memory, load)
+    cpu = device.type == "cpu" and args.memory != "none"
+    return summarize(cell, kept, ms, cpu_peaks(cell, args) if cpu else memory, load)
 
 
 def checkpoint_cell(batch, args, device, offsets=None) -> Cell:
@@ -360,7 +362,7 @@ def main():
     parser.add_argument("--out", help="output stem; default benchmarks/results/speed_<device>_<dtype>[_<head>][_mixed]")
     parser.add_argument("--append", action="store_true", help="merge the cells into the table at --out")
     parser.add_argument(
-        "--memory", default="rss", choices=["rss", "live"], help="CPU peak: glibc as is, or live memory"
+        "--memory", default="rss", choices=["rss", "live", "none"], help="CPU peak: glibc as is, live memory, none"
     )
     parser.add_argument("--memory_child", help=argparse.SUPPRESS)  # selector offsets (JSON): a peak-memory child
     parser.add_argument("--variant", choices=list(VARIANTS), help=argparse.SUPPRESS)  # ...and its variant

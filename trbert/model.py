@@ -40,7 +40,9 @@ from .selector import (
 
 SELECTIONS = ("off", "threshold", "uniform", "sample", "probe")
 MASKED = -1e4  # logit of positions a token-level head does not score (padding, empty slots)
-FFN_ROWS = 2048  # packed tokens per feed-forward call: its [rows, 4d] intermediates stay small
+# the packed feed-forward runs in FFN_PARTS slices of rows (at least FFN_MIN_ROWS): its two [rows, 4d]
+# intermediates then weigh less than attention's q/k/v, so a layer's peak is attention's, not the FFN's
+FFN_PARTS, FFN_MIN_ROWS = 4, 128
 
 
 def selector_layers(config) -> list[int]:
@@ -325,7 +327,7 @@ class BertBackbone:
         context = attend((p(x).view(shape) for p in (a.query, a.key, a.value)), packing)
         h = layer.attention.output(context, x)
         del context
-        return row_chunks(h, lambda part: layer.output(layer.intermediate(part), part), FFN_ROWS)
+        return row_chunks(h, lambda part: layer.output(layer.intermediate(part), part), FFN_PARTS, FFN_MIN_ROWS)
 
 
 class DistilBertBackbone:
@@ -345,4 +347,4 @@ class DistilBertBackbone:
         context = attend((p(x).view(shape) for p in (a.q_lin, a.k_lin, a.v_lin)), packing)
         h = layer.sa_layer_norm(a.out_lin(context) + x)
         del context
-        return row_chunks(h, lambda part: layer.output_layer_norm(layer.ffn(part) + part), FFN_ROWS)
+        return row_chunks(h, lambda part: layer.output_layer_norm(layer.ffn(part) + part), FFN_PARTS, FFN_MIN_ROWS)

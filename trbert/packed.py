@@ -115,9 +115,11 @@ def attention_kernel(name: str, device: torch.device):
     return ATTENTION[name]
 
 
-def row_chunks(x: torch.Tensor, fn, rows: int) -> torch.Tensor:
-    """``fn`` applied to ``x [N, d]`` ``rows`` tokens at a time (a row-wise ``fn``): the same
-    result, with ``fn``'s intermediates (e.g. the ``[N, 4d]`` feed-forward) only ``rows`` long."""
+def row_chunks(x: torch.Tensor, fn, parts: int, min_rows: int) -> torch.Tensor:
+    """``fn`` applied to ``x [N, d]`` in ``parts`` slices of rows (at least ``min_rows`` each), for
+    a row-wise ``fn``: the same result, with ``fn``'s intermediates (e.g. the ``[N, 4d]``
+    feed-forward) a ``parts``-th as large."""
+    rows = max(min_rows, -(-x.shape[0] // parts))
     if x.shape[0] <= rows:
         return fn(x)
     out = torch.empty_like(x)
