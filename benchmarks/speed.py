@@ -1,22 +1,33 @@
 """Inference speed of TR-BERT paths against stock BERT (not part of the test suite).
 
     python benchmarks/speed.py                               # CPU, float32, the full grid
+    python benchmarks/speed.py --head span --lengths 384 512 1024   # span QA (residual restore)
     python benchmarks/speed.py --device cuda --dtype bf16    # GPU with autocast
 
-For BERT-base and DistilBERT configs (random weights), sequence lengths and batch sizes of the
-grid, it times, alternating within every repeat after warm-up, and reports medians of:
-  (a) stock   : transformers' BertForSequenceClassification / DistilBert..., SDPA, padded;
+For BERT-base and DistilBERT configs (random weights), a head (``--head``: sequence
+classification; span QA with the residual restore; multiple choice, one selection shared by the
+4 options of a question), lengths (positions grown past 512 as the models do) and batch sizes,
+it times, alternating within every repeat after warm-up, and reports medians of:
+  (a) stock   : transformers' model of that head (``Bert``/``DistilBert`` + ``ForSequenceClassification``,
+                ``ForQuestionAnswering``, ``ForMultipleChoice``), SDPA, padded;
   (b) original: our model with the original's batched selection (every row keeps the batch's
                 largest count), padded tensors;
   (c) unpadded: our model, each example keeps its own tokens, no padding anywhere;
   (d) keep-all: (c) with selectors that keep every token (the overhead of selection).
-Peak memory: on CUDA the allocator's peak; on CPU the peak resident memory one call adds
-(Linux: the kernel's high-water mark, reset before the call).
+Peak memory: on CUDA the allocator's peak. On CPU (Linux) the resident memory one call adds
+(kernel high-water mark reset before it), each variant in a fresh process of its own after a
+small warm-up call: in a process that ran other variants first, glibc's heap keeps the holes they
+left and a call re-touches them, which moved the numbers by tens of MiB with the order of the
+variants. ``--memory live`` also makes glibc map every block over 128 KiB on its own and unmap it
+on free (``MALLOC_MMAP_THRESHOLD_``): the peak of live memory, free of heap fragmentation
+(``none``: not measured, saving a call per variant).
 Keep schedule: each selector is a fixed random projection thresholded at the median of what it
-sees on the benchmark batch, so it keeps half of its tokens: 50% after layer 1, 25% after layer
-n/2 (the same decisions on every path); the kept counts measured give the FLOPs speed-up. With ``--lengths_mode full`` (default) every row has the full length (no
-input padding), so the FLOPs speed-up is the whole of what reduction can give; with ``mixed`` the
-true lengths vary, FLOPs count true lengths, and the padded paths pay for their padding. Writes a JSON table and a PNG chart.
+sees on the benchmark batch: 50% kept after layer 1, 25% after layer n/2 (the same decisions on
+every path); the kept counts give the FLOPs speed-up. ``--lengths_mode full``: every row is T
+tokens (no input padding); ``mixed``: true lengths vary, FLOPs count them, padded paths pay for
+padding. Multiple choice: B questions of 4 rows ``[passage+question | option]``, the option the
+last eighth. Writes JSON, Markdown and PNG; ``--append`` merges cells into an existing table (a
+grid run in pieces); every row records the load average before and after it.
 """
 
 from __future__ import annotations
@@ -25,33 +36,32 @@ import argparse
 import ctypes
 import gc
 import json
+import os
 import platform
 import statistics
+import subprocess
+import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import transformers
 from torch import nn
-from transformers import (
-    BertConfig,
-    BertForSequenceClassification,
-    DistilBertConfig,
-    DistilBertForSequenceClassification,
-)
 
-from trbert import FlopsCounter, TRBertForSequenceClassification, TRDistilBertForSequenceClassification
+import trbert
+from trbert.errors import InputError
+from trbert.plots import require_matplotlib
 
-MODELS = {
-    "bert-base": (BertConfig, BertForSequenceClassification, TRBertForSequenceClassification),
-    "distilbert": (DistilBertConfig, DistilBertForSequenceClassification, TRDistilBertForSequenceClassification),
-}
+MODELS = {"bert-base": "Bert", "distilbert": "DistilBert"}  # stock classes: transformers.<Bert><Head>
+HEADS = {"classification": "ForSequenceClassification", "span": "ForQuestionAnswering", "choice": "ForMultipleChoice"}
+OPTIONS = 4  # option rows per question (multiple choice)
 DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 class HalfSelector(nn.Module):
     """Keeps the tokens whose hidden state projects above ``offset`` on a fixed random direction;
-    :func:`calibrate` sets ``offset`` to the median of what the selector sees (keep half)."""
+    :func:`synthetic_cell` sets ``offset`` to the median of what the selector sees (keep half)."""
 
     def __init__(self, hidden: int, seed: int, keep_all: bool = False):
         super().__init__()
@@ -67,22 +77,39 @@ class HalfSelector(nn.Module):
         return 20.0 * (projection - self.offset)
 
 
-def calibrate(model, ids, mask) -> None:
-    """Selector ``w`` keeps half of the tokens that reach it: 50% after the first, 25% after the second."""
-    for selector in model.selectors:
-        model(ids, mask, selection="threshold", unpadded=True)  # packed: only real tokens are seen
-        selector.offset = float(selector.seen.median())
-
-
-def build(name: str, device):
-    config_cls, stock_cls, ours_cls = MODELS[name]
-    config = config_cls(num_labels=2)
+def build(name: str, head: str, length: int, device):
+    """Stock and our model of ``head`` with the same random weights, positions grown to ``length``."""
+    family = MODELS[name] + HEADS[head]
+    stock_cls, ours_cls = getattr(transformers, family), getattr(trbert, f"TR{family}")  # ours: same weights' names
+    config = getattr(transformers, f"{MODELS[name]}Config")(num_labels=2)
     config._attn_implementation = "sdpa"
     torch.manual_seed(0)
-    stock = stock_cls(config).eval().to(device)
-    ours = ours_cls(config).eval().to(device)
-    ours.load_state_dict(stock.state_dict(), strict=False)
-    return stock, ours
+    ours = ours_cls(config).eval()
+    ours.extend_positions(length)
+    stock = stock_cls(ours.config).eval()
+    stock.load_state_dict(ours.state_dict(), strict=False)
+    return stock.to(device), ours.to(device)
+
+
+def make_inputs(head: str, length: int, batch: int, mode: str, device):
+    """Token ids, mask and the head's extra inputs; ``mixed``: true lengths uniform in [T/8, T],
+    the first example full. Multiple choice: ``[B, 4, T]`` sharing everything before the option."""
+    g = torch.Generator().manual_seed(batch)
+    lengths = torch.full((batch,), length)
+    if mode == "mixed":
+        lengths = torch.randint(max(2, length // 8), length + 1, (batch,), generator=g)
+        lengths[0] = length
+    ids = torch.randint(1000, 20000, (batch, length), generator=g)
+    ids[:, 0] = 101
+    mask = torch.arange(length)[None, :] < lengths[:, None]
+    if head != "choice":
+        return ids.to(device), mask.long().to(device), {}
+    question_end = lengths - lengths // 8
+    options = torch.randint(1000, 20000, (batch, OPTIONS, length), generator=g)
+    shared = torch.arange(length)[None, None, :] < question_end[:, None, None]
+    ids = torch.where(shared, ids[:, None, :], options)
+    mask = mask[:, None, :].expand(-1, OPTIONS, -1).long()
+    return ids.to(device), mask.to(device), {"head_inputs": {"question_end": question_end.to(device)}}
 
 
 def selector_set(model, keep_all: bool = False) -> nn.ModuleList:
@@ -90,18 +117,36 @@ def selector_set(model, keep_all: bool = False) -> nn.ModuleList:
     return nn.ModuleList(HalfSelector(hidden, w, keep_all) for w in range(len(model.selectors))).to(model.device)
 
 
-def install_selectors(model, ids, mask) -> dict[bool, nn.ModuleList]:
-    """Calibrated half-keeping selectors and keep-all ones, to swap in per variant."""
-    model.selectors = selector_set(model)
-    calibrate(model, ids, mask)
-    return {False: model.selectors, True: selector_set(model, keep_all=True)}
+@dataclass
+class Cell:
+    """A cell of the grid: models, batches ``[(ids, mask, extra)]``, selector sets (``True``: keep-all), row lengths."""
+
+    name: str
+    length: int
+    batch: int
+    stock: nn.Module
+    ours: nn.Module
+    inputs: list
+    selectors: dict
+    lengths: torch.Tensor
+
+
+def synthetic_cell(name, length, batch, args, device, offsets=None) -> Cell:
+    """Random weights and inputs; selector ``w`` keeps half of the tokens that reach it (50% after
+    the first, 25% after the second), or takes the ``offsets`` of an earlier calibration."""
+    stock, ours = build(name, args.head, length, device)
+    ids, mask, extra = make_inputs(args.head, length, batch, args.lengths_mode, device)
+    ours.selectors = selector_set(ours)
+    for w, selector in enumerate(ours.selectors):
+        if offsets is None:  # packed: only real tokens are seen
+            ours(ids, mask, selection="threshold", unpadded=True, **extra)
+        selector.offset = float(selector.seen.median()) if offsets is None else offsets[w]
+    selectors = {False: ours.selectors, True: selector_set(ours, keep_all=True)}
+    return Cell(name, length, batch, stock, ours, [(ids, mask, extra)], selectors, mask.sum(-1).flatten().cpu())
 
 
 def _status_kib(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise KeyError(field)
+    return next(int(x.split()[1]) for x in Path("/proc/self/status").read_text().splitlines() if x.startswith(field))
 
 
 def cpu_peak_mib(fn) -> float | None:
@@ -114,69 +159,95 @@ def cpu_peak_mib(fn) -> float | None:
         before = _status_kib("VmRSS")
         fn()
         return (_status_kib("VmHWM") - before) / 1024
-    except (OSError, KeyError, AttributeError):
+    except (OSError, StopIteration, AttributeError):
         return None
 
 
-def timed(fn, device) -> tuple[float, float | None]:
-    """Seconds of one call and, on CUDA, its peak allocated memory (MiB)."""
-    if device.type == "cuda":
+def timed(fn, device):
+    """Seconds of one call, on CUDA its peak allocated memory (MiB), and its outputs."""
+    cuda = device.type == "cuda"
+    if cuda:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
-    fn()
-    if device.type == "cuda":
+    outs = fn()
+    if cuda:
         torch.cuda.synchronize()
-        return time.perf_counter() - start, torch.cuda.max_memory_allocated() / 2**20
-    return time.perf_counter() - start, None
+    return time.perf_counter() - start, torch.cuda.max_memory_allocated() / 2**20 if cuda else None, outs
 
 
-VARIANTS = {  # (stock model, our model, ids, mask) -> outputs
-    "stock": lambda stock, ours, ids, mask: stock(input_ids=ids, attention_mask=mask),
-    "original": lambda stock, ours, ids, mask: ours(ids, mask, selection="uniform"),
-    "unpadded": lambda stock, ours, ids, mask: ours(ids, mask, selection="threshold", unpadded=True),
-    "keep_all": lambda stock, ours, ids, mask: ours(ids, mask, selection="threshold", unpadded=True),
+VARIANTS = {  # (stock model, our model, ids, mask, extra inputs of our head) -> outputs
+    "stock": lambda stock, ours, ids, mask, extra: stock(input_ids=ids, attention_mask=mask),
+    "original": lambda stock, ours, ids, mask, extra: ours(ids, mask, selection="uniform", **extra),
+    "unpadded": lambda stock, ours, ids, mask, extra: ours(ids, mask, selection="threshold", unpadded=True, **extra),
+    "keep_all": lambda stock, ours, ids, mask, extra: ours(ids, mask, selection="threshold", unpadded=True, **extra),
 }
 
 
-def time_variants(stock, ours, inputs, selectors, args, device):
-    """Median milliseconds and peak MiB of every variant over all ``inputs`` [(ids, mask), ...],
-    alternating the variants within every repeat; plus the kept counts ``[S, N]`` of the selection."""
+def caller(cell: Cell, variant: str, inputs=None):
+    def run():
+        cell.ours.selectors = cell.selectors[variant == "keep_all"]
+        return [VARIANTS[variant](cell.stock, cell.ours, *batch) for batch in inputs or cell.inputs]
 
-    def call(variant):
-        def run():
-            ours.selectors = selectors[variant == "keep_all"]
-            return [VARIANTS[variant](stock, ours, ids, mask) for ids, mask in inputs]
+    return run
 
-        return run
 
-    times = {v: [] for v in VARIANTS}
-    memory = {v: None for v in VARIANTS}
+def time_variants(cell: Cell, args, device):
+    """Median milliseconds and peak MiB of every variant over all the cell's batches, alternating
+    the variants within every repeat; plus the kept counts ``[S, rows]`` of the selection."""
+    times, memory, outs = {v: [] for v in VARIANTS}, {v: None for v in VARIANTS}, {}
     autocast = torch.autocast(device.type, dtype=DTYPES[args.dtype], enabled=DTYPES[args.dtype] is not None)
     with torch.inference_mode(), autocast:
         for repeat in range(args.warmup + args.repeats):
             for variant in VARIANTS:
-                seconds, peak = timed(call(variant), device)
+                seconds, peak, outs[variant] = timed(caller(cell, variant), device)
                 if repeat >= args.warmup:
                     times[variant].append(seconds)
                     memory[variant] = peak if memory[variant] is None else max(memory[variant], peak)
-        if device.type == "cpu":  # one more call per variant, outside the timings
-            memory = {variant: cpu_peak_mib(call(variant)) for variant in VARIANTS}
-        ours.selectors = selectors[False]
-        outs = [ours(ids, mask, selection="threshold", unpadded=True) for ids, mask in inputs]
     # a selector skipped for lack of tokens (only [CLS] left) keeps the previous count
-    per_batch = [[o.kept[min(w, len(o.kept) - 1)].cpu() for w in range(len(ours.selectors))] for o in outs]
+    last = range(len(cell.selectors[False]))
+    per_batch = [[o.kept[min(w, len(o.kept) - 1)].flatten().cpu() for w in last] for o in outs["unpadded"]]
     kept = torch.stack([torch.cat(column) for column in zip(*per_batch, strict=True)])
     return {v: 1000 * statistics.median(t) for v, t in times.items()}, memory, kept
 
 
-def summarize(name, length, batch, config, lengths, kept, ms, memory) -> dict:
-    counter = FlopsCounter.from_config(config)
+def cpu_peaks(cell: Cell, args) -> dict:
+    """Each variant's peak (see the module docstring), measured by this script in a child process of its own."""
+    offsets = [s.offset for s in cell.selectors[False]] if not args.checkpoint else None
+    child = [sys.executable, __file__, "--memory_child", json.dumps(offsets), "--batches", str(cell.batch)]
+    child += ["--head", args.head, "--lengths_mode", args.lengths_mode, "--dtype", args.dtype]
+    if args.checkpoint:
+        child += ["--checkpoint", args.checkpoint, "--data_dir", args.data_dir, "--task_name", args.task_name]
+        child += ["--max_seq_length", str(args.max_seq_length)]
+    else:
+        child += ["--models", cell.name, "--lengths", str(cell.length)]
+    env = {**os.environ, **({"MALLOC_MMAP_THRESHOLD_": str(128 * 1024)} if args.memory == "live" else {})}
+    peaks = {}
+    for variant in VARIANTS:
+        done = subprocess.run([*child, "--variant", variant], env=env, capture_output=True, text=True, check=True)
+        peaks[variant] = json.loads(done.stdout.splitlines()[-1])
+    return peaks
+
+
+def memory_child(cell: Cell, args) -> None:
+    """In the child: a small warm-up call (kernels, caches), then the measured call, of one variant."""
+    ids, mask, extra = cell.inputs[0]
+    small = {k: {n: v[:1].clamp(max=24) for n, v in h.items()} for k, h in extra.items()}
+    autocast = torch.autocast("cpu", dtype=DTYPES[args.dtype], enabled=DTYPES[args.dtype] is not None)
+    with torch.inference_mode(), autocast:
+        caller(cell, args.variant, [(ids[:1, ..., :32], mask[:1, ..., :32], small)])()
+        print(json.dumps(cpu_peak_mib(caller(cell, args.variant))))
+
+
+def summarize(cell: Cell, kept, ms, memory, load) -> dict:
+    counter = trbert.FlopsCounter.from_config(cell.ours.config)
+    lengths = cell.lengths
     flops_speedup = float(counter.full(lengths).sum() / counter.reduced(lengths, kept).sum())
     row = {
-        "model": name,
-        "length": length,
-        "batch": batch,
+        "load": [load, os.getloadavg()[0]],  # 1-minute load average before and after the cell
+        "model": cell.name,
+        "length": cell.length,
+        "batch": cell.batch,
         "kept_fraction": [float((k.float() / lengths).mean()) for k in kept],
         "flops_speedup": flops_speedup,
         "ms": ms,
@@ -188,23 +259,14 @@ def summarize(name, length, batch, config, lengths, kept, ms, memory) -> dict:
     return row
 
 
-def measure(name, length, batch, args, device):
-    """Random weights and inputs, the calibrated half-keeping schedule."""
-    stock, ours = build(name, device)
-    ids = torch.randint(1000, 20000, (batch, length), device=device)
-    ids[:, 0] = 101
-    mask = torch.ones_like(ids)
-    if args.lengths_mode == "mixed":  # true lengths uniform in [T/8, T]; the first row is full
-        g = torch.Generator().manual_seed(batch)
-        lengths = torch.randint(max(2, length // 8), length + 1, (batch,), generator=g)
-        lengths[0] = length
-        mask = (torch.arange(length)[None, :] < lengths[:, None]).long().to(device)
-    selectors = install_selectors(ours, ids, mask)
-    ms, memory, kept = time_variants(stock, ours, [(ids, mask)], selectors, args, device)
-    return summarize(name, length, batch, ours.config, mask.sum(1).cpu(), kept, ms, memory)
+def measure(make_cell, args, device) -> dict:
+    load, cell = os.getloadavg()[0], make_cell()
+    ms, memory, kept = time_variants(cell, args, device)
+    cpu = device.type == "cpu" and args.memory != "none"
+    return summarize(cell, kept, ms, cpu_peaks(cell, args) if cpu else memory, load)
 
 
-def measure_checkpoint(batch, args, device):
+def checkpoint_cell(batch, args, device, offsets=None) -> Cell:
     """A trained TR-BERT checkpoint on its task's dev set in dataset order (batches trimmed to
     their longest example): real selections and lengths."""
     from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
@@ -214,19 +276,17 @@ def measure_checkpoint(batch, args, device):
     from trbert.tasks import get_task
 
     task = get_task(args.task_name)
-    model_type = (
-        "distilautobert" if AutoConfig.from_pretrained(args.checkpoint).model_type == "distilbert" else "autobert"
-    )
+    distil = AutoConfig.from_pretrained(args.checkpoint).model_type == "distilbert"
+    model_type = "distilautobert" if distil else "autobert"
     ours = load_model(args.checkpoint, model_type, task.num_labels).eval().to(device)
     stock = AutoModelForSequenceClassification.from_pretrained(args.checkpoint, attn_implementation="sdpa")
     tokenizer = AutoTokenizer.from_pretrained(args.checkpoint)
     arrays, _ = load_features(task, args.data_dir, "dev", tokenizer, args.max_seq_length)
-    inputs = [(b["input_ids"].to(device), b["attention_mask"].long().to(device)) for b in batches(arrays, batch)]
+    inputs = [(b["input_ids"].to(device), b["attention_mask"].long().to(device), {}) for b in batches(arrays, batch)]
     selectors = {False: ours.selectors, True: selector_set(ours, keep_all=True)}
-    ms, memory, kept = time_variants(stock.eval().to(device), ours, inputs, selectors, args, device)
     lengths = torch.from_numpy(arrays["lengths"]).long()
     name = f"trained {Path(args.checkpoint).name}"
-    return summarize(name, args.max_seq_length, batch, ours.config, lengths, kept, ms, memory)
+    return Cell(name, args.max_seq_length, batch, stock.eval().to(device), ours, inputs, selectors, lengths)
 
 
 def render(rows: list[dict], out_png: Path, title: str) -> None:
@@ -244,19 +304,21 @@ def render(rows: list[dict], out_png: Path, title: str) -> None:
     ax.bar([i + width for i in x], [r["speedup"]["original"] for r in rows], width, label="measured: original-style")
     ax.axhline(1.0, color="gray", lw=0.8)
     ax.set_xticks(list(x), labels, fontsize=7)
-    ax.set_ylabel("speed-up over stock BERT (SDPA, padded)")
+    ax.set_ylabel("speed-up over stock (SDPA, padded)")
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out_png, dpi=120)
 
 
-def _mib(value) -> str:
-    return "n/a" if value is None else f"{value:.0f}"
+def _mib(peaks: dict | None) -> str:
+    return " / ".join(
+        "n/a" if not peaks or peaks[v] is None else f"{peaks[v]:.0f}" for v in ("stock", "unpadded", "keep_all")
+    )
 
 
 def table(rows: list[dict]) -> str:
-    head = "| model | T | B | kept | FLOPs x | stock ms | original ms | unpadded ms | keep-all ms | original x | unpadded x | unpadded / FLOPs | keep-all overhead | ex/s stock | ex/s unpadded | peak MiB stock / unpadded |"
+    head = "| model | T | B | kept | FLOPs x | stock ms | original ms | unpadded ms | keep-all ms | original x | unpadded x | unpadded / FLOPs | keep-all overhead | ex/s stock | ex/s unpadded | peak MiB stock / unpadded / keep-all | load |"
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         ms, sp = r["ms"], r["speedup"]
@@ -265,56 +327,74 @@ def table(rows: list[dict]) -> str:
             f"| {r['flops_speedup']:.2f} | {ms['stock']:.1f} | {ms['original']:.1f} | {ms['unpadded']:.1f} | {ms['keep_all']:.1f} "
             f"| {sp['original']:.2f} | {sp['unpadded']:.2f} | {r['measured_over_flops']['unpadded']:.2f} "
             f"| {100 * (ms['keep_all'] / ms['stock'] - 1):+.1f}% | {r['examples_per_s']['stock']:.1f} "
-            f"| {r['examples_per_s']['unpadded']:.1f} | {_mib(r['peak_mib']['stock'])} / {_mib(r['peak_mib']['unpadded'])} |"
+            f"| {r['examples_per_s']['unpadded']:.1f} | {_mib(r['peak_mib'])} | {' / '.join(f'{x:.1f}' for x in r.get('load', []))} |"
         )
     return "\n".join(lines)
+
+
+def default_out(args) -> str:
+    head = "" if args.head == "classification" or args.checkpoint else f"_{args.head}"
+    mixed = "_mixed" if args.lengths_mode == "mixed" else ""
+    return f"benchmarks/results/speed_{torch.device(args.device).type}_{args.dtype}{head}{mixed}"
+
+
+def merge(old: list[dict], new: list[dict]) -> list[dict]:
+    """The rows of an earlier run with ``new`` added; a new cell replaces an old one of the same
+    (model, T, B). Sorted by model, T, B."""
+    cells = {(r["model"], r["length"], r["batch"]): r for r in [*old, *new]}
+    return [cells[k] for k in sorted(cells)]
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="fp32", choices=sorted(DTYPES))
+    parser.add_argument("--head", default="classification", choices=list(HEADS))
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--lengths", nargs="+", type=int, default=[128, 512])
     parser.add_argument("--batches", nargs="+", type=int, default=[1, 8, 32])
-    parser.add_argument(
-        "--lengths_mode",
-        default="full",
-        choices=["full", "mixed"],
-        help="full: every row T tokens; mixed: true lengths uniform in [T/8, T], padded to T",
-    )
+    modes = "full: every row T tokens; mixed: true lengths uniform in [T/8, T], padded to T"
+    parser.add_argument("--lengths_mode", default="full", choices=["full", "mixed"], help=modes)
     parser.add_argument("--checkpoint", help="a trained TR-BERT checkpoint: time it on its dev set instead")
     parser.add_argument("--data_dir", help="with --checkpoint: the task's data directory")
     parser.add_argument("--task_name", default="imdb", help="with --checkpoint")
     parser.add_argument("--max_seq_length", type=int, default=64, help="with --checkpoint")
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--out", default="benchmarks/results/speed_cpu_fp32")
+    parser.add_argument("--out", help="output stem; default benchmarks/results/speed_<device>_<dtype>[_<head>][_mixed]")
+    parser.add_argument("--append", action="store_true", help="merge the cells into the table at --out")
+    parser.add_argument(
+        "--memory", default="rss", choices=["rss", "live", "none"], help="CPU peak: glibc as is, live memory, none"
+    )
+    parser.add_argument("--memory_child", help=argparse.SUPPRESS)  # selector offsets (JSON): a peak-memory child
+    parser.add_argument("--variant", choices=list(VARIANTS), help=argparse.SUPPRESS)  # ...and its variant
     args = parser.parse_args()
+    if args.memory_child is None:
+        try:  # before the first timing, not after the last
+            require_matplotlib()
+        except InputError as error:
+            sys.exit(str(error))
     transformers.logging.set_verbosity_error()
     device = torch.device(args.device)
     if args.checkpoint:
-        cells = [lambda b=b: measure_checkpoint(b, args, device) for b in args.batches]
+        cells = [lambda b=b, o=None: checkpoint_cell(b, args, device, o) for b in args.batches]
     else:
-        cells = [
-            lambda n=n, t=t, b=b: measure(n, t, b, args, device)
-            for n in args.models
-            for t in args.lengths
-            for b in args.batches
-        ]
+        grid = [(n, t, b) for n in args.models for t in args.lengths for b in args.batches]
+        cells = [lambda c=c, o=None: synthetic_cell(*c, args, device, o) for c in grid]
+    if args.memory_child is not None:
+        return memory_child(cells[0](o=json.loads(args.memory_child)), args)
+    out = Path(args.out or default_out(args))
     rows = []
-    for cell in cells:
-        rows.append(cell())
+    for make_cell in cells:
+        rows.append(measure(make_cell, args, device))
         print(table(rows[-1:]).splitlines()[-1], flush=True)
-    machine = (
-        f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
-        if device.type == "cpu"
-        else torch.cuda.get_device_name()
-    )
-    title = (
-        f"{machine}; torch {torch.__version__}; {args.dtype}; {args.lengths_mode} lengths; medians of {args.repeats}"
-    )
-    out = Path(args.out)
+    if args.append and out.with_suffix(".json").is_file():
+        rows = merge(json.loads(out.with_suffix(".json").read_text())["rows"], rows)
+    cpu = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    machine = cpu if device.type == "cpu" else torch.cuda.get_device_name()
+    head = "" if args.checkpoint else f"{args.head} head; "
+    memory = f"; CPU peak memory: {args.memory}" if device.type == "cpu" else ""
+    title = f"{machine}; torch {torch.__version__}; {head}{args.dtype}; {args.lengths_mode} lengths; medians of {args.repeats}{memory}"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps({"setting": title, "rows": rows}, indent=2))
     out.with_suffix(".md").write_text(f"{title}\n\n{table(rows)}\n")

@@ -12,7 +12,9 @@ from transformers import BertConfig, DistilBertConfig
 
 from .packed import row_chunks
 
-FFN_ROWS = 2048  # packed tokens per feed-forward call: its [rows, 4d] intermediates stay small
+# the packed feed-forward runs in FFN_PARTS slices of rows (at least FFN_MIN_ROWS): its two [rows, 4d]
+# intermediates then weigh less than attention's q/k/v, so a layer's peak is attention's, not the FFN's
+FFN_PARTS, FFN_MIN_ROWS = 4, 128
 
 
 class TRBertConfig(BertConfig):
@@ -78,7 +80,7 @@ class BertBackbone(Backbone):
         context = attend((p(x).view(shape) for p in (a.query, a.key, a.value)), packing)
         h = layer.attention.output(context, x)
         del context
-        return row_chunks(h, lambda part: layer.output(layer.intermediate(part), part), FFN_ROWS)
+        return row_chunks(h, lambda part: layer.output(layer.intermediate(part), part), FFN_PARTS, FFN_MIN_ROWS)
 
 
 class DistilBertBackbone(Backbone):
@@ -104,4 +106,4 @@ class DistilBertBackbone(Backbone):
         context = attend((p(x).view(shape) for p in (a.q_lin, a.k_lin, a.v_lin)), packing)
         h = layer.sa_layer_norm(a.out_lin(context) + x)
         del context
-        return row_chunks(h, lambda part: layer.output_layer_norm(layer.ffn(part) + part), FFN_ROWS)
+        return row_chunks(h, lambda part: layer.output_layer_norm(layer.ffn(part) + part), FFN_PARTS, FFN_MIN_ROWS)

@@ -6,7 +6,8 @@ head under their usual names, so a stock or fine-tuned checkpoint loads by its u
 ``self.selectors`` (one :class:`Selector` per selection layer). The forward here walks the stock
 embeddings and layers itself and, before each selection layer, drops tokens with the functions of
 :mod:`trbert.selector`; token-level heads get every position back (the residual restore), examples
-of several windows run their windows as rows.
+of several windows run their windows as rows. For inference, ``unpadded_forward`` runs the same
+layers on packed tokens (:mod:`trbert.packed`) for every head, with the same results.
 
 What changes against the stock classes: only the encoder loop (selection and gathering) and the
 outputs (no loss; per-row losses live in :mod:`trbert.objective`). With ``selection="off"`` the
@@ -280,7 +281,7 @@ class TokenReductionMixin:
             before = (layer, x, packing)
             x = self._packed_layer(layer, x, packing, attend)
         if self.restores_tokens:
-            sequence = unpack([*dropped, (x, packing.row, position)], alive.shape)
+            sequence = unpack([*dropped, (x, packing.row, position)], alive)
             out.logits = self._head(sequence, alive, **(head_inputs or {}))
         else:
             out.logits = self._head(x[packing.starts])

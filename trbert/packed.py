@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 import torch.nn.functional as F
@@ -45,9 +46,25 @@ class Packing:
         """Every example has the same count: the packed tensor is a ``[B, width, ...]`` view."""
         return self.counts.shape[0] * self.width == self.row.shape[0]
 
+    @cached_property
     def block_index(self) -> torch.Tensor:
         """``[N]`` index of every token in a ``[B * width]`` block (row-major)."""
         return self.row * self.width + self.slot
+
+    @cached_property
+    def block_padding(self) -> torch.Tensor:
+        """Index of the ``B * width - N`` filler slots of that block."""
+        filler = torch.ones(self.counts.shape[0] * self.width, dtype=torch.bool, device=self.row.device)
+        filler[self.block_index] = False
+        return filler.nonzero().squeeze(1)
+
+    def to_block(self, t: torch.Tensor) -> torch.Tensor:
+        """``t [N, ...]`` scattered into ``[B * width, ...]``, zeros on filler slots (written, not
+        memset: fillers are few)."""
+        block = t.new_empty(self.counts.shape[0] * self.width, *t.shape[1:])
+        block[self.block_index] = t
+        block[self.block_padding] = 0
+        return block
 
 
 def pack(alive: torch.Tensor) -> tuple[Packing, torch.Tensor]:
@@ -68,19 +85,17 @@ def padded_attention(qkv: Iterable[torch.Tensor], packing: Packing) -> torch.Ten
         blocks = [t.view(b, width, *t.shape[1:]).transpose(1, 2) for t in qkv]
         out = F.scaled_dot_product_attention(*blocks).transpose(1, 2)
         return out.reshape(b * width, -1)
-    index = packing.block_index()
     blocks = []
     for t in qkv:  # one [N, h, hd] projection alive at a time
-        block = t.new_zeros(b * width, *t.shape[1:])
-        block.index_copy_(0, index, t)
+        block = packing.to_block(t)
         del t
         blocks.append(block.view(b, width, *block.shape[1:]).transpose(1, 2))  # [B, heads, width, head_dim]
-    alive = torch.arange(width, device=index.device)[None, :] < packing.counts[:, None]
+    alive = torch.arange(width, device=blocks[0].device)[None, :] < packing.counts[:, None]
     mask = (~alive)[:, None, None, :].to(blocks[0].dtype) * torch.finfo(blocks[0].dtype).min
     out = F.scaled_dot_product_attention(*blocks, attn_mask=mask)
     del blocks
     # SDPA writes its output in the layout of q, [B, width, heads, head_dim]: a view, then a gather
-    return out.transpose(1, 2).reshape(b * width, -1).index_select(0, index)
+    return out.transpose(1, 2).reshape(b * width, -1).index_select(0, packing.block_index)
 
 
 def jagged_attention(qkv: Iterable[torch.Tensor], packing: Packing) -> torch.Tensor:
@@ -100,9 +115,11 @@ def attention_kernel(name: str, device: torch.device):
     return ATTENTION[name]
 
 
-def row_chunks(x: torch.Tensor, fn, rows: int) -> torch.Tensor:
-    """``fn`` applied to ``x [N, d]`` ``rows`` tokens at a time (a row-wise ``fn``): the same
-    result, with ``fn``'s intermediates (e.g. the ``[N, 4d]`` feed-forward) only ``rows`` long."""
+def row_chunks(x: torch.Tensor, fn, parts: int, min_rows: int) -> torch.Tensor:
+    """``fn`` applied to ``x [N, d]`` in ``parts`` slices of rows (at least ``min_rows`` each), for
+    a row-wise ``fn``: the same result, with ``fn``'s intermediates (e.g. the ``[N, 4d]``
+    feed-forward) a ``parts``-th as large."""
+    rows = max(min_rows, -(-x.shape[0] // parts))
     if x.shape[0] <= rows:
         return fn(x)
     out = torch.empty_like(x)
@@ -111,12 +128,13 @@ def row_chunks(x: torch.Tensor, fn, rows: int) -> torch.Tensor:
     return out
 
 
-def unpack(states: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], shape: tuple[int, int]) -> torch.Tensor:
-    """A dense ``[B, T, d]`` buffer from packed pieces ``(x [n, d], row [n], position [n])``;
-    positions no piece names stay 0 (padding). Pieces name disjoint positions."""
-    b, t = shape
+def unpack(states: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], alive: torch.Tensor) -> torch.Tensor:
+    """A dense ``[B, T, d]`` buffer from packed pieces ``(x [n, d], row [n], position [n])`` that
+    name every alive position of ``alive [B, T]`` once; 0 where not alive (padding)."""
+    b, t = alive.shape
     first = states[0][0]
-    dense = first.new_zeros(b * t, first.shape[-1])
+    dense = first.new_empty(b * t, first.shape[-1])
+    dense[~alive.flatten()] = 0
     for x, row, position in states:
-        dense.index_copy_(0, row * t + position, x)
+        dense[row * t + position] = x
     return dense.view(b, t, -1)
