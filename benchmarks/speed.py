@@ -345,7 +345,7 @@ def merge(old: list[dict], new: list[dict]) -> list[dict]:
     return [cells[k] for k in sorted(cells)]
 
 
-def main():
+def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="fp32", choices=sorted(DTYPES))
@@ -368,7 +368,11 @@ def main():
     )
     parser.add_argument("--memory_child", help=argparse.SUPPRESS)  # selector offsets (JSON): a peak-memory child
     parser.add_argument("--variant", choices=list(VARIANTS), help=argparse.SUPPRESS)  # ...and its variant
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main():
+    args = arguments()
     if args.memory_child is None:
         try:  # before the first timing, not after the last
             require_matplotlib()

@@ -5,6 +5,8 @@ relative link in the documents points to a file that exists."""
 
 import re
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -206,3 +208,11 @@ def test_stage_dependent_defaults_of_race_and_wikihop_are_the_originals():
     assert job(race, "--model_type", "autobert", "--train_rl", "--warmup_steps", "7").train.warmup_steps == 7
     for flags in (["--model_type", "bert"], ["--model_type", "autobert", "--train_rl"]):
         assert job("run_wikihop.py", *flags).train.warmup_steps == -1
+
+
+def test_the_originals_hotpot_script_name_is_the_same_script():
+    def usage(script):
+        done = subprocess.run([sys.executable, script, "--help"], cwd=ROOT, capture_output=True, text=True, check=True)
+        return done.stdout.replace(script, "SCRIPT").split()  # word-wrapping follows the name's length
+
+    assert usage("run_hotpot.py") == usage("run_hotpotqa.py")

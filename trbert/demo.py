@@ -52,7 +52,7 @@ def stages(data: Path, out: Path, lm: str) -> list[tuple[str, list[str]]]:
                           "--do_eval_grad", "--per_gpu_eval_batch_size", "64"]),
         ("selector RL", ["--model_type", "autobert", "--model_name_or_path", bert, "--output_dir", rl, "--do_train",
                          "--train_rl", "--alpha", alpha, "--guide_rate", "0.5", "--per_gpu_train_batch_size", "8",
-                         "--learning_rate", "1e-3", "--num_train_epochs", "1"]),
+                         "--selector_learning_rate", "1e-3", "--num_train_epochs", "1"]),
         ("teacher logits", ["--model_type", "bert", "--model_name_or_path", bert, "--output_dir", bert,
                             "--do_eval_logits", "--per_gpu_eval_batch_size", "64"]),
         ("joint training", ["--model_type", "autobert", "--model_name_or_path", rl, "--output_dir", both, "--do_train",

@@ -87,6 +87,17 @@ class ReductionOutput(ModelOutput):
         return out
 
 
+def last_positions(position, packing, alive: torch.Tensor, width: int | None) -> torch.Tensor:
+    """The packed tokens' original positions ``position [N]`` in the padded path's layout: after a
+    selection (``width`` the widest example) compacted, kept positions first and -1 fillers;
+    without one, every position of ``alive [B, T]`` in place, -1 on padding."""
+    if width is None:
+        return torch.arange(alive.shape[1], device=alive.device).expand_as(alive).masked_fill(~alive, -1)
+    out = position.new_full((alive.shape[0], width), -1)
+    out[packing.row, packing.slot] = position
+    return out
+
+
 def new_output(x: torch.Tensor, hidden_states: bool = False) -> ReductionOutput:
     return ReductionOutput(
         x.new_empty(0), kept=[], probs=[], hidden_states=[x] if hidden_states else [], trace_probs=[]
@@ -285,13 +296,7 @@ class TokenReductionMixin:
             out.logits = self._head(sequence, alive, **(head_inputs or {}))
         else:
             out.logits = self._head(x[packing.starts])
-        if out.kept:  # the padded path's compacted layout: kept positions first, -1 fillers
-            out["positions"] = position.new_full((alive.shape[0], width), -1)
-            out.positions[packing.row, packing.slot] = position
-        else:
-            out["positions"] = (
-                torch.arange(alive.shape[1], device=alive.device).expand_as(alive).masked_fill(~alive, -1)
-            )
+        out["positions"] = last_positions(position, packing, alive, width if out.kept else None)
         return out
 
     def _packed_keep(self, w, x, packing, position, length: int, choice: Choice, before=None) -> torch.Tensor:

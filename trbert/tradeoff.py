@@ -278,7 +278,7 @@ def parser(sub) -> None:
     p.add_argument("--timing_batches", type=int, nargs="*", default=[1, 64], help="batch sizes timed")
     p.add_argument("--timing_examples", type=int, default=200, help="dev examples timed per point")
     p.add_argument("--timing_repeats", type=int, default=3, help="timed passes per point and batch size (median)")
-    p.add_argument("--rl", default="", help='extra flags of the --train_rl runs, e.g. "--learning_rate 1e-3"')
+    p.add_argument("--rl", default="", help='extra flags of the --train_rl runs, e.g. "--selector_learning_rate 1e-3"')
     p.add_argument("--joint", default="", help='extra flags of the --train_both runs, e.g. "--max_steps 150"')
 
 
