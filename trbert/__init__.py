@@ -15,6 +15,7 @@ from .heads import (
     TRDistilBertForQuestionAnswering,
     TRDistilBertForSequenceClassification,
 )
+from .inference import quantized
 from .model import ReductionOutput
 from .selector import Selector
 from .serving import TRQuestionAnsweringPipeline
@@ -34,4 +35,5 @@ __all__ = [
     "TRQuestionAnsweringPipeline",
     "layer_macs",
     "mflops",
+    "quantized",
 ]
