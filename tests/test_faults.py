@@ -6,6 +6,8 @@ output directory as it was."""
 import json
 import os
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -187,3 +189,22 @@ def test_squad_answers_without_text_or_offset_name_the_question(tmp_path, capsys
     (tmp_path / "train-v2.0.json").write_text(json.dumps(data))
     assert _span_stage("run_squad.py", command, **p) == 2
     assert 'question q7: an answer without "text"' in capsys.readouterr().err and not p["out"].exists()
+
+
+@pytest.mark.parametrize("script", ["benchmarks/speed.py", "-m trbert tradeoff"])
+def test_a_missing_matplotlib_is_named_before_any_work(script, tmp_path):
+    """Without the plotting extra, the benchmark and the curve stop at once and say what to install
+    (not after minutes of timing, with a ModuleNotFoundError)."""
+    hide = "import sys; sys.modules['matplotlib'] = None; import runpy; "
+    if script.startswith("-m"):
+        (tmp_path / "bert").mkdir()
+        (tmp_path / "bert" / "config.json").write_text("{}")
+        argv = ["trbert", "tradeoff", "--model_dir", str(tmp_path / "bert"), "--output_dir", str(tmp_path / "out")]
+        code = hide + f"sys.argv = {argv!r}; runpy.run_module('trbert', run_name='__main__')"
+    else:
+        code = hide + f"sys.argv = ['speed.py']; runpy.run_path({str(ROOT / script)!r}, run_name='__main__')"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode != 0 and "pip install" in done.stderr and "Traceback" not in done.stderr, done.stderr
