@@ -118,6 +118,37 @@ def test_truncation_matches_the_flops_and_cuts_the_answers():
     cut = truncated(features, 4, sep_id=99)
     assert cut["lengths"].tolist() == [4, 3] and cut["input_ids"][0].tolist() == [0, 1, 2, 99, 0, 0]
     assert cut["input_ids"][1].tolist()[:3] == [6, 7, 8] and (cut["offsets"][:, 3:] == -1).all()
+    # HotpotQA: a sentence survives only if it ends before the [SEP] that replaces the last kept token
+    sentences = {"sent_starts": np.array([[1, 2, -1], [1, -1, -1]]), "sent_ends": np.array([[1, 4, -1], [2, -1, -1]])}
+    cut = truncated({**features, **sentences}, 4, sep_id=99)
+    assert cut["sent_starts"].tolist() == [[1, -1, -1], [1, -1, -1]]
+    assert cut["sent_ends"].tolist() == [[1, -1, -1], [2, -1, -1]]
+
+
+def test_truncation_of_windowed_examples_prices_their_real_windows():
+    """TriviaQA: an example's real windows count together, filler windows ([CLS] only) not at all."""
+    from transformers import BertConfig
+
+    from trbert.flops import FlopsCounter
+    from trbert.inference import full_macs
+
+    counter = FlopsCounter.from_config(BertConfig(num_labels=2))
+    lengths = np.array([[512, 400], [512, 1]])  # the second example has one real window
+    full = full_macs(counter, lengths)
+    assert full[1] == counter.full([512])[0] and full[0] == counter.full([512, 400]).sum()
+    k = matching_length(counter, lengths, full.mean() / 2)
+    assert abs(full_macs(counter, np.minimum(lengths, k)).mean() - full.mean() / 2) < counter.full([k])[0] / 2
+
+
+def test_backbone_of_reads_stock_and_trbert_configs(tmp_path):
+    from transformers import DistilBertConfig
+
+    from trbert.backbones import TRDistilBertConfig
+    from trbert.checkpoint import backbone_of
+
+    for name, config in (("stock", DistilBertConfig()), ("ours", TRDistilBertConfig())):
+        config.save_pretrained(tmp_path / name)
+        assert backbone_of(tmp_path / name) == "distilbert"
 
 
 def test_squad_sweep_and_view(tmp_path, tiny_bert_dir):
@@ -140,6 +171,9 @@ def test_squad_sweep_and_view(tmp_path, tiny_bert_dir):
     assert _trbert(show, **p) == 0
     page = p["page"].read_text()
     assert page.count('data-example="') == 3 and "question" in page
+    assert _trbert(show.replace("--examples 3", "--examples 1000"), **p) == 0
+    page = p["page"].read_text()
+    assert page.count(' gold"') + page.count(" gold ") >= 2  # the legend's entry, and gold answers in the text
 
 
 @pytest.mark.parametrize(
@@ -149,6 +183,8 @@ def test_squad_sweep_and_view(tmp_path, tiny_bert_dir):
         ("tradeoff --family race --model_dir {bert} --output_dir {out} " + CLASSIFY, "multiple choice: not yet"),
         ("tradeoff --model_dir {bert} --output_dir {out} --task_name sst9 --data_dir {data}", "unknown --task_name"),
         ("show --model_dir {bert} --output {out}/p.html " + CLASSIFY, "selectors were never trained"),
+        ("tradeoff --model_dir {bert} --output_dir {out} --seeds 0 " + CLASSIFY, "--seeds 0: must be at least 1"),
+        ("tradeoff --model_dir {bert} --output_dir {out} --timing_batches " + CLASSIFY, "--timing_batches"),
     ],
 )
 def test_bad_input_gets_one_message(classification, tmp_path, capsys, command, message):

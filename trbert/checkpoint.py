@@ -199,6 +199,13 @@ def read_manifest(model_dir) -> dict:
     return read_json(path, "checkpoint manifest") if path.is_file() else {}
 
 
+def backbone_of(model_dir) -> str:
+    """``bert`` or ``distilbert``: the backbone of a stock checkpoint or of one of ours
+    (``trbert`` / ``trdistilbert``) in ``model_dir``."""
+    config = read_json(Path(model_dir) / "config.json", "model config")
+    return "distilbert" if str(config.get("model_type", "bert")).removeprefix("tr") == "distilbert" else "bert"
+
+
 def baseline_of(model_dir) -> str | None:
     """The fine-tuned baseline a checkpoint descends from (itself when it is one)."""
     if not model_dir or not Path(model_dir).is_dir():

@@ -116,6 +116,14 @@ def evaluate(model, task, data: EvalSet, selection: str, cfg: EvalConfig, precis
     return report(model, task, data, pred, selection, cfg, world) if world.is_main else (None, None)
 
 
+def full_macs(counter: FlopsCounter, lengths) -> np.ndarray:
+    """MACs of the unreduced model per example for ``lengths [N]``, or ``[N, S]`` for examples of
+    several windows (their real windows count together, as in :func:`report`)."""
+    lengths = np.asarray(lengths).astype(np.int64)
+    macs = counter.full(lengths)
+    return macs if lengths.ndim == 1 else (macs * real_windows(lengths)).sum(1)
+
+
 def report(model, task, data: EvalSet, pred: Prediction, selection: str, cfg: EvalConfig, world: World):
     """The task's metrics, FLOPs of this model and of the full model on the same inputs, FLOPs
     speed-up, mean kept fraction per selector, measured time; and the task's predictions."""
@@ -129,7 +137,7 @@ def report(model, task, data: EvalSet, pred: Prediction, selection: str, cfg: Ev
         return (macs * real).reshape(n, -1).sum(1)
 
     reduced, scored = selection != "off", selection in SELECTOR_RUNS
-    full = per_example(counter.full(flat))
+    full = full_macs(counter, lengths)
     ours = per_example(counter.reduced(flat, kept, selectors=scored)) if reduced else full
     exact = per_example(counter.reduced(flat, kept, True, scored) if reduced else counter.full(flat, True))
     predictions = task.predict(pred.logits, data.features, data.examples)

@@ -272,15 +272,16 @@ def _summary_html(summary: ViewSummary, shown: int) -> str:
     )
 
 
-def _legend_html(summary: ViewSummary) -> str:
+def _legend_html(summary: ViewSummary, spans: bool) -> str:
     items = [
         f'<span><span class="w d{k}" data-depth="{k}">word</span>{_e(name)}</span>'
         for k, name in enumerate(depth_names(summary))
     ]
     last = len(summary.kept_fraction)
     items.append(f'<span><span class="w d{last} sp">[CLS]</span>special token</span>')
-    items.append(f'<span><span class="w d{last} gold">answer</span>gold answer (bar below)</span>')
-    items.append(f'<span><span class="w d{last} pred">answer</span>predicted answer (bar above)</span>')
+    if spans:  # question answering: the answers are marked in the text
+        items.append(f'<span><span class="w d{last} gold">answer</span>gold answer (bar below)</span>')
+        items.append(f'<span><span class="w d{last} pred">answer</span>predicted answer (bar above)</span>')
     return f'<section class="panel"><h2>Legend</h2><div class="legend">{"".join(items)}</div></section>'
 
 
@@ -295,7 +296,7 @@ def render(examples: list[ViewExample], summary: ViewSummary) -> str:
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width,initial-scale=1">'
         f"<title>{_e(summary.title)}</title><style>{STYLE}{depth_css(n)}</style></head><body><main>"
-        f'{_summary_html(summary, len(examples))}{_legend_html(summary)}<section class="examples">{body}</section>'
+        f'{_summary_html(summary, len(examples))}{_legend_html(summary, any(ex.gold_span or ex.predicted_span for ex in examples))}<section class="examples">{body}</section>'
         f'</main><div id="tip" hidden></div><script>{SCRIPT}</script></body></html>\n'
     )
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checkpoint import read_manifest
+from .checkpoint import backbone_of, read_manifest
 from .cli import parse_args
 from .data import batches, to_device
 from .distributed import progress, setup
@@ -23,9 +23,9 @@ from .errors import InputError
 from .flops import FlopsCounter, mflops
 from .inference import evaluate
 from .model import selector_layers
-from .outputs import read_json
 from .pipeline import eval_set, load_tokenizer, make_task, model_at
 from .stages import forward_batch
+from .tasks.span import token_span
 from .tokenview import ViewExample, ViewSummary, render, word_keep_rates, write_page
 
 logger = logging.getLogger(__name__)
@@ -45,28 +45,49 @@ def trace(model, features: dict, world, batch_size: int = 32) -> tuple[list, lis
     model.eval()
     depths, probs = [None] * len(features["lengths"]), [None] * len(features["lengths"])
     for batch in progress(batches(features, batch_size), "tracing"):
-        index = batch["index"].tolist()
         out = forward_batch(model, to_device(batch, world.device), selection="threshold", trace=True)
-        lengths = batch["lengths"].tolist()
-        for row, i in enumerate(index):
-            depths[i] = out.depth[row, : lengths[row]].cpu().numpy()
-            probs[i] = torch.stack([p[row, : lengths[row]] for p in out.trace_probs]).float().cpu().numpy()
+        depth = out.depth.cpu().numpy()
+        prob = torch.stack(out.trace_probs, 1).float().cpu().numpy()  # [B, selectors, T]
+        for row, (i, length) in enumerate(zip(batch["index"].tolist(), batch["lengths"].tolist(), strict=True)):
+            depths[i], probs[i] = depth[row, :length], prob[row, :, :length]
     return depths, probs
 
 
-def _answers(task, predictions, examples, features, row: int) -> tuple[str, str, bool | None]:
+def _answers(predictions, example, row: int) -> tuple[str, str, bool | None]:
     """Gold and predicted answer of a row as text, and whether they agree."""
     answers = predictions.answers
     if isinstance(answers, list):  # classification: labels
-        gold = examples[row][1] if isinstance(examples[row], tuple) else None
+        gold = example[1] if isinstance(example, tuple) else None
         return str(gold), str(answers[row]), gold == answers[row]
-    example = examples[int(features["example"][row])] if "example" in features else examples[row]
-    gold = " | ".join(getattr(example, "answers", None) or [getattr(example, "answer", "")]) or "(no answer)"
+    if isinstance(answers.get("answer"), dict):  # HotpotQA: answers and supporting facts
+        answers = answers["answer"]
+    gold = " | ".join(_gold_texts(example)) or "(no answer)"
     predicted = answers.get(example.qid, "") if hasattr(example, "qid") else ""
     return gold, predicted or "(no answer)", None
 
 
-def views(task, model, tokenizer, data, predictions, depths, probs) -> list[ViewExample]:
+def _gold_texts(example) -> list[str]:
+    return [a for a in (getattr(example, "answers", None) or [getattr(example, "answer", "")]) if a]
+
+
+def _spans(features: dict, row: int, example, predicted: str):
+    """Token spans ``(s, e)`` of the first gold answer and of the prediction in a span-QA row: their
+    first occurrence in the row's window of the context, or None (not in this window, or no answer)."""
+    context = getattr(example, "context", None)
+    if "offsets" not in features or not isinstance(context, str):
+        return None, None
+    offsets = np.asarray(features["offsets"][row])
+    inside = np.flatnonzero(offsets[:, 0] >= 0).tolist()
+
+    def locate(text: str):
+        at = context.find(text, int(offsets[inside[0], 0])) if text and inside else -1
+        return token_span(offsets, inside, (at, at + len(text))) if at >= 0 else None
+
+    golds = _gold_texts(example)
+    return locate(golds[0] if golds else ""), locate(predicted if predicted != "(no answer)" else "")
+
+
+def views(model, tokenizer, data, predictions, depths, probs) -> list[ViewExample]:
     features, counter = data.features, FlopsCounter.from_config(model.config)
     special_ids = set(tokenizer.all_special_ids)
     rows = []
@@ -74,7 +95,9 @@ def views(task, model, tokenizer, data, predictions, depths, probs) -> list[View
         ids = np.asarray(features["input_ids"][row][: len(depth)]).tolist()
         selectors = prob.shape[0]
         kept = [int((depth > w).sum()) for w in range(selectors)]
-        gold, predicted, correct = _answers(task, predictions, data.examples, features, row)
+        example = _example(data, row)
+        gold, predicted, correct = _answers(predictions, example, row)
+        gold_span, predicted_span = _spans(features, row, example, predicted)
         rows.append(
             ViewExample(
                 tokens=tokenizer.convert_ids_to_tokens(ids),
@@ -87,8 +110,10 @@ def views(task, model, tokenizer, data, predictions, depths, probs) -> list[View
                 mflops=mflops(counter.reduced([len(ids)], [[k] for k in kept])),
                 full_mflops=mflops(counter.full([len(ids)])),
                 correct=correct,
-                question=getattr(_example(data, row), "question", None),
-                example_id=str(getattr(_example(data, row), "qid", row)),
+                question=getattr(example, "question", None),
+                gold_span=gold_span,
+                predicted_span=predicted_span,
+                example_id=str(getattr(example, "qid", row)),
             )
         )
     return rows
@@ -104,8 +129,7 @@ def main(args, flags: list[str]) -> Path:
         raise InputError(f"{model_dir}: no model here (config.json missing)")
     if read_manifest(model_dir).get("stage") not in ("train_rl", "train_both", "train_init"):
         raise InputError(f"{model_dir}: its selectors were never trained: the token view needs a TR-BERT checkpoint")
-    backbone = read_json(model_dir / "config.json", "model config").get("model_type", "bert")
-    auto = "distilautobert" if backbone == "distilbert" else "autobert"
+    auto = "distilautobert" if backbone_of(model_dir) == "distilbert" else "autobert"
     job = parse_args([*flags, "--model_type", auto, "--model_name_or_path", str(model_dir),
                       "--output_dir", str(model_dir), "--do_eval"], args.family, "trbert show")  # fmt: skip
     if job.family in ("race", "wikihop", "trivia"):
@@ -117,7 +141,7 @@ def main(args, flags: list[str]) -> Path:
     config = dataclasses.replace(job.evaluation, per_gpu_eval_batch_size=64)
     report, predictions = evaluate(model, task, data, "threshold", config, job.precision, world)
     depths, probs = trace(model, data.features, world)
-    rows = views(task, model, tokenizer, data, predictions, depths, probs)
+    rows = views(model, tokenizer, data, predictions, depths, probs)
     most, least = word_keep_rates(rows)
     summary = ViewSummary(
         title=f"TR-BERT on {task.name} ({data.split})",

@@ -22,12 +22,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .checkpoint import find_artifact, read_manifest
+from .checkpoint import backbone_of, find_artifact, read_manifest
 from .cli import parse_args
 from .distributed import progress, setup
 from .errors import InputError
 from .flops import FlopsCounter, mflops
-from .inference import predict, report
+from .inference import full_macs, predict, report
 from .outputs import atomic_write, read_json, write_json
 from .pipeline import eval_set, load_tokenizer, make_task, model_at, run
 from .stages import SCORES, TEACHER
@@ -69,11 +69,6 @@ class Sweep:
         return parse_args([*self.flags, *extra], self.family, f"tradeoff ({self.family})")
 
 
-def _backbone(model_dir: Path) -> str:
-    config = read_json(model_dir / "config.json", "model config")
-    return "distilbert" if config.get("model_type") == "distilbert" else "bert"
-
-
 def _finished(folder: Path, stage: str, alpha: float) -> bool:
     if read_manifest(folder).get("stage") != stage:
         return False
@@ -82,7 +77,7 @@ def _finished(folder: Path, stage: str, alpha: float) -> bool:
 
 def train_points(sweep: Sweep) -> dict[float, Path]:
     """Stage files of the fine-tuned model (made if missing), then RL and joint training per α."""
-    base, plain = str(sweep.model_dir), _backbone(sweep.model_dir)
+    base, plain = str(sweep.model_dir), backbone_of(sweep.model_dir)
     auto = "distilautobert" if plain == "distilbert" else "autobert"
     missing = [
         f"--do_eval_{a}" for a, art in (("grad", SCORES), ("logits", TEACHER)) if not find_artifact(base, art.filename)
@@ -119,16 +114,19 @@ def truncated(features: dict, k: int, sep_id: int) -> dict:
         if name in features:
             out[name] = np.array(features[name])
             out[name][..., k - 1 :, :] = -1
-    if "sent_starts" in features:  # HotpotQA sentences that start past the cut are gone
-        out["sent_starts"] = np.where(np.asarray(features["sent_starts"]) >= k - 1, -1, features["sent_starts"])
+    if "sent_starts" in features:  # HotpotQA sentences that do not end before the cut are gone
+        gone = np.asarray(features["sent_ends"]) >= k - 1
+        for name in ("sent_starts", "sent_ends"):
+            out[name] = np.where(gone, -1, features[name])
     return out
 
 
 def matching_length(counter: FlopsCounter, lengths: np.ndarray, target: float) -> int:
-    """The ``k`` whose truncated inputs cost the full model closest to ``target`` MACs per example."""
+    """The ``k`` whose truncated inputs (every window cut to ``k`` tokens) cost the full model
+    closest to ``target`` MACs per example; ``lengths [N]`` or ``[N, S]`` windows."""
 
     def cost(k: int) -> float:
-        return float(np.mean(counter.full(np.minimum(lengths, k))))
+        return float(np.mean(full_macs(counter, np.minimum(lengths, k))))
 
     lo, hi = 2, int(lengths.max())
     while lo < hi:  # the largest k at most the target
@@ -142,7 +140,7 @@ class Bench:
 
     def __init__(self, sweep: Sweep):
         base = str(sweep.model_dir)
-        self.sweep, self.plain = sweep, _backbone(sweep.model_dir)
+        self.sweep, self.plain = sweep, backbone_of(sweep.model_dir)
         self.job = sweep.command(
             "--model_type", self.plain, "--model_name_or_path", base, "--output_dir", base, "--do_eval"
         )
@@ -151,7 +149,7 @@ class Bench:
         self.data, self.sep = eval_set(self.job, self.task, tokenizer), tokenizer.sep_token_id
         self.full = model_at(self.job, self.task, base, self.world)
         self.counter = FlopsCounter.from_config(self.full.config)
-        self.full_mflops = mflops(self.counter.full(np.asarray(self.data.features["lengths"]).reshape(-1)))
+        self.full_mflops = mflops(full_macs(self.counter, self.data.features["lengths"]))
         self.config = dataclasses.replace(self.job.evaluation, per_gpu_eval_batch_size=64)
 
     def model(self, folder: Path):
@@ -223,8 +221,8 @@ def curve(sweep: Sweep, checkpoints: dict[float, Path]) -> list[Point]:
     for alpha, folder in progress(list(checkpoints.items()), "trade-off points"):
         model = bench.model(folder)
         tr, kept = bench.point("tr-bert", f"alpha={alpha:g}", model, "threshold", features)
-        lengths = np.asarray(features["lengths"]).reshape(-1)
-        k = matching_length(bench.counter, lengths, np.mean(bench.counter.full(lengths)) / tr.flops_speedup)
+        lengths = np.asarray(features["lengths"])
+        k = matching_length(bench.counter, lengths, np.mean(full_macs(bench.counter, lengths)) / tr.flops_speedup)
         cut = truncated(features, k, bench.sep)
         counts = {**features, "keep_counts": kept}
         points += [
@@ -288,6 +286,11 @@ def main(args, flags: list[str]) -> list[Point]:
         raise InputError(f"tradeoff: --family {args.family}: one of {', '.join(FAMILIES)} (multiple choice: not yet)")
     if not args.alphas:
         raise InputError("tradeoff: --alphas is empty: give at least one length penalty")
+    for flag in ("seeds", "timing_examples", "timing_repeats"):
+        if getattr(args, flag) < 1:
+            raise InputError(f"tradeoff: --{flag} {getattr(args, flag)}: must be at least 1")
+    if not args.timing_batches or min(args.timing_batches) < 1:
+        raise InputError("tradeoff: --timing_batches: give one or more batch sizes of at least 1")
     model_dir = Path(args.model_dir)
     if not (model_dir / "config.json").is_file():
         raise InputError(f"{model_dir}: no fine-tuned model here (config.json missing)")
@@ -299,7 +302,7 @@ def main(args, flags: list[str]) -> list[Point]:
         shlex.split(args.joint), args.seeds, tuple(args.timing_batches), args.timing_examples, args.timing_repeats,
     )  # fmt: skip
     base = ["--model_name_or_path", str(model_dir), "--output_dir", str(model_dir), "--do_eval"]
-    task = make_task(sweep.command("--model_type", _backbone(model_dir), *base))  # the flags are checked first
+    task = make_task(sweep.command("--model_type", backbone_of(model_dir), *base))  # the flags are checked first
     points = curve(sweep, train_points(sweep))
     write(sweep, points, task.metric, f"TR-BERT trade-off: {task.name}")
     return points
