@@ -90,6 +90,14 @@ def test_the_question_answering_pipeline_answers_what_do_eval_answered(tmp_path,
             got = qa(question=q["question"], context=paragraph["context"], max_answer_len=30,
                      handle_impossible_answer=True, max_seq_len=256, max_question_len=12)  # fmt: skip
             assert got["answer"] == answers[q["id"]], q["id"]
+    options = dict(max_answer_len=30, handle_impossible_answer=True, max_seq_len=256, max_question_len=12)
+    first = [(q, para["context"]) for article in squad["data"] for para in article["paragraphs"] for q in para["qas"]]
+    pairs = [{"question": q["question"], "context": c} for q, c in first[:2]]
+    assert qa(pairs[0], **options)["answer"] == answers[first[0][0]["id"]]  # a dict, as the stock pipeline takes
+    assert [a["answer"] for a in qa(pairs, **options)] == [answers[q["id"]] for q, _ in first[:2]]  # a list
+    assert qa(pairs[0]["question"], pairs[0]["context"], **options)["answer"] == answers[first[0][0]["id"]]
+    with pytest.raises(ValueError, match="needs question= and context="):
+        qa(question="who?")
 
 
 def test_int8_inference_reports_and_serves_what_do_eval_predicted(classifier, tmp_path):

@@ -21,6 +21,8 @@ from transformers import pipelines as hf_pipelines
 from .tasks.answer_metrics import squad_scores
 from .tasks.span import QAExample, SpanTask
 
+QA_KEYS = ("question", "context")
+
 
 class TRQuestionAnsweringPipeline(Pipeline):
     """``qa(question=..., context=...)`` -> ``{"answer", "start", "end", "null_odds"}``. Options (the
@@ -47,10 +49,17 @@ class TRQuestionAnsweringPipeline(Pipeline):
         options = {k: v for k, v in settings.items() if k != "max_length"}
         return SpanTask("pipeline", None, squad_scores, "", "", **options), settings.get("max_length", 384)
 
-    def __call__(self, question=None, context=None, **kwargs):
-        if question is not None:
-            return super().__call__({"question": question, "context": context}, **kwargs)
-        return super().__call__(kwargs.pop("inputs"), **kwargs)
+    def __call__(self, inputs=None, question=None, context=None, **kwargs):
+        """``qa(question=q, context=c)``, ``qa(q, c)``, ``qa({"question": q, "context": c})`` or a
+        list of such dicts (a list of answers)."""
+        if isinstance(inputs, str):  # positional question (and context)
+            inputs, question, context = None, inputs, context if context is not None else question
+        if question is not None or context is not None:
+            inputs = {"question": question, "context": context}
+        items = inputs if isinstance(inputs, list) else [inputs]
+        if not items or not all(isinstance(i, dict) and all(isinstance(i.get(k), str) for k in QA_KEYS) for i in items):
+            raise ValueError("question answering needs question= and context= texts, or dicts of them (or a list)")
+        return super().__call__(inputs, **kwargs)
 
     def preprocess(self, inputs: dict, settings: dict):
         task, length = self._task(settings)
