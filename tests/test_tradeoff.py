@@ -192,3 +192,31 @@ def test_bad_input_gets_one_message(classification, tmp_path, capsys, command, m
     assert _trbert(command, **p) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err and not p["out"].exists()
+
+
+@pytest.mark.parametrize(
+    "family,script_name,data,flags",
+    [
+        ("trivia", "run_triviaqa.py", "trivia", "--max_segment 3"),
+        ("hotpot", "run_hotpotqa.py", "hotpot", "--max_seq_length 96 --warmup_steps 0"),
+    ],
+)
+def test_windowed_and_hotpot_sweeps_price_examples_and_cut_sentences(
+    tmp_path, tiny_bert_dir, family, script_name, data, flags
+):
+    """TriviaQA's points count an example's real windows (the full model is 1.00x, truncation is
+    priced per example); HotpotQA's truncation keeps only sentences that end before the cut."""
+    p = {"data": FIXTURES / data, "lm": tiny_bert_dir, "bert": tmp_path / "bert", "out": tmp_path / "sweep"}
+    p.update(cache=tmp_path / "cache", page=tmp_path / "view.html")
+    finetune = "--model_type bert --model_name_or_path {lm} --output_dir {bert} --do_train --max_steps 3 " + flags
+    assert _span_stage(script_name, finetune, **p) == 0
+    shared = f"--data_dir {{data}} --max_seq_length 48 --doc_stride 16 --max_query_length 12 --features_cache_dir {{cache}} {flags}"
+    sweep = f"tradeoff --family {family} --model_dir {{bert}} --output_dir {{out}} {SWEEP.replace('1 4 --seeds', '3 --seeds')} {shared}"
+    assert _trbert(sweep, **p) == 0
+    points = {x["method"]: x for x in json.loads((p["out"] / "tradeoff.json").read_text())["points"]}
+    assert points["full"]["flops_speedup"] == pytest.approx(1.0)
+    tr, cut = points["tr-bert"]["flops_speedup"], points["truncation"]["flops_speedup"]
+    assert tr > 1.0 and abs(np.log(cut / tr)) < abs(np.log(tr))  # truncation priced near TR-BERT's cost
+    if family == "hotpot":
+        show = f"show --family hotpot --model_dir {{out}}/alpha_3/both --output {{page}} --examples 2 {shared}"
+        assert _trbert(show, **p) == 0 and p["page"].read_text().count('data-example="') == 2
