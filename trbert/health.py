@@ -93,7 +93,8 @@ def warn_if_untrained(report: list[dict], where: str) -> None:
     if looks_untrained(report):
         logger.warning(
             "%s: the selectors look untrained (keep probabilities stay near 0.5: mean |p - 0.5| < %.2f and fewer "
-            "than %d%% confident decisions); their choices are close to coin flips. Give them more steps, or their "
-            "own rate with --selector_learning_rate (1e-3 worked on small data, see README)",
+            "than %d%% confident decisions): the choices sampled in RL are close to coin flips and the 0.5 threshold "
+            "decides on small differences. Give them more steps, or their own rate with --selector_learning_rate "
+            "(1e-3 to 3e-3 worked on small data, see README)",
             where, UNTRAINED["distance"], round(100 * UNTRAINED["confident"]),
         )  # fmt: skip
