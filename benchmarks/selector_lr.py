@@ -1,7 +1,7 @@
 """How fast do the selectors learn? Selector learning rate x RL length, on a fine-tuned model.
 
     python benchmarks/selector_lr.py --model_dir demo_out/bert --output_dir /tmp/selector_lr \
-        --rates 3e-5 3e-4 1e-3 3e-3 --epochs 1 2 --joint "--learning_rate 2e-5 --max_steps 150" \
+        --rates 3e-5 3e-4 1e-3 3e-3 --epochs 1 \
         -- --task_name imdb --data_dir demo_out/data --max_seq_length 64 --alpha 2
 
 For every (selector rate, RL epochs): ``--train_rl`` from the fine-tuned model with
@@ -75,7 +75,9 @@ def main(argv=None) -> None:
     parser.add_argument("--output_dir", required=True)
     parser.add_argument("--rates", type=float, nargs="+", default=[3e-5, 3e-4, 1e-3, 3e-3])
     parser.add_argument("--epochs", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--joint", default="--learning_rate 2e-5 --max_steps 150", help="flags of the joint stage")
+    parser.add_argument(
+        "--joint", default="--learning_rate 2e-5 --max_steps 150 --per_gpu_train_batch_size 4", help="joint-stage flags"
+    )
     args, flags = parser.parse_known_args(argv)
     flags = [f for f in flags if f != "--"]
     setup_logging()
