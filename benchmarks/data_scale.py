@@ -369,6 +369,8 @@ def main():
     sizes = sorted(set(args.sizes) | ({args.reference} if args.reference else set()))
     words = vocabulary(args.tokenizer)
     uptime = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    if args.workdir:
+        Path(args.workdir).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=args.workdir or None) as workdir:
         rows = []
         for n in sizes:
