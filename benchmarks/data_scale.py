@@ -21,8 +21,6 @@ absolute values are reported with the starting size). Writes a JSON file and a m
 from __future__ import annotations
 
 import argparse
-import ctypes
-import gc
 import json
 import os
 import platform
@@ -36,6 +34,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # measure this checkout, not an installed trbert
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the benchmarks' shared helpers
+
+from rss import reset_peak, status_kib  # noqa: E402
 
 TASKS = {  # --task -> (family, --task_name, default --max_length)
     "classification": ("classification", "imdb", 512),
@@ -127,32 +128,10 @@ def write_split(task: str, folder: Path, n: int, n_words: int, words: np.ndarray
 # ---- measuring (child processes) ---------------------------------------------------------------
 
 
-def _status_kib(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise KeyError(field)
-
-
-def reset_peak() -> tuple[int, bool]:
-    """Resident KiB now, and whether the high-water mark could be reset to it."""
-    gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        reset = True
-    except OSError:
-        reset = False
-    return _status_kib("VmRSS"), reset
-
-
 def measured(fn) -> dict:
     """Run ``fn``; its seconds, the peak and final resident memory it added (MiB), and its result."""
     start, reset = reset_peak()
-    anon, mapped = _status_kib("RssAnon"), _status_kib("RssFile")
+    anon, mapped = status_kib("RssAnon"), status_kib("RssFile")
     t0, cpu0 = time.perf_counter(), time.process_time()
     result = fn()
     seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu0
@@ -160,12 +139,12 @@ def measured(fn) -> dict:
     return {
         "seconds": seconds,
         "cpu_seconds": cpu,  # all threads of the process: less sensitive to a busy machine than the wall time
-        "peak_mib": (_status_kib("VmHWM") - start) * mib,
-        "added_mib": (_status_kib("VmRSS") - start) * mib,
+        "peak_mib": (status_kib("VmHWM") - start) * mib,
+        "added_mib": (status_kib("VmRSS") - start) * mib,
         # what stays resident after the call: anonymous memory, and pages of mapped files (the page
         # cache: clean ones are dropped by the kernel when memory runs short)
-        "anon_added_mib": (_status_kib("RssAnon") - anon) * mib,
-        "file_added_mib": (_status_kib("RssFile") - mapped) * mib,
+        "anon_added_mib": (status_kib("RssAnon") - anon) * mib,
+        "file_added_mib": (status_kib("RssFile") - mapped) * mib,
         "start_mib": start * mib,
         "peak_reset": reset,
         "result": result,
@@ -184,12 +163,12 @@ def _build(data, task, tokenizer, args, folder: Path) -> dict:
     shape = (*arrays["input_ids"].shape[:-1], 2, args.max_length)
 
     def write_stage():
-        mapped = _status_kib("RssFile")
+        mapped = status_kib("RssFile")
         scores, rng = StageFile(folder / "token_scores.npy", shape), np.random.default_rng(0)
         for first in range(0, shape[0], 256):  # one batch at a time, as the inference passes do
             rows = np.arange(first, min(first + 256, shape[0]))
             scores.array[rows] = rng.random((len(rows), *shape[1:]), dtype=np.float32)
-        held = (_status_kib("RssFile") - mapped) / 1024  # written pages of the file, mapped until the commit
+        held = (status_kib("RssFile") - mapped) / 1024  # written pages of the file, mapped until the commit
         scores.commit({"dataset": fingerprint})
         return held
 

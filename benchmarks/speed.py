@@ -33,8 +33,6 @@ grid run in pieces); every row records the load average before and after it.
 from __future__ import annotations
 
 import argparse
-import ctypes
-import gc
 import json
 import os
 import platform
@@ -52,6 +50,10 @@ from torch import nn
 import trbert
 from trbert.errors import InputError
 from trbert.plots import require_matplotlib
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the benchmarks' shared helpers
+
+from rss import reset_peak, status_kib  # noqa: E402
 
 MODELS = {"bert-base": "Bert", "distilbert": "DistilBert"}  # stock classes: transformers.<Bert><Head>
 HEADS = {"classification": "ForSequenceClassification", "span": "ForQuestionAnswering", "choice": "ForMultipleChoice"}
@@ -145,22 +147,17 @@ def synthetic_cell(name, length, batch, args, device, offsets=None) -> Cell:
     return Cell(name, length, batch, stock, ours, [(ids, mask, extra)], selectors, mask.sum(-1).flatten().cpu())
 
 
-def _status_kib(field: str) -> int:
-    return next(int(x.split()[1]) for x in Path("/proc/self/status").read_text().splitlines() if x.startswith(field))
-
-
 def cpu_peak_mib(fn) -> float | None:
     """Peak resident memory added by one call (Linux): reset the kernel's high-water mark
     (``/proc/self/clear_refs``), run, read ``VmHWM``. None where that is not possible."""
     try:
-        gc.collect()
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-        Path("/proc/self/clear_refs").write_text("5")
-        before = _status_kib("VmRSS")
-        fn()
-        return (_status_kib("VmHWM") - before) / 1024
-    except (OSError, StopIteration, AttributeError):
+        before, reset = reset_peak()
+    except (OSError, KeyError):
         return None
+    if not reset:
+        return None
+    fn()
+    return (status_kib("VmHWM") - before) / 1024
 
 
 def timed(fn, device):

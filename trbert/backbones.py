@@ -55,9 +55,9 @@ class Backbone:
 
 
 class BertBackbone(Backbone):
-    config_class = TRBertConfig
-
     """Where the stock BERT pieces are: embeddings, layers, and one layer on packed tokens."""
+
+    config_class = TRBertConfig
 
     def _embed_module(self):
         return self.bert.embeddings

@@ -20,7 +20,16 @@ import torch
 from tensorboardX import SummaryWriter
 from transformers import AutoTokenizer
 
-from .checkpoint import MANIFEST, baseline_of, find_artifact, load_model, read_manifest, save_checkpoint, weights_digest
+from .checkpoint import (
+    MANIFEST,
+    TRAINED_SELECTORS,
+    baseline_of,
+    find_artifact,
+    load_model,
+    read_manifest,
+    save_checkpoint,
+    weights_digest,
+)
 from .cli import Job, parse_args
 from .data import load_features
 from .distributed import World, all_succeed, barrier, setup, teardown
@@ -34,7 +43,6 @@ from .stages import SCORES, STAGES, TEACHER, StepContext, kind_of
 from .tasks import FAMILIES
 
 logger = logging.getLogger("trbert")
-TRAINED_SELECTORS = ("train_rl", "train_both", "train_init")
 
 
 def set_seed(seed: int) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checkpoint import backbone_of, read_manifest
+from .checkpoint import TRAINED_SELECTORS, backbone_of, read_manifest
 from .cli import parse_args
 from .data import batches, to_device
 from .distributed import progress, setup
@@ -127,7 +127,7 @@ def main(args, flags: list[str]) -> Path:
     model_dir, out = Path(args.model_dir), Path(args.output)
     if not (model_dir / "config.json").is_file():
         raise InputError(f"{model_dir}: no model here (config.json missing)")
-    if read_manifest(model_dir).get("stage") not in ("train_rl", "train_both", "train_init"):
+    if read_manifest(model_dir).get("stage") not in TRAINED_SELECTORS:
         raise InputError(f"{model_dir}: its selectors were never trained: the token view needs a TR-BERT checkpoint")
     auto = "distilautobert" if backbone_of(model_dir) == "distilbert" else "autobert"
     job = parse_args([*flags, "--model_type", auto, "--model_name_or_path", str(model_dir),

@@ -20,26 +20,31 @@ def require(condition: bool, where: str, what: str) -> None:
         raise InputError(f"{where}: {what}")
 
 
+def _distinct(items: Iterable, where: str, qid=lambda item: item) -> Iterator:
+    """``items`` as they come, refusing the first whose question id (``qid(item)``) was seen before:
+    predictions and gold answers are keyed by id, so a repeat would be scored as one question fewer."""
+    seen = set()
+    for item in items:
+        if qid(item) in seen:
+            raise InputError(f"{where}: question id {qid(item)!r} appears more than once")
+        seen.add(qid(item))
+        yield item
+
+
 def checked_questions(examples: Iterable, where: str) -> Iterator:
     """``examples`` (with a ``qid``) as they come, refusing a repeated id and a file without any."""
-    seen = set()
-    for example in examples:
-        if example.qid in seen:
-            raise InputError(f"{where}: question id {example.qid!r} appears more than once")
-        seen.add(example.qid)
+    empty = True
+    for example in _distinct(examples, where, lambda e: e.qid):
+        empty = False
         yield example
-    if not seen:
+    if empty:
         raise InputError(f"{where}: the file holds no questions")
 
 
 def unique_ids(ids: Iterable[str], where: str) -> None:
-    """Refuse repeated question ids: predictions and gold answers are keyed by id, so a repeat
-    would silently be scored as one question fewer. Names the first id seen twice."""
-    seen = set()
-    for qid in ids:
-        if qid in seen:
-            raise InputError(f"{where}: question id {qid!r} appears more than once")
-        seen.add(qid)
+    """Refuse repeated question ids, naming the first id seen twice."""
+    for _ in _distinct(ids, where):
+        pass
 
 
 def load_json(path: Path):
