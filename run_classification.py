@@ -15,7 +15,7 @@ See docs/tasks.md and the recipes in ``runs/``.
 
 import sys
 
-from trbert.pipeline import main
+from trbert.train.pipeline import main
 
 if __name__ == "__main__":
     sys.exit(main(family="classification", prog="run_classification.py"))

@@ -2,7 +2,7 @@
 
 import sys
 
-from trbert.pipeline import main
+from trbert.train.pipeline import main
 
 if __name__ == "__main__":
     sys.exit(main(family="hotpot", prog="run_hotpot.py"))

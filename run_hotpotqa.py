@@ -19,7 +19,7 @@ Files: <data_dir>/hotpot_train_graph.json and rerank_dev_tok.json (see trbert/ta
 
 import sys
 
-from trbert.pipeline import main
+from trbert.train.pipeline import main
 
 if __name__ == "__main__":
     sys.exit(main(family="hotpot", prog="run_hotpotqa.py"))

@@ -16,7 +16,7 @@ Files: <data_dir>/train.jsonl and dev.jsonl (MRQA format, plain or .gz via --tra
 
 import sys
 
-from trbert.pipeline import main
+from trbert.train.pipeline import main
 
 if __name__ == "__main__":
     sys.exit(main(family="mrqa", prog="run_mrqa.py"))

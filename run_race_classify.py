@@ -17,7 +17,7 @@ Files: <data_dir>/{train,dev,test}/{middle,high}/*.txt (the RACE release).
 
 import sys
 
-from trbert.pipeline import main
+from trbert.train.pipeline import main
 
 if __name__ == "__main__":
     sys.exit(main(family="race", prog="run_race_classify.py"))

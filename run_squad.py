@@ -15,7 +15,7 @@ Files: <data_dir>/train-v2.0.json and dev-v2.0.json (--train_file, --predict_fil
 
 import sys
 
-from trbert.pipeline import main
+from trbert.train.pipeline import main
 
 if __name__ == "__main__":
     sys.exit(main(family="squad", prog="run_squad.py"))

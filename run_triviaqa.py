@@ -19,7 +19,7 @@ Files: <data_dir>/train.json and dev.json (a JSON list; see trbert/tasks/trivia.
 
 import sys
 
-from trbert.pipeline import main
+from trbert.train.pipeline import main
 
 if __name__ == "__main__":
     sys.exit(main(family="trivia", prog="run_triviaqa.py"))

@@ -20,7 +20,7 @@ Files: <data_dir>/train.json and dev_sort.json (QAngaroo JSON lists).
 
 import sys
 
-from trbert.pipeline import main
+from trbert.train.pipeline import main
 
 if __name__ == "__main__":
     sys.exit(main(family="wikihop", prog="run_wikihop.py"))

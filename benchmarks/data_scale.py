@@ -153,7 +153,7 @@ def measured(fn) -> dict:
 
 def _build(data, task, tokenizer, args, folder: Path) -> dict:
     """The cache built from scratch, then a fake stage file of its rows written batch by batch."""
-    from trbert.outputs import StageFile
+    from trbert.store.outputs import StageFile
 
     reading = measured(lambda: sum(1 for _ in task.read(folder, "train")))  # the reader's own share
     reading.pop("result")
@@ -186,8 +186,8 @@ def _build(data, task, tokenizer, args, folder: Path) -> dict:
 
 def _load(data, task, tokenizer, args, folder: Path) -> dict:
     """What a run holds before its first batch: the cached split and the stage file; then one batch."""
-    from trbert.outputs import load_array
-    from trbert.stages import SCORES
+    from trbert.store.outputs import load_array
+    from trbert.train.stages import SCORES
 
     def load():
         arrays, fingerprint = data.load_features(task, folder, "train", tokenizer, args.max_length, folder / "cache")
@@ -223,7 +223,7 @@ def _once(data, task, tokenizer, args, folder: Path) -> dict:
 def child(args) -> dict:
     from transformers import AutoTokenizer
 
-    import trbert.data as data
+    import trbert.train.data as data
     from trbert.tasks import family, make_task
 
     if args.chunk:

@@ -25,11 +25,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's trbert, not an installed one
 
-from trbert.cli import parse_args  # noqa: E402
-from trbert.data import batches  # noqa: E402
-from trbert.distributed import World  # noqa: E402
-from trbert.inference import predict, quantized  # noqa: E402
-from trbert.pipeline import features, load_tokenizer, make_task, model_at  # noqa: E402
+from trbert.train.cli import parse_args  # noqa: E402
+from trbert.train.data import batches  # noqa: E402
+from trbert.train.distributed import World  # noqa: E402
+from trbert.train.inference import predict, quantized  # noqa: E402
+from trbert.train.pipeline import features, load_tokenizer, make_task, model_at  # noqa: E402
 
 
 def stock_time(model, arrays, batch: int) -> tuple[float, np.ndarray]:

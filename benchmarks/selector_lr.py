@@ -22,8 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's trbert, not an installed one
 
-from trbert.cli import parse_args  # noqa: E402
-from trbert.pipeline import run, setup_logging  # noqa: E402
+from trbert.train.cli import parse_args  # noqa: E402
+from trbert.train.pipeline import run, setup_logging  # noqa: E402
 
 
 def stage(flags: list[str], *extra: str) -> dict:

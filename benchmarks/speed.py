@@ -49,7 +49,7 @@ from torch import nn
 
 import trbert
 from trbert.errors import InputError
-from trbert.plots import require_matplotlib
+from trbert.tools.plots import require_matplotlib
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the benchmarks' shared helpers
 
@@ -268,9 +268,9 @@ def checkpoint_cell(batch, args, device, offsets=None) -> Cell:
     their longest example): real selections and lengths."""
     from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
-    from trbert.checkpoint import load_model
-    from trbert.data import batches, load_features
+    from trbert.store.checkpoint import load_model
     from trbert.tasks import get_task
+    from trbert.train.data import batches, load_features
 
     task = get_task(args.task_name)
     distil = AutoConfig.from_pretrained(args.checkpoint).model_type == "distilbert"

@@ -9,8 +9,8 @@ from conftest import FIXTURES, featurize, fixture_tokenizer, tiny_bert_config, t
 from test_pipeline import every_stage, script
 from transformers import BertForMultipleChoice, DistilBertForMultipleChoice
 
+from trbert.core.heads import TRBertForMultipleChoice, TRDistilBertForMultipleChoice
 from trbert.errors import InputError
-from trbert.heads import TRBertForMultipleChoice, TRDistilBertForMultipleChoice
 from trbert.tasks import family, make_task
 from trbert.tasks.race import read_race
 

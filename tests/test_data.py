@@ -9,12 +9,12 @@ import pytest
 import torch
 from conftest import FIXTURES, fixture_tokenizer
 
-import trbert.data
-from trbert.data import FORMAT, batches, load_features
+import trbert.train.data
 from trbert.errors import InputError
-from trbert.prepare import read_flat_hyperpartisan, read_xml_hyperpartisan, split_hyperpartisan
 from trbert.tasks import family, get_task, make_task
 from trbert.tasks.mrqa import MARKERS
+from trbert.tools.prepare import read_flat_hyperpartisan, read_xml_hyperpartisan, split_hyperpartisan
+from trbert.train.data import FORMAT, batches, load_features
 
 
 @pytest.fixture(scope="module")
@@ -156,7 +156,7 @@ CASES = json.loads(REFERENCE.read_text())["cases"]
 
 @pytest.mark.parametrize("case", CASES, ids=[_case_id(c) for c in CASES])
 def test_streamed_features_equal_the_one_call_features(case, tokenizer, tmp_path, monkeypatch):
-    monkeypatch.setattr(trbert.data, "CHUNK", 5)  # chunk boundaries inside every split (row numbers carry over)
+    monkeypatch.setattr(trbert.train.data, "CHUNK", 5)  # chunk boundaries inside every split (row numbers carry over)
     task = make_task(case["family"], family(case["family"]).config(**case["options"]), case["task_name"])
     data_dir = FIXTURES / case["fixture"]
     arrays, _ = load_features(task, data_dir, case["split"], tokenizer, case["max_seq_length"], tmp_path)
@@ -186,7 +186,7 @@ def test_cache_format_is_part_of_the_key(imdb_dir, tokenizer, monkeypatch):
     assert fingerprint["format"] == FORMAT and len(arrays["lengths"]) == 48
     (built,) = [p for p in cache.iterdir() if p.is_dir()]
     assert json.loads((built / "meta.json").read_text())["fingerprint"] == fingerprint
-    monkeypatch.setattr(trbert.data, "FORMAT", FORMAT + 1)  # a new layout: a new folder, the old one left alone
+    monkeypatch.setattr(trbert.train.data, "FORMAT", FORMAT + 1)  # a new layout: a new folder, the old one left alone
     again, newer = load_features(task, imdb_dir, "train", tokenizer, 16)
     assert newer["format"] == FORMAT + 1 and len([p for p in cache.iterdir() if p.is_dir()]) == 2
     assert np.array_equal(again["input_ids"], arrays["input_ids"])
@@ -208,7 +208,7 @@ def test_an_unfinished_cache_folder_is_built_again(imdb_dir, tokenizer):
 
 def test_examples_are_read_a_chunk_ahead_at_most(imdb_dir, tokenizer, monkeypatch):
     """The split is never held whole: featurisation pulls at most one chunk of examples ahead."""
-    monkeypatch.setattr(trbert.data, "CHUNK", 7)
+    monkeypatch.setattr(trbert.train.data, "CHUNK", 7)
     task, pulled, sizes = get_task("imdb"), [0], []
     reader, featurize = task.read, task.featurize
 
@@ -230,7 +230,7 @@ def test_examples_are_read_a_chunk_ahead_at_most(imdb_dir, tokenizer, monkeypatc
 
 
 def test_array_writer_streams_rows_into_npy_files(tmp_path):
-    writer = trbert.data.ArrayWriter(tmp_path)
+    writer = trbert.train.data.ArrayWriter(tmp_path)
     rng = np.random.default_rng(0)
     chunks = [
         {
@@ -246,7 +246,7 @@ def test_array_writer_streams_rows_into_npy_files(tmp_path):
     for name in chunks[0]:
         whole = np.concatenate([c[name] for c in chunks])
         read = np.load(tmp_path / f"{name}.npy", mmap_mode="r", allow_pickle=False)
-        assert np.array_equal(read, whole) and read.dtype == whole.dtype and read.offset == trbert.data.HEADER
+        assert np.array_equal(read, whole) and read.dtype == whole.dtype and read.offset == trbert.train.data.HEADER
         assert described[name] == {"shape": list(whole.shape), "dtype": whole.dtype.str}
     with pytest.raises(ValueError, match="chunks disagree"):
         writer.append({"input_ids": chunks[0]["input_ids"], "lengths": chunks[0]["lengths"]})

@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from trbert.demo import SEEDS, stages, table
-from trbert.tradeoff import Point
+from trbert.tools.demo import SEEDS, stages, table
+from trbert.tools.tradeoff import Point
 
 
 def test_the_table_reports_the_stages_and_the_matched_baselines():

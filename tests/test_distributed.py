@@ -16,9 +16,9 @@ from test_pipeline import COMMON, ROOT, stage
 
 from trbert import TRBertForSequenceClassification
 from trbert.config import Precision
-from trbert.distributed import World
-from trbert.loop import epoch_slices
-from trbert.seeding import example_seeds, uniform
+from trbert.core.seeding import example_seeds, uniform
+from trbert.train.distributed import World
+from trbert.train.loop import epoch_slices
 
 
 def test_noise_depends_on_the_example_not_on_the_batch():

@@ -226,7 +226,7 @@ def test_tensorboard_writer_falls_back_and_names_what_is_missing(monkeypatch):
     """tensorboardX is a dependency; an image with only TensorBoard uses torch's writer; with
     neither, one message names the package before any work."""
     from trbert.errors import InputError
-    from trbert.pipeline import summary_writer_class
+    from trbert.train.pipeline import summary_writer_class
 
     monkeypatch.setitem(sys.modules, "tensorboardX", None)
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)

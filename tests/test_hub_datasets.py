@@ -10,10 +10,10 @@ import pytest
 from conftest import FIXTURES
 from test_pipeline import script
 
-from trbert.cli import parse_args
 from trbert.errors import InputError
-from trbert.pipeline import make_task
 from trbert.tasks.hub import carve
+from trbert.train.cli import parse_args
+from trbert.train.pipeline import make_task
 
 datasets.disable_progress_bars()
 COMMON = "--max_seq_length 32 --per_gpu_train_batch_size 8 --per_gpu_eval_batch_size 8 --logging_steps 1"

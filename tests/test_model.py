@@ -10,8 +10,8 @@ from safetensors.torch import save_file
 from transformers import BertForSequenceClassification, DistilBertForSequenceClassification
 
 from trbert import TRBertForSequenceClassification, TRDistilBertForSequenceClassification
-from trbert.checkpoint import load_model
 from trbert.errors import InputError
+from trbert.store.checkpoint import load_model
 
 PAIRS = [
     (tiny_bert_config, BertForSequenceClassification, TRBertForSequenceClassification),

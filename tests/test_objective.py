@@ -2,7 +2,7 @@
 
 import torch
 
-from trbert.objective import (
+from trbert.core.objective import (
     distillation,
     guided_rows,
     init_loss,

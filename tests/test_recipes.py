@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from trbert.__main__ import _parser
-from trbert.cli import parse_args
+from trbert.train.cli import parse_args
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "runs" / "imdb.sh"

@@ -2,7 +2,7 @@
 
 import torch
 
-from trbert.selector import (
+from trbert.core.selector import (
     additive_mask,
     batch_uniform_keep,
     compact,

@@ -7,9 +7,9 @@ from conftest import tiny_bert_config
 
 from trbert import TRBertForSequenceClassification
 from trbert.config import TrainConfig
-from trbert.distributed import World
-from trbert.health import looks_untrained, selector_health, warn_if_untrained
-from trbert.loop import parameter_groups
+from trbert.train.distributed import World
+from trbert.train.health import looks_untrained, selector_health, warn_if_untrained
+from trbert.train.loop import parameter_groups
 
 
 def _rates(groups, model):

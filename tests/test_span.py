@@ -11,8 +11,8 @@ from conftest import FIXTURES, featurize, fixture_tokenizer, tiny_bert_config, t
 from test_pipeline import every_stage, script
 from transformers import BertForQuestionAnswering, BertTokenizerFast, DistilBertForQuestionAnswering
 
+from trbert.core.heads import TRBertForHotpotQA, TRBertForQuestionAnswering, TRDistilBertForQuestionAnswering
 from trbert.errors import InputError
-from trbert.heads import TRBertForHotpotQA, TRBertForQuestionAnswering, TRDistilBertForQuestionAnswering
 from trbert.tasks import family, make_task
 from trbert.tasks.answer_metrics import normalize_answer, squad2_f1, squad_scores, trivia_scores
 from trbert.tasks.hotpot import HotpotTask
@@ -322,8 +322,8 @@ def test_mrqa_context_markers_are_one_reserved_token_each(tmp_path):
 def test_original_hotpot_and_wikihop_checkpoints_load_their_heads(tmp_path, head):
     from safetensors.torch import save_file
 
-    from trbert.checkpoint import load_model
-    from trbert.heads import TRBertForWikihop
+    from trbert.core.heads import TRBertForWikihop
+    from trbert.store.checkpoint import load_model
 
     cls, names = (
         (

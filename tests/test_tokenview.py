@@ -9,7 +9,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from trbert.tokenview import (
+from trbert.tools.tokenview import (
     ViewExample,
     ViewSummary,
     WordRate,
@@ -19,7 +19,7 @@ from trbert.tokenview import (
     word_keep_rates,
     write_page,
 )
-from trbert.tokenview_page import depth_colours
+from trbert.tools.tokenview_page import depth_colours
 
 SPECIAL = {"[CLS]", "[SEP]", "[PAD]"}
 

@@ -14,9 +14,9 @@ from test_span import _span_stage
 from test_tokenview import Words
 
 from trbert.__main__ import main
-from trbert.checkpoint import load_model
-from trbert.tokenview import join_wordpieces
-from trbert.tradeoff import Sweep, matching_length, train_points, truncated
+from trbert.store.checkpoint import load_model
+from trbert.tools.tokenview import join_wordpieces
+from trbert.tools.tradeoff import Sweep, matching_length, train_points, truncated
 
 CLASSIFY = "--task_name imdb --data_dir {data} --max_seq_length 32 --features_cache_dir {cache}"
 SQUAD = (
@@ -106,7 +106,7 @@ def test_show_draws_what_the_model_kept(classification, tmp_path):
 def test_truncation_matches_the_flops_and_cuts_the_answers():
     from transformers import BertConfig
 
-    from trbert.flops import FlopsCounter
+    from trbert.core.flops import FlopsCounter
 
     counter = FlopsCounter.from_config(BertConfig(num_labels=2))
     lengths = np.array([512, 300, 100])
@@ -129,8 +129,8 @@ def test_truncation_of_windowed_examples_prices_their_real_windows():
     """TriviaQA: an example's real windows count together, filler windows ([CLS] only) not at all."""
     from transformers import BertConfig
 
-    from trbert.flops import FlopsCounter
-    from trbert.inference import full_macs
+    from trbert.core.flops import FlopsCounter
+    from trbert.train.inference import full_macs
 
     counter = FlopsCounter.from_config(BertConfig(num_labels=2))
     lengths = np.array([[512, 400], [512, 1]])  # the second example has one real window
@@ -143,8 +143,8 @@ def test_truncation_of_windowed_examples_prices_their_real_windows():
 def test_backbone_of_reads_stock_and_trbert_configs(tmp_path):
     from transformers import DistilBertConfig
 
-    from trbert.backbones import TRDistilBertConfig
-    from trbert.checkpoint import backbone_of
+    from trbert.core.backbones import TRDistilBertConfig
+    from trbert.store.checkpoint import backbone_of
 
     for name, config in (("stock", DistilBertConfig()), ("ours", TRDistilBertConfig())):
         config.save_pretrained(tmp_path / name)

@@ -5,7 +5,7 @@ import pytest
 import torch
 from conftest import tiny_bert_config, tiny_distilbert_config
 
-import trbert.backbones
+import trbert.core.backbones
 from trbert import (
     TRBertForHotpotQA,
     TRBertForMultipleChoice,
@@ -17,10 +17,10 @@ from trbert import (
     TRDistilBertForSequenceClassification,
 )
 from trbert.config import EvalConfig, Precision
-from trbert.distributed import World
-from trbert.inference import predict
-from trbert.model import Choice
-from trbert.packed import keep_tokens, pack, row_chunks, unpack
+from trbert.core.encoder import Choice
+from trbert.core.packed import keep_tokens, pack, row_chunks, unpack
+from trbert.train.distributed import World
+from trbert.train.inference import predict
 
 
 def _model(cls, seed=0):
@@ -135,9 +135,9 @@ def test_unpadded_equals_padded(case, kernel, selection):
 def test_feed_forward_in_row_chunks_gives_the_same_result(case, monkeypatch):
     cls, make_batch = CASES[case]
     model = _model(cls)
-    monkeypatch.setattr(trbert.backbones, "FFN_MIN_ROWS", 10**6)  # one slice
+    monkeypatch.setattr(trbert.core.backbones, "FFN_MIN_ROWS", 10**6)  # one slice
     padded, whole, _ = _both_paths(model, make_batch, 0, "threshold", "padded")
-    monkeypatch.setattr(trbert.backbones, "FFN_MIN_ROWS", 5)  # tiny batches: quarters of the packed rows
+    monkeypatch.setattr(trbert.core.backbones, "FFN_MIN_ROWS", 5)  # tiny batches: quarters of the packed rows
     padded, chunked, _ = _both_paths(model, make_batch, 0, "threshold", "padded")
     _assert_same(padded, chunked)
     assert (chunked.logits - whole.logits).abs().max() <= 1e-5

@@ -20,7 +20,7 @@ from transformers import (
 
 import trbert  # noqa: F401  (registers the Auto classes)
 from trbert import TRBertForMultipleChoice, TRBertForQuestionAnswering, TRBertForSequenceClassification
-from trbert.checkpoint import load_model, save_checkpoint
+from trbert.store.checkpoint import load_model, save_checkpoint
 
 
 @pytest.fixture(scope="module")

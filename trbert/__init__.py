@@ -4,8 +4,9 @@ Public surface: the reduction models, the selection ops, the objective, the FLOP
 the pipeline entry point. See README.md.
 """
 
-from .flops import FlopsCounter, layer_macs, mflops
-from .heads import (
+from .core.encoder import ReductionOutput
+from .core.flops import FlopsCounter, layer_macs, mflops
+from .core.heads import (
     TRBertForHotpotQA,
     TRBertForMultipleChoice,
     TRBertForQuestionAnswering,
@@ -15,10 +16,9 @@ from .heads import (
     TRDistilBertForQuestionAnswering,
     TRDistilBertForSequenceClassification,
 )
-from .inference import quantized
-from .model import ReductionOutput
-from .selector import Selector
-from .serving import TRQuestionAnsweringPipeline
+from .core.selector import Selector
+from .tools.serving import TRQuestionAnsweringPipeline
+from .train.inference import quantized
 
 __all__ = [
     "FlopsCounter",

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from .errors import InputError, exit_code
-from .pipeline import setup_logging
+from .train.pipeline import setup_logging
 
 logger = logging.getLogger("trbert")
 
@@ -53,10 +53,10 @@ def _parser() -> argparse.ArgumentParser:
     rank.add_argument("--score_path", help="token scores elsewhere")
     rank.add_argument("--output_path", help="where to write (default: next to the scores)")
     _prepare_parser(sub)
-    from . import tokenview_run, tradeoff
+    from .tools import show, tradeoff
 
     tradeoff.parser(sub)
-    tokenview_run.parser(sub)
+    show.parser(sub)
     return parser
 
 
@@ -76,14 +76,14 @@ PASS_THROUGH = ("tradeoff", "show")  # commands that hand the rest of the comman
 
 
 def _dispatch(args, rest: list[str]) -> None:
-    from . import prepare
+    from .tools import prepare
 
     if args.command == "tradeoff":
-        from .tradeoff import main as tradeoff
+        from .tools.tradeoff import main as tradeoff
 
         tradeoff(args, rest)
     elif args.command == "show":
-        from .tokenview_run import main as show
+        from .tools.show import main as show
 
         show(args, rest)
     elif args.command == "prepare":
@@ -92,11 +92,11 @@ def _dispatch(args, rest: list[str]) -> None:
         options = {k: v for k, v in vars(args).items() if k not in ("command", "dataset", "source", "output_dir")}
         prepare_release(args.dataset, args.source, args.output_dir, **options)
     elif args.command == "demo":
-        from .demo import run_demo
+        from .tools.demo import run_demo
 
         sys.stdout.write(run_demo(args.output_dir) + "\n")
     elif args.command == "demo-data":
-        from .demo import SIZES
+        from .tools.demo import SIZES
 
         splits = (
             prepare.rotten_tomatoes_splits(SIZES) if args.dataset == "rotten_tomatoes" else prepare.convention_splits()

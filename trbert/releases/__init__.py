@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError
-from ..outputs import write_json
+from ..store.outputs import write_json
 from . import asis, hotpotqa, imdb, newsgroups, triviaqa, yelp
 from .common import Release, staged_output
 

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..prepare import write_jsonl
+from ..tools.prepare import write_jsonl
 
 logger = logging.getLogger(__name__)
 

@@ -20,8 +20,8 @@ import numpy as np
 import torch
 
 from ..config import option
+from ..core.objective import cross_entropy_rows
 from ..errors import InputError
-from ..objective import cross_entropy_rows
 from .base import Family, Predictions, pad_rows, register
 from .files import json_lines
 

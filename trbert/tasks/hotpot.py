@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from ..config import inert, with_defaults
-from ..model import MASKED
+from ..core.encoder import MASKED
 from .answer_metrics import hotpot_scores
 from .base import Family, Predictions, register
 from .files import checked_questions, json_lines, require, split_file

@@ -27,8 +27,8 @@ import numpy as np
 import torch
 
 from ..config import inert, option
+from ..core.encoder import MASKED
 from ..errors import InputError
-from ..model import MASKED
 from .base import Predictions
 from .files import checked_questions, split_file
 

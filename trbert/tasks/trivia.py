@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from ..config import inert, option, with_defaults
-from ..model import MASKED
+from ..core.encoder import MASKED
 from .answer_metrics import trivia_scores
 from .base import Family, Predictions, register
 from .files import load_json, require

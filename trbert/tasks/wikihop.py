@@ -22,10 +22,10 @@ import numpy as np
 import torch
 
 from ..config import inert, option
-from ..data import real_windows
+from ..core.encoder import MASKED
+from ..core.objective import cross_entropy_rows
 from ..errors import InputError
-from ..model import MASKED
-from ..objective import cross_entropy_rows
+from ..train.data import real_windows
 from .base import Family, Predictions, register
 from .files import load_json, require, split_file, unique_ids
 

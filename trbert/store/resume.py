@@ -24,10 +24,10 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from ..errors import InputError
+from ..train.data import file_digest
+from ..train.distributed import World, barrier, rng_states
 from .checkpoint import save_checkpoint
-from .data import file_digest
-from .distributed import World, barrier, rng_states
-from .errors import InputError
 
 logger = logging.getLogger(__name__)
 

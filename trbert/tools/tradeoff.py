@@ -22,15 +22,15 @@ from pathlib import Path
 
 import numpy as np
 
-from .checkpoint import backbone_of, find_artifact, read_manifest
-from .cli import parse_args
-from .distributed import progress, setup
-from .errors import InputError
-from .flops import FlopsCounter, mflops
-from .inference import full_macs, predict, report
-from .outputs import atomic_write, read_json, write_json
-from .pipeline import eval_set, load_tokenizer, make_task, model_at, run
-from .stages import SCORES, TEACHER
+from ..core.flops import FlopsCounter, mflops
+from ..errors import InputError
+from ..store.checkpoint import backbone_of, find_artifact, read_manifest
+from ..store.outputs import atomic_write, read_json, write_json
+from ..train.cli import parse_args
+from ..train.distributed import progress, setup
+from ..train.inference import full_macs, predict, report
+from ..train.pipeline import eval_set, load_tokenizer, make_task, model_at, run
+from ..train.stages import SCORES, TEACHER
 
 logger = logging.getLogger(__name__)
 FAMILIES = ("classification", "squad", "mrqa", "trivia", "hotpot")  # multiple choice: not yet

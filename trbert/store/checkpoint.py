@@ -23,9 +23,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from transformers import AutoConfig
 
-from .data import file_digest
-from .errors import InputError
-from .heads import (
+from ..core.heads import (
     TRBertForHotpotQA,
     TRBertForMultipleChoice,
     TRBertForQuestionAnswering,
@@ -35,6 +33,8 @@ from .heads import (
     TRDistilBertForQuestionAnswering,
     TRDistilBertForSequenceClassification,
 )
+from ..errors import InputError
+from ..train.data import file_digest
 from .outputs import read_json
 
 logger = logging.getLogger(__name__)

@@ -12,10 +12,10 @@ import argparse
 import dataclasses
 from dataclasses import dataclass
 
-from .config import EvalConfig, Precision, ReductionConfig, RunArgs, TrainConfig
-from .errors import InputError
+from ..config import EvalConfig, Precision, ReductionConfig, RunArgs, TrainConfig
+from ..errors import InputError
+from ..tasks import family
 from .stages import STAGES, kind_of
-from .tasks import family
 
 TYPES = {"int": int, "float": float, "str": str, int: int, float: float, str: str}
 SECTIONS = {"run": RunArgs, "train": TrainConfig, "reduction": ReductionConfig, "evaluation": EvalConfig}

@@ -25,7 +25,7 @@ from transformers import (
 )
 
 from .backbones import BertBackbone, DistilBertBackbone, TRBertConfig, TRDistilBertConfig
-from .model import MASKED, TokenReductionMixin
+from .encoder import MASKED, TokenReductionMixin
 from .selector import THRESHOLD, gather_tokens, selection_nll
 
 

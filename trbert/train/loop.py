@@ -19,13 +19,13 @@ import numpy as np
 import torch
 from transformers import get_linear_schedule_with_warmup
 
-from .config import EvalConfig, Precision, TrainConfig
+from ..config import EvalConfig, Precision, TrainConfig
+from ..core.seeding import example_seeds
+from ..store.outputs import write_results
+from ..store.resume import Position, Saver, restore
 from .data import loader_of, to_device
 from .distributed import World, progress, restore_rng, wrap
 from .inference import EvalSet, evaluate
-from .outputs import write_results
-from .resume import Position, Saver, restore
-from .seeding import example_seeds
 from .stages import Stage, StepContext
 
 logger = logging.getLogger(__name__)

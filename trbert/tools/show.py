@@ -15,17 +15,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checkpoint import TRAINED_SELECTORS, backbone_of, read_manifest
-from .cli import parse_args
-from .data import batches, to_device
-from .distributed import progress, setup
-from .errors import InputError
-from .flops import FlopsCounter, mflops
-from .inference import evaluate
-from .model import selector_layers
-from .pipeline import eval_set, load_tokenizer, make_task, model_at
-from .stages import forward_batch
-from .tasks.span import token_span
+from ..core.encoder import selector_layers
+from ..core.flops import FlopsCounter, mflops
+from ..errors import InputError
+from ..store.checkpoint import TRAINED_SELECTORS, backbone_of, read_manifest
+from ..tasks.span import token_span
+from ..train.cli import parse_args
+from ..train.data import batches, to_device
+from ..train.distributed import progress, setup
+from ..train.inference import evaluate
+from ..train.pipeline import eval_set, load_tokenizer, make_task, model_at
+from ..train.stages import forward_batch
 from .tokenview import ViewExample, ViewSummary, render, word_keep_rates, write_page
 
 logger = logging.getLogger(__name__)

@@ -17,12 +17,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .config import EvalConfig, Precision
+from ..config import EvalConfig, Precision
+from ..core.encoder import MASKED, UNPADDED, selector_layers
+from ..core.flops import FlopsCounter, mflops
+from ..core.seeding import example_seeds
 from .data import batches, real_windows, to_device
 from .distributed import World, gather_into, maximum, progress, shard
-from .flops import FlopsCounter, mflops
-from .model import MASKED, UNPADDED, selector_layers
-from .seeding import example_seeds
 from .stages import forward_batch
 
 SELECTOR_RUNS = ("threshold", "uniform", "sample")  # selections that run the selector MLPs

@@ -18,8 +18,8 @@ import torch
 from transformers import AutoModelForQuestionAnswering, Pipeline
 from transformers import pipelines as hf_pipelines
 
-from .tasks.answer_metrics import squad_scores
-from .tasks.span import QAExample, SpanTask
+from ..tasks.answer_metrics import squad_scores
+from ..tasks.span import QAExample, SpanTask
 
 QA_KEYS = ("question", "context")
 

@@ -19,7 +19,8 @@ import numpy as np
 import torch
 from transformers import AutoTokenizer
 
-from .checkpoint import (
+from ..errors import InputError, exit_code
+from ..store.checkpoint import (
     MANIFEST,
     TRAINED_SELECTORS,
     baseline_of,
@@ -29,17 +30,16 @@ from .checkpoint import (
     save_checkpoint,
     weights_digest,
 )
+from ..store.outputs import OutputLock, StageFile, clean_leftovers, load_array, replace_run, write_json, write_results
+from ..store.resume import STATE, Saver, fixed_values, read_training_state, resolve, step_checkpoints, step_of
+from ..tasks import FAMILIES
 from .cli import Job, parse_args
 from .data import load_features
 from .distributed import World, all_succeed, barrier, setup, teardown
-from .errors import InputError, exit_code
 from .health import selector_health, warn_if_untrained
 from .inference import EvalSet, evaluate, output_shape, predict, quantized, score_shape, token_scores
 from .loop import Validation, train
-from .outputs import OutputLock, StageFile, clean_leftovers, load_array, replace_run, write_json, write_results
-from .resume import STATE, Saver, fixed_values, read_training_state, resolve, step_checkpoints, step_of
 from .stages import SCORES, STAGES, TEACHER, StepContext, kind_of
-from .tasks import FAMILIES
 
 logger = logging.getLogger("trbert")
 

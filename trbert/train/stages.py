@@ -24,10 +24,10 @@ from dataclasses import dataclass
 
 import torch
 
-from .config import MODEL_TYPES, ReductionConfig, TrainConfig
+from ..config import MODEL_TYPES, ReductionConfig, TrainConfig
+from ..core.objective import REPLICAS, distillation, guided_rows, init_loss, length_fraction, reinforce_loss, rewards
+from ..core.seeding import combine
 from .data import real_windows
-from .objective import REPLICAS, distillation, guided_rows, init_loss, length_fraction, reinforce_loss, rewards
-from .seeding import combine
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .model import selector_layers
+from .encoder import selector_layers
 from .selector import SELECTOR_WIDTH
 
 TOKEN_HEADS = {"span": 2, "hotpot": 2, "wikihop": 1}  # outputs per position of token-level heads

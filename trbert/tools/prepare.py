@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import InputError
-from .objective import rank_targets
-from .outputs import StageFile, atomic_write, load_array, read_json
-from .stages import RANKS, SCORES
+from ..core.objective import rank_targets
+from ..errors import InputError
+from ..store.outputs import StageFile, atomic_write, load_array, read_json
+from ..train.stages import RANKS, SCORES
 
 logger = logging.getLogger(__name__)
 

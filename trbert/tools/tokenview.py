@@ -17,7 +17,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .outputs import atomic_write
+from ..store.outputs import atomic_write
 from .tokenview_page import SCRIPT, STYLE, depth_css
 
 CONTINUATION = "##"
