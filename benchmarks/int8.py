@@ -25,6 +25,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's trbert, not an installed one
 
+from trbert.core.policy import Threshold  # noqa: E402
 from trbert.train.cli import parse_args  # noqa: E402
 from trbert.train.data import batches  # noqa: E402
 from trbert.train.distributed import World  # noqa: E402
@@ -77,7 +78,7 @@ def main(argv=None) -> None:
             if name.startswith("stock"):
                 seconds, labels = stock_time(model, arrays, args.batch)
             else:
-                pred = predict(model, arrays, "threshold", job.evaluation, job.precision, world)
+                pred = predict(model, arrays, Threshold(), job.evaluation, job.precision, world)
                 seconds, labels = pred.seconds, pred.logits.argmax(-1)
             times[name].append(seconds)
             accuracy[name] = float((labels == gold).mean())

@@ -48,6 +48,7 @@ import transformers
 from torch import nn
 
 import trbert
+from trbert.core.policy import BatchUniform, Threshold
 from trbert.errors import InputError
 from trbert.tools.plots import require_matplotlib
 
@@ -141,7 +142,7 @@ def synthetic_cell(name, length, batch, args, device, offsets=None) -> Cell:
     ours.selectors = selector_set(ours)
     for w, selector in enumerate(ours.selectors):
         if offsets is None:  # packed: only real tokens are seen
-            ours(ids, mask, selection="threshold", unpadded=True, **extra)
+            ours(ids, mask, policy=Threshold(), path="unpadded", **extra)
         selector.offset = float(selector.seen.median()) if offsets is None else offsets[w]
     selectors = {False: ours.selectors, True: selector_set(ours, keep_all=True)}
     return Cell(name, length, batch, stock, ours, [(ids, mask, extra)], selectors, mask.sum(-1).flatten().cpu())
@@ -175,9 +176,9 @@ def timed(fn, device):
 
 VARIANTS = {  # (stock model, our model, ids, mask, extra inputs of our head) -> outputs
     "stock": lambda stock, ours, ids, mask, extra: stock(input_ids=ids, attention_mask=mask),
-    "original": lambda stock, ours, ids, mask, extra: ours(ids, mask, selection="uniform", **extra),
-    "unpadded": lambda stock, ours, ids, mask, extra: ours(ids, mask, selection="threshold", unpadded=True, **extra),
-    "keep_all": lambda stock, ours, ids, mask, extra: ours(ids, mask, selection="threshold", unpadded=True, **extra),
+    "original": lambda stock, ours, ids, mask, extra: ours(ids, mask, policy=BatchUniform(), **extra),
+    "unpadded": lambda stock, ours, ids, mask, extra: ours(ids, mask, policy=Threshold(), path="unpadded", **extra),
+    "keep_all": lambda stock, ours, ids, mask, extra: ours(ids, mask, policy=Threshold(), path="unpadded", **extra),
 }
 
 

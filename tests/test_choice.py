@@ -9,7 +9,8 @@ from conftest import FIXTURES, featurize, fixture_tokenizer, tiny_bert_config, t
 from test_pipeline import every_stage, script
 from transformers import BertForMultipleChoice, DistilBertForMultipleChoice
 
-from trbert.core.heads import TRBertForMultipleChoice, TRDistilBertForMultipleChoice
+from trbert.core.heads import TRBertForMultipleChoice, TRBertForSequenceClassification, TRDistilBertForMultipleChoice
+from trbert.core.policy import Policy, Sample, Threshold
 from trbert.errors import InputError
 from trbert.tasks import family, make_task
 from trbert.tasks.race import read_race
@@ -132,21 +133,20 @@ def test_shared_selection_keep_all_equals_the_stock_multiple_choice_model(config
     arrays, ids, types, mask, heads = _choice_batch(fixture_tokenizer())
     stock_types = {"token_type_ids": types} if stock is BertForMultipleChoice else {}
     with torch.no_grad():
-        out = model(
-            ids, mask, types if stock is BertForMultipleChoice else None, selection="threshold", head_inputs=heads
-        )
+        out = model(ids, mask, types if stock is BertForMultipleChoice else None, policy=Threshold(), head_inputs=heads)
         ref = reference(input_ids=ids, attention_mask=mask.long(), **stock_types)
     assert out.logits.shape == (3, 4) and torch.allclose(out.logits, ref.logits, atol=1e-5)
 
 
-@pytest.mark.parametrize("selection", ["threshold", "sample"])
+@pytest.mark.parametrize("selection", ["threshold", "unpadded", "sample"])
 def test_the_options_of_a_question_share_one_selection(selection):
     torch.manual_seed(3)
     model = TRBertForMultipleChoice(tiny_bert_config()).train(selection == "sample")
     arrays, ids, types, mask, heads = _choice_batch(fixture_tokenizer())
-    seeds = torch.arange(3) if selection == "sample" else None
+    policy = Sample(torch.arange(3)) if selection == "sample" else Threshold()
+    path = "unpadded" if selection == "unpadded" else "padded"
     with torch.no_grad():
-        out = model(ids, mask, types, selection=selection, head_inputs=heads, seeds=seeds)
+        out = model(ids, mask, types, policy=policy, path=path, head_inputs=heads)
     positions = out.positions  # [B, 4, k] original positions reaching the last layer
     for b in range(3):
         end = int(arrays["question_end"][b])
@@ -157,3 +157,30 @@ def test_the_options_of_a_question_share_one_selection(selection):
             assert set(range(end, int(arrays["lengths"][b, c]))) <= kept
     if selection == "sample":
         assert out.select_nll.shape == (3,) and torch.isfinite(out.select_nll).all()
+
+
+def test_every_path_decides_through_the_one_keep_rule(monkeypatch):
+    """The padded loop, the unpadded loop and the shared-choice heads all call Policy.keep (and the
+    shared choice calls it once per question, not per option row)."""
+    calls = []
+    rule = Policy.keep
+
+    def spy(policy, site):
+        calls.append(site.alive.shape[0])
+        return rule(policy, site)
+
+    monkeypatch.setattr(Policy, "keep", spy)
+    torch.manual_seed(0)
+    plain = TRBertForSequenceClassification(tiny_bert_config()).eval()
+    ids, mask = torch.randint(5, plain.config.vocab_size, (3, 12)), torch.ones(3, 12, dtype=torch.long)
+    with torch.no_grad():
+        for path in ("padded", "unpadded"):
+            calls.clear()
+            plain(ids, mask, policy=Threshold(), path=path)
+            assert calls == [3, 3], path
+        arrays, ids, types, mask, heads = _choice_batch(fixture_tokenizer())
+        for path in ("padded", "unpadded"):
+            calls.clear()
+            TRBertForMultipleChoice(tiny_bert_config()).eval()(ids, mask, types, policy=Threshold(), path=path,
+                                                               head_inputs=heads)  # fmt: skip
+            assert calls and set(calls) == {3}, path  # 3 questions, not 12 option rows

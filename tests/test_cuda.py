@@ -14,6 +14,8 @@ import torch
 from test_pipeline import COMMON, ROOT, stage
 from test_unpadded import CASES, _assert_same, _model
 
+from trbert.core.policy import Threshold
+
 DEVICE = "cuda" if torch.cuda.is_available() else os.environ.get("TRBERT_TEST_DEVICE", "")
 pytestmark = [
     pytest.mark.cuda,
@@ -34,8 +36,11 @@ def test_paths_agree_on_the_device(case, dtype):
     move = {k: {n: t.to(DEVICE) for n, t in v.items()} for k, v in extra.items()}
     inputs = [t.to(DEVICE) if t is not None else None for t in (ids, mask, types)]
     with torch.no_grad(), torch.autocast(DEVICE, dtype=dtype, enabled=dtype != torch.float32):
-        padded = model(*inputs, selection="threshold", **move)
-        outs = [model(*inputs, selection="threshold", unpadded=True, attention=k, **move) for k in ("padded", "jagged")]
+        padded = model(*inputs, policy=Threshold(), **move)
+        outs = []
+        for kernel in ("padded", "jagged"):
+            model.attention_kernel = kernel
+            outs.append(model(*inputs, policy=Threshold(), path="unpadded", **move))
     for out in outs:
         if dtype == torch.float32:
             _assert_same(padded, out)

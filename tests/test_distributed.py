@@ -16,6 +16,7 @@ from test_pipeline import COMMON, ROOT, stage
 
 from trbert import TRBertForSequenceClassification
 from trbert.config import Precision
+from trbert.core.policy import Sample
 from trbert.core.seeding import example_seeds, uniform
 from trbert.train.distributed import World
 from trbert.train.loop import epoch_slices
@@ -38,13 +39,14 @@ def test_seeded_dropout_and_sampling_give_a_row_the_same_result_in_any_batch():
     ids = torch.randint(5, 40, (4, 12))
     mask = torch.arange(12)[None] < torch.tensor([12, 9, 7, 5])[:, None]
     seeds = example_seeds(7, 0, torch.arange(4))
-    together = model(ids, mask, selection="sample", seeds=seeds)
-    alone = model(ids[2:3, :7], mask[2:3, :7], selection="sample", seeds=seeds[2:3])
+    together = model(ids, mask, policy=Sample(seeds), seeds=seeds)
+    alone = model(ids[2:3, :7], mask[2:3, :7], policy=Sample(seeds[2:3]), seeds=seeds[2:3])
     assert torch.allclose(together.logits[2], alone.logits[0], atol=1e-5)
     assert together.kept[0][2] == alone.kept[0][0]
-    again = model(ids, mask, selection="sample", seeds=seeds)
+    again = model(ids, mask, policy=Sample(seeds), seeds=seeds)
     assert torch.equal(again.logits, together.logits)  # no global generator involved
-    assert not torch.allclose(model(ids, mask, seeds=example_seeds(7, 1, torch.arange(4))).logits, together.logits)
+    other = example_seeds(7, 1, torch.arange(4))
+    assert not torch.allclose(model(ids, mask, policy=Sample(other), seeds=other).logits, together.logits)
 
 
 def test_each_global_batch_is_cut_into_one_slice_per_rank():
@@ -181,5 +183,5 @@ def test_a_truncated_or_foreign_checkpoint_is_refused(tmp_path, capsys, imdb_dir
 def test_the_stage_runs_on_a_cpu_under_bfloat16():
     model = TRBertForSequenceClassification(tiny_bert_config()).train()
     with Precision(bf16=True).autocast(torch.device("cpu")):
-        out = model(torch.randint(5, 40, (2, 6)), torch.ones(2, 6, dtype=torch.bool), selection="sample")
+        out = model(torch.randint(5, 40, (2, 6)), torch.ones(2, 6, dtype=torch.bool), policy=Sample(torch.arange(2)))
     assert out.logits.dtype == torch.bfloat16 and out.select_nll.dtype == torch.float32

@@ -7,6 +7,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from transformers import BertConfig
 
 from trbert import FlopsCounter, TRBertForQuestionAnswering, TRBertForSequenceClassification, layer_macs, mflops
+from trbert.core.policy import Threshold
 
 
 def test_layer_macs_match_the_original_table():
@@ -57,13 +58,13 @@ def test_exact_count_matches_torch_flop_counter():
     ids = torch.randint(5, config.vocab_size, (1, 40))
     mask = torch.ones_like(ids)
     with torch.no_grad(), FlopCounterMode(display=False) as counted:
-        out = model(ids, mask, selection="threshold")
+        out = model(ids, mask, policy=Threshold())
     kept = [[int(k)] for k in out.kept]
     assert kept[0][0] < 40  # the reduction really happened
     exact = FlopsCounter.from_config(config).reduced([40], kept, exact=True)[0]
     assert counted.get_total_flops() == 2 * exact
     with torch.no_grad(), FlopCounterMode(display=False) as counted_full:
-        model(ids, mask, selection="off")
+        model(ids, mask, policy=None)
     assert counted_full.get_total_flops() == 2 * FlopsCounter.from_config(config).full([40], exact=True)[0]
 
 
@@ -77,9 +78,9 @@ def test_exact_count_of_a_token_level_head_matches_torch_flop_counter():
     model.selectors[0].out.bias.data.fill_(0.0)
     ids = torch.randint(5, config.vocab_size, (1, 40))
     with torch.no_grad(), FlopCounterMode(display=False) as counted:
-        out = model(ids, torch.ones_like(ids), selection="threshold")
+        out = model(ids, torch.ones_like(ids), policy=Threshold())
     counter = FlopsCounter.from_config(config)
     assert counted.get_total_flops() == 2 * counter.reduced([40], [[int(k)] for k in out.kept], exact=True)[0]
     with torch.no_grad(), FlopCounterMode(display=False) as counted_full:
-        model(ids, torch.ones_like(ids), selection="off")
+        model(ids, torch.ones_like(ids), policy=None)
     assert counted_full.get_total_flops() == 2 * counter.full([40], exact=True)[0]

@@ -10,6 +10,8 @@ from safetensors.torch import save_file
 from transformers import BertForSequenceClassification, DistilBertForSequenceClassification
 
 from trbert import TRBertForSequenceClassification, TRDistilBertForSequenceClassification
+from trbert.core.encoder import Trace
+from trbert.core.policy import BatchUniform, Probe, Sample, Threshold
 from trbert.errors import InputError
 from trbert.store.checkpoint import load_model
 
@@ -42,8 +44,8 @@ def test_keep_all_equals_stock_model(make_config, stock_cls, tr_cls):
         assert (model(ids, mask).logits - expected).abs().max() <= 1e-5
         for selector in model.selectors:
             selector.out.bias.fill_(20.0)  # p ~ 1 everywhere: every token kept
-        for selection in ("threshold", "uniform"):
-            out = model(ids, mask, selection=selection)
+        for policy in (Threshold(), BatchUniform()):
+            out = model(ids, mask, policy=policy)
             assert (out.logits - expected).abs().max() <= 1e-5
             assert [k.tolist() for k in out.kept] == [mask.sum(1).tolist()] * 2
 
@@ -54,7 +56,7 @@ def test_drop_all_keeps_only_cls_and_skips_the_second_selector():
     for selector in model.selectors:
         selector.out.bias.data.fill_(-20.0)
     ids, mask = _inputs(model.config.vocab_size)
-    out = model(ids, mask, selection="threshold")
+    out = model(ids, mask, policy=Threshold())
     assert len(out.kept) == 1 and out.kept[0].tolist() == [1, 1, 1, 1]
 
 
@@ -66,19 +68,19 @@ def test_each_row_keeps_its_own_selection_in_a_batch():
         torch.nn.init.normal_(selector.out.weight, std=2.0)
     ids, mask = _inputs(model.config.vocab_size, seed=3)
     with torch.no_grad():
-        batched = model(ids, mask, selection="threshold")
+        batched = model(ids, mask, policy=Threshold())
         for row in batched.positions:  # docs/differences.md F2: kept tokens stay in their original order, [CLS] first
             kept = row[row >= 0]
             assert kept[0] == 0 and torch.all(kept[1:] > kept[:-1])
         for row in range(4):
             n = int(mask[row].sum())
-            alone = model(ids[row : row + 1, :n], mask[row : row + 1, :n], selection="threshold")
+            alone = model(ids[row : row + 1, :n], mask[row : row + 1, :n], policy=Threshold())
             assert torch.allclose(batched.logits[row], alone.logits[0], atol=1e-5)
             counts, own = [int(k[row]) for k in batched.kept], [int(k[0]) for k in alone.kept]
             # alone, a row left with [CLS] only skips the next selector; in a batch it keeps [CLS]
             assert counts == own + own[-1:] * (len(counts) - len(own))
             # batch of one: the original's batch-uniform selection is identical
-            uniform = model(ids[row : row + 1, :n], mask[row : row + 1, :n], selection="uniform")
+            uniform = model(ids[row : row + 1, :n], mask[row : row + 1, :n], policy=BatchUniform())
             assert torch.equal(uniform.logits, alone.logits)
 
 
@@ -86,19 +88,22 @@ def test_sampling_returns_per_row_nll_and_gradients_reach_the_selectors():
     torch.manual_seed(0)
     model = TRBertForSequenceClassification(tiny_bert_config()).train()
     ids, mask = _inputs(model.config.vocab_size)
-    out = model(ids, mask, selection="sample")
+    out = model(ids, mask, policy=Sample(torch.arange(4)))
     assert out.select_nll.shape == (4,) and torch.all(out.select_nll > 0)
     out.select_nll.sum().backward()
     assert all(p.grad is not None for p in model.selector_parameters())
 
 
-def test_probe_mode_does_not_reduce(tiny_bert_dir):
+def test_probe_does_not_reduce_and_the_trace_holds_every_probability(tiny_bert_dir):
     torch.manual_seed(0)
     model = TRBertForSequenceClassification(tiny_bert_config()).eval()
     ids, mask = _inputs(model.config.vocab_size)
-    out = model(ids, mask, selection="probe")
-    assert len(out.probs) == 2 and out.probs[0].shape == ids.shape and out.kept == []
-    assert torch.allclose(out.logits, model(ids, mask).logits)
+    trace = Trace()
+    out = model(ids, mask, policy=Probe(), tracer=trace)
+    assert len(trace.probs) == 2 and trace.probs[0].shape == ids.shape
+    assert torch.equal(trace.probs[0].isnan(), ~mask.bool()) and (trace.depth == 2 * mask - 1 + mask).all()
+    assert [k.tolist() for k in out.kept] == [mask.sum(1).tolist()] * 2
+    assert torch.allclose(out.logits, model(ids, mask, policy=None).logits, atol=1e-6)
 
 
 def test_stock_checkpoint_loads_with_only_selectors_new(tiny_bert_dir, caplog):

@@ -12,6 +12,7 @@ from test_pipeline import every_stage, script
 from transformers import BertForQuestionAnswering, BertTokenizerFast, DistilBertForQuestionAnswering
 
 from trbert.core.heads import TRBertForHotpotQA, TRBertForQuestionAnswering, TRDistilBertForQuestionAnswering
+from trbert.core.policy import Threshold
 from trbert.errors import InputError
 from trbert.tasks import family, make_task
 from trbert.tasks.answer_metrics import normalize_answer, squad2_f1, squad_scores, trivia_scores
@@ -122,7 +123,7 @@ def test_keep_all_equals_the_stock_qa_model(config, ours, stock):
     ids = torch.randint(5, 40, (3, 20))
     mask = torch.arange(20)[None] < torch.tensor([20, 14, 9])[:, None]
     with torch.no_grad():
-        out = model(ids, mask, selection="threshold")
+        out = model(ids, mask, policy=Threshold())
         ref = reference(input_ids=ids, attention_mask=mask.long())
     for i, name in enumerate(("start_logits", "end_logits")):
         assert torch.allclose(out.logits[:, i][mask], getattr(ref, name)[mask], atol=1e-5)
@@ -136,7 +137,7 @@ def test_dropped_tokens_keep_the_state_they_had_when_dropped():
     ids = torch.randint(5, 40, (2, 16))
     mask = torch.ones(2, 16, dtype=torch.bool)
     with torch.no_grad():
-        out = model(ids, mask, selection="threshold")
+        out = model(ids, mask, policy=Threshold())
         states = model(ids, mask, output_hidden_states=True).hidden_states  # [embeddings, layer 0, ...]
         dropped = torch.sigmoid(model.selectors[0](states[1])) < 0.5  # selector 0 sees layer 0's output
     dropped[:, 0] = False
@@ -266,7 +267,7 @@ def test_hotpot_features_heads_and_answers(tokenizer):
     mask = torch.arange(width) < batch["lengths"][:, None]
     heads = {"sent_starts": batch["sent_starts"], "sent_ends": batch["sent_ends"]}
     with torch.no_grad():
-        out = model(ids, mask, types, selection="threshold", head_inputs=heads)
+        out = model(ids, mask, types, policy=Threshold(), head_inputs=heads)
         ref = reference(input_ids=ids, attention_mask=mask.long(), token_type_ids=types)
     assert torch.allclose(out.logits[:, 0][mask], ref.start_logits[mask], atol=1e-5)
     loss = task.row_loss(out.logits, {**batch, "attention_mask": mask})

@@ -14,6 +14,7 @@ from test_span import _span_stage
 from test_tokenview import Words
 
 from trbert.__main__ import main
+from trbert.core.policy import Threshold
 from trbert.store.checkpoint import load_model
 from trbert.tools.tokenview import join_wordpieces
 from trbert.tools.tradeoff import Sweep, matching_length, train_points, truncated
@@ -94,7 +95,7 @@ def test_show_draws_what_the_model_kept(classification, tmp_path):
     for i, text in enumerate(dev):
         encoded = tokenizer(text, truncation=True, max_length=32, return_tensors="pt")
         with torch.no_grad():
-            out = model(encoded["input_ids"], encoded["attention_mask"].bool(), selection="threshold")
+            out = model(encoded["input_ids"], encoded["attention_mask"].bool(), policy=Threshold())
         survivors = set(out.positions[0].tolist()) - {-1}
         tokens = tokenizer.convert_ids_to_tokens(encoded["input_ids"][0])
         depth = [2 if t in survivors else 0 for t in range(len(tokens))]

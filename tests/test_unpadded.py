@@ -17,8 +17,8 @@ from trbert import (
     TRDistilBertForSequenceClassification,
 )
 from trbert.config import EvalConfig, Precision
-from trbert.core.encoder import Choice
 from trbert.core.packed import keep_tokens, pack, row_chunks, unpack
+from trbert.core.policy import Counted, Site, Threshold
 from trbert.train.distributed import World
 from trbert.train.inference import predict
 
@@ -100,12 +100,13 @@ CASES = {  # head: (model class, batch maker)
 }
 
 
-def _both_paths(model, make_batch, seed, selection, kernel):
+def _both_paths(model, make_batch, seed, policy, kernel):
     ids, mask, types, extra = make_batch(seed)
     types = None if "DistilBert" in type(model).__name__ else types
     with torch.no_grad():
-        padded = model(ids, mask, types, selection=selection, **extra)
-        unpadded = model(ids, mask, types, selection=selection, unpadded=True, attention=kernel, **extra)
+        model.attention_kernel = kernel
+        padded = model(ids, mask, types, policy=policy, path="padded", **extra)
+        unpadded = model(ids, mask, types, policy=policy, path="unpadded", **extra)
     return padded, unpadded, mask
 
 
@@ -122,9 +123,9 @@ def _assert_same(padded, unpadded):
 def test_unpadded_equals_padded(case, kernel, selection):
     cls, make_batch = CASES[case]
     model = _model(cls)
-    assert model.supports_unpadded
+    policy = Threshold() if selection == "threshold" else None
     for seed in range(2 if selection == "threshold" else 1):
-        padded, unpadded, mask = _both_paths(model, make_batch, seed, selection, kernel)
+        padded, unpadded, mask = _both_paths(model, make_batch, seed, policy, kernel)
         _assert_same(padded, unpadded)
         if selection == "threshold":  # the selection is real: tokens dropped, and not all of them
             last = padded.kept[-1].flatten()
@@ -136,16 +137,16 @@ def test_feed_forward_in_row_chunks_gives_the_same_result(case, monkeypatch):
     cls, make_batch = CASES[case]
     model = _model(cls)
     monkeypatch.setattr(trbert.core.backbones, "FFN_MIN_ROWS", 10**6)  # one slice
-    padded, whole, _ = _both_paths(model, make_batch, 0, "threshold", "padded")
+    padded, whole, _ = _both_paths(model, make_batch, 0, Threshold(), "padded")
     monkeypatch.setattr(trbert.core.backbones, "FFN_MIN_ROWS", 5)  # tiny batches: quarters of the packed rows
-    padded, chunked, _ = _both_paths(model, make_batch, 0, "threshold", "padded")
+    padded, chunked, _ = _both_paths(model, make_batch, 0, Threshold(), "padded")
     _assert_same(padded, chunked)
     assert (chunked.logits - whole.logits).abs().max() <= 1e-5
 
 
-def test_shared_decision_on_packed_tokens_equals_the_padded_one():
-    """Option rows that disagree (random states): the packed decision averages the selector logits
-    over the options of a question exactly as the padded one does."""
+def test_the_shared_decision_averages_the_options_logits():
+    """Option rows that disagree (random states): the question's decision comes from the selector
+    logits averaged over its options, the same in every option row, whatever the rows alone say."""
     model = _model(TRBertForMultipleChoice)
     _, mask, _, extra = _choice(0)
     alive = mask.flatten(0, 1)
@@ -154,13 +155,14 @@ def test_shared_decision_on_packed_tokens_equals_the_padded_one():
     model._question_end = extra["head_inputs"]["question_end"].repeat_interleave(4)
     orig = torch.arange(width).expand(rows, -1)
     with torch.no_grad():
-        _, padded = model._select(0, x, alive, orig, Choice("threshold"))
-        packing, position = pack(alive)
-        packed = model._packed_keep(0, x[packing.row, position], packing, position, width)
+        site = Site(0, alive, orig, width, lambda: model.selectors[0](x))
+        keep, _, _ = model._decide(Threshold(), site)
+        mean = torch.sigmoid(model.selectors[0](x).view(-1, 4, width).mean(1)) >= 0.5
         alone = torch.sigmoid(model.selectors[0](x)) >= 0.5  # each row on its own
-    assert torch.equal(packed, padded[packing.row, position])
-    selectable = orig < model._question_end[:, None]
-    assert (alone != padded)[selectable & alive].any()  # the average decides, not any one row
+    selectable = (orig < model._question_end[:, None]) & alive
+    assert torch.equal(keep[selectable], mean.repeat_interleave(4, 0)[selectable] | (orig == 0)[selectable])
+    assert keep[alive & ~selectable].all()  # options and the last [SEP]
+    assert (alone != keep)[selectable].any()  # the average decides, not any one row
 
 
 def test_packing_bookkeeping_chunks_and_unpack():
@@ -187,7 +189,7 @@ def test_unpadded_path_refuses_training_mode():
     model = _model(TRBertForSequenceClassification).train()
     ids, mask, _, _ = _flat(0)
     with pytest.raises(ValueError, match="inference"):
-        model(ids, mask, selection="threshold", unpadded=True)
+        model(ids, mask, policy=Threshold(), path="unpadded")
 
 
 def _arrays(make_batch, seed):
@@ -204,10 +206,10 @@ def test_length_sorted_evaluation_restores_dataset_order(path):
     model = _model(TRBertForSequenceClassification)
     ids, mask, types, _, arrays = _arrays(lambda s: _flat(s, batch=11), 5)
     config = EvalConfig(per_gpu_eval_batch_size=4, inference_path=path)
-    batched = predict(model, arrays, "threshold", config, Precision(), World())
+    batched = predict(model, arrays, Threshold(), config, Precision(), World())
     with torch.no_grad():
         alone = [
-            model(ids[i : i + 1, :n], mask[i : i + 1, :n], types[i : i + 1, :n], selection="threshold")
+            model(ids[i : i + 1, :n], mask[i : i + 1, :n], types[i : i + 1, :n], policy=Threshold())
             for i, n in enumerate(mask.sum(1).tolist())
         ]
     assert np.allclose(batched.logits, torch.cat([o.logits for o in alone]).numpy(), atol=1e-5)
@@ -222,7 +224,7 @@ def test_evaluation_takes_the_unpadded_path_for_every_head(case):
     results = {}
     for path in ("padded", "auto"):
         config = EvalConfig(per_gpu_eval_batch_size=2, inference_path=path)
-        results[path] = predict(model, arrays, "threshold", config, Precision(), World())
+        results[path] = predict(model, arrays, Threshold(), config, Precision(), World())
     assert results["auto"].path == "unpadded" and results["padded"].path == "padded"
     assert np.array_equal(results["auto"].kept, results["padded"].kept)
     assert np.allclose(results["auto"].logits, results["padded"].logits, atol=1e-5)
@@ -235,8 +237,9 @@ def test_equal_lengths_take_the_reshape_path_with_the_same_result():
     ids = torch.randint(5, 40, (5, 24))
     mask = torch.ones_like(ids, dtype=torch.bool)
     with torch.no_grad():
-        padded = model(ids, mask, selection="threshold")
-        unpadded = model(ids, mask, selection="threshold", unpadded=True, attention="padded")
+        model.attention_kernel = "padded"
+        padded = model(ids, mask, policy=Threshold())
+        unpadded = model(ids, mask, policy=Threshold(), path="unpadded")
     assert [k.tolist() for k in unpadded.kept] == [[24] * 5] * 2
     assert (unpadded.logits - padded.logits).abs().max() <= 1e-5
 
@@ -253,10 +256,10 @@ def test_count_matched_baselines_keep_the_counts_asked_on_both_paths(case, selec
     g = torch.Generator().manual_seed(4)
     first = 1 + (torch.rand(lengths.shape, generator=g) * lengths).long().clamp_max(lengths - 1)
     counts = torch.stack([first, (first + 1) // 2], -1)  # [B, (S,) 2]: fewer at the second selector
-    options = dict(selection=selection, keep_counts=counts, seeds=torch.arange(ids.shape[0]) * 7, **extra)
+    options = dict(policy=Counted(counts, selection, torch.arange(ids.shape[0]) * 7), **extra)
     with torch.no_grad():
         padded = model(ids, mask, types, **options)
-        unpadded = model(ids, mask, types, unpadded=True, **options)
+        unpadded = model(ids, mask, types, path="unpadded", **options)
     _assert_same(padded, unpadded)
     real = lengths > 1
     expected = [counts[..., 0], torch.minimum(counts[..., 1], counts[..., 0])]

@@ -9,8 +9,6 @@ original position (docs/differences.md K9); heads that read more than the sequen
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import torch
 from torch import nn
 from transformers import (
@@ -26,7 +24,8 @@ from transformers import (
 
 from .backbones import BertBackbone, DistilBertBackbone, TRBertConfig, TRDistilBertConfig
 from .encoder import MASKED, TokenReductionMixin
-from .selector import THRESHOLD, gather_tokens, selection_nll
+from .policy import Site
+from .selector import gather_tokens, selection_nll
 
 
 class TRBertForSequenceClassification(TokenReductionMixin, BertBackbone, BertPreTrainedModel):
@@ -165,66 +164,39 @@ class SharedChoiceMixin:
     """Multiple choice with one selection per question shared by its option rows (the original's
     ``run_mcrace.py`` model). Input ``[B, C, T]``: every row ``[CLS] passage [SEP] question option
     [SEP]`` with the passage and question at the same positions in all rows. Positions before
-    ``question_end [B]`` are selectable; option tokens and the last [SEP] are always kept. Selector
-    logits are averaged over the options before the sigmoid; the decision of the question applies to
-    all its rows, expanded example-major; the imitation guide is the sum of the option rows' token
-    scores (docs/differences.md F15). Outputs: ``logits [B, C]``, ``kept`` ``[B, C]`` per selector,
-    ``select_nll [B]`` (the rows carry one shared decision: their mean)."""
+    ``question_end [B]`` are selectable; option tokens and the last [SEP] are always kept. The option
+    rows run as the windows of their question; at a selector, the logits are averaged over the options
+    before the sigmoid and the question's decision applies to all its rows, expanded example-major;
+    the imitation guide is the sum of the option rows' token scores (docs/differences.md F15).
+    Outputs: ``logits [B, C]``, ``kept`` ``[B, C]`` per selector, ``select_nll [B]``."""
 
     head_inputs = ("question_end",)
     window_nll = "mean"
     _question_end = None  # [rows], set for the duration of a forward
 
-    def forward(self, input_ids, attention_mask, token_type_ids=None, head_inputs=None, **kwargs):
-        """The option rows run as the windows of one example (:meth:`segmented_forward`)."""
-        c = input_ids.shape[1]
-        self._question_end = head_inputs["question_end"].repeat_interleave(c)
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, head_inputs=None, **kwargs):
+        self._question_end = head_inputs["question_end"].repeat_interleave(input_ids.shape[1])
         try:
-            out = self.segmented_forward(input_ids, attention_mask, token_type_ids, **kwargs)
+            out = super().forward(input_ids, attention_mask, token_type_ids, **kwargs)
         finally:
             self._question_end = None
         out.logits = out.logits.squeeze(-1)  # [B, C, 1] -> [B, C]
         return out
 
-    def _selectable(self, alive, orig):
-        return alive & (orig < self._question_end[:, None])
+    def _window_policy(self, policy, b, s):
+        return policy.options()
 
-    def _select(self, w, x, alive, orig, choice, before=None):
-        """One decision per question: probabilities from the option-averaged selector logits, the
-        guide summed over the option rows, the first row's seed for the question, so every row
-        decides alike."""
+    def _decide(self, policy, site: Site):
+        """One decision per question on its selectable positions (the same columns in all its rows),
+        through the keep rule of every path, expanded to the option rows with their protected tokens."""
         c = self.num_labels
-
-        def per_question(t, how):
-            return None if t is None else how(t.view(-1, c, *t.shape[1:])).repeat_interleave(c, 0)
-
-        selectable = self._selectable(alive, orig)
-        logits = self.selectors[w](x).float().view(-1, c, x.shape[1]).mean(1).repeat_interleave(c, 0)
-        prob = torch.sigmoid(logits) * selectable
-        shared = replace(
-            choice,
-            guide=per_question(choice.guide, lambda t: t.sum(1)),
-            seeds=per_question(choice.seeds, lambda t: t[:, 0]),
-        )
-        return prob, self._decide(w, prob, selectable, orig, shared) | (alive & ~selectable)
-
-    def _packed_keep(self, w, x, packing, position, length, choice=None, before=None):
-        """The shared decision on packed tokens ``x [N, d]``: every token's selector logit is put at
-        its original position, averaged over the option rows of its question (the passage and
-        question sit at the same positions in all of them) and thresholded; option tokens, the last
-        [SEP] and [CLS] are always kept. ``[N]`` bool."""
-        c = self.num_labels
-        logits = self.selectors[w](x).float()
-        dense = logits.new_zeros(packing.counts.shape[0] * length)  # [rows * T] selector logits
-        dense.index_copy_(0, packing.row * length + position, logits)
-        mean = dense.view(-1, c, length).mean(1).flatten()  # [questions * T]
-        shared = torch.sigmoid(mean[packing.row // c * length + position]) >= THRESHOLD
-        selectable = position < self._question_end[packing.row]
-        return (shared & selectable) | ~selectable | (packing.slot == 0)
-
-    def _nll(self, prob, keep, alive, orig):
-        """Averaged over the selectable positions only."""
-        return selection_nll(prob, keep, self._selectable(alive, orig))
+        selectable = site.alive & (site.positions < self._question_end[:, None])
+        logits = lambda: site.logits().float().view(-1, c, site.alive.shape[1]).mean(1)  # noqa: E731
+        question = Site(site.w, selectable[::c], site.positions[::c], site.width, logits)
+        keep = policy.keep(question)
+        nll = selection_nll(question.prob, keep, question.alive).repeat_interleave(c) if policy.samples else None
+        rows = keep.repeat_interleave(c, 0) | (site.alive & ~selectable)
+        return rows, lambda: question.prob.repeat_interleave(c, 0), nll
 
 
 class TRBertForMultipleChoice(SharedChoiceMixin, TRBertForSequenceClassification):

@@ -75,7 +75,7 @@ def rank_targets(scores: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
 
 
 def init_loss(probs: list[torch.Tensor], targets: torch.Tensor, alive: torch.Tensor) -> torch.Tensor:
-    """L1 regression of every selector's probabilities onto its own rank target, one mean
-    over alive tokens per selector (docs/differences.md F4). ``targets [B, S, T]``."""
+    """L1 regression of every selector's probabilities ``[B, T]`` (NaN where not scored) onto its own
+    rank target, one mean over alive tokens per selector (docs/differences.md F4). ``targets [B, S, T]``."""
     m = alive.float()
-    return sum(((p - targets[:, w]).abs() * m).sum() / m.sum() for w, p in enumerate(probs))
+    return sum(((p.nan_to_num() - targets[:, w]).abs() * m).sum() / m.sum() for w, p in enumerate(probs))

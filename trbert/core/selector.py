@@ -1,7 +1,8 @@
 """Token selection: the policy network and the keep / drop / gather tensor operations.
 
 What this file is: pure tensor functions plus the tiny selector MLP. It knows nothing about
-BERT or transformers. Shapes: ``B`` rows, ``T`` current positions, ``d`` hidden size.
+BERT or transformers; which rule decides is :mod:`.policy`'s.
+Shapes: ``B`` rows, ``T`` current positions, ``d`` hidden size.
 ``alive`` is a bool mask ``[B, T]`` of real (non-padding, not yet dropped) positions.
 Position 0 is always [CLS] and is always kept.
 """
@@ -34,29 +35,6 @@ def keep_probabilities(logits: torch.Tensor, alive: torch.Tensor) -> torch.Tenso
     return torch.sigmoid(logits.float()) * alive
 
 
-def _with_cls(keep: torch.Tensor, alive: torch.Tensor) -> torch.Tensor:
-    keep = keep & alive
-    keep[:, 0] = alive[:, 0]
-    return keep
-
-
-def threshold_keep(prob: torch.Tensor, alive: torch.Tensor, threshold: float = THRESHOLD) -> torch.Tensor:
-    """Deterministic decision of one row on its own: ``p >= threshold`` plus [CLS]. ``[B, T]`` bool."""
-    return _with_cls(prob >= threshold, alive)
-
-
-def batch_uniform_keep(prob: torch.Tensor, alive: torch.Tensor, threshold: float = THRESHOLD) -> torch.Tensor:
-    """The original batched inference (docs/differences.md F1): every row keeps as many positions as the row
-    with the most above-threshold tokens, taking its highest-probability positions ([CLS] first).
-    Identical to :func:`threshold_keep` for a batch of one row."""
-    count = threshold_keep(prob, alive, threshold).sum(1)
-    score = prob.clone()
-    score[:, 0] = 3.0
-    top = score.topk(int(count.max()), dim=1).indices
-    keep = torch.zeros_like(alive).scatter_(1, top, True)
-    return keep & alive
-
-
 def guided_target(prob: torch.Tensor, guide: torch.Tensor, alive: torch.Tensor) -> torch.Tensor:
     """Imitation target (docs/differences.md K3): per row the ``floor(sum p + 0.5)`` alive positions with the
     highest guide score. ``guide`` is ``[B, T]`` at the current positions. Returns ``[B, T]`` bool."""
@@ -66,24 +44,11 @@ def guided_target(prob: torch.Tensor, guide: torch.Tensor, alive: torch.Tensor) 
     return (rank < count[:, None]) & alive
 
 
-def sample_keep(
-    prob: torch.Tensor,
-    alive: torch.Tensor,
-    target: torch.Tensor | None = None,
-    guided_rows: torch.Tensor | None = None,
-    noise: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Stochastic decision for RL: ``a ~ Bernoulli(q)`` with ``q = p``, or the 0/1
-    imitation ``target`` on ``guided_rows`` ``[B]``; [CLS] sampled with probability 1.
-    ``noise [B, T]`` uniform in [0, 1) draws ``a = noise < q`` (per-example seeded sampling);
-    without it the global torch generator draws."""
-    q = prob
-    if target is not None and guided_rows is not None:
-        q = torch.where(guided_rows[:, None], target.to(prob.dtype), prob)
-    q = q.clone()
-    q[:, 0] = 1.0
-    keep = noise < q if noise is not None else torch.bernoulli(q).bool()
-    return keep & alive
+def sample_keep(prob, noise, target=None, guided_rows=None) -> torch.Tensor:
+    """Stochastic decision for RL: ``a = noise < q`` with ``noise [B, T]`` uniform in [0, 1) (so ``a ~
+    Bernoulli(q)``), ``q = p``, or the 0/1 imitation ``target`` on ``guided_rows [B]``. ``[B, T]`` bool."""
+    q = prob if target is None else torch.where(guided_rows[:, None], target.to(prob.dtype), prob)
+    return noise < q
 
 
 def selection_nll(prob: torch.Tensor, keep: torch.Tensor, alive: torch.Tensor) -> torch.Tensor:
@@ -133,19 +98,6 @@ def count_keep(score: torch.Tensor, alive: torch.Tensor, counts: torch.Tensor) -
     s[:, 0] = float("inf")
     rank = s.argsort(dim=1, descending=True, stable=True).argsort(dim=1)
     return (rank < counts[:, None]) & alive
-
-
-def packed_count_keep(score: torch.Tensor, row: torch.Tensor, slot: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
-    """:func:`count_keep` on packed tokens: ``score [N]`` of tokens of examples ``row [N]`` at
-    ``slot [N]`` (0 = [CLS]); ``counts [B]``. Returns ``keep [N]``."""
-    score = score.float().masked_fill(slot == 0, float("inf"))
-    order = torch.argsort(-score, stable=True)
-    order = order[torch.argsort(row[order], stable=True)]  # grouped by example, best first
-    per_row = torch.bincount(row, minlength=counts.shape[0])
-    rank = torch.arange(row.shape[0], device=row.device) - (torch.cumsum(per_row, 0) - per_row)[row[order]]
-    keep = torch.zeros_like(row, dtype=torch.bool)
-    keep[order] = rank < counts[row[order]]
-    return keep
 
 
 def scatter_positions(values: torch.Tensor, positions: torch.Tensor, valid: torch.Tensor, width: int) -> torch.Tensor:

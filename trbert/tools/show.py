@@ -15,8 +15,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..core.encoder import selector_layers
+from ..core.encoder import Trace, selector_layers
 from ..core.flops import FlopsCounter, mflops
+from ..core.policy import Threshold
 from ..errors import InputError
 from ..store.checkpoint import TRAINED_SELECTORS, backbone_of, read_manifest
 from ..tasks.span import token_span
@@ -45,9 +46,10 @@ def trace(model, features: dict, world, batch_size: int = 32) -> tuple[list, lis
     model.eval()
     depths, probs = [None] * len(features["lengths"]), [None] * len(features["lengths"])
     for batch in progress(batches(features, batch_size), "tracing"):
-        out = forward_batch(model, to_device(batch, world.device), selection="threshold", trace=True)
-        depth = out.depth.cpu().numpy()
-        prob = torch.stack(out.trace_probs, 1).float().cpu().numpy()  # [B, selectors, T]
+        trace = Trace()
+        forward_batch(model, to_device(batch, world.device), Threshold(), tracer=trace)
+        depth = trace.depth.cpu().numpy()
+        prob = torch.stack(trace.probs, 1).float().cpu().numpy()  # [B, selectors, T]
         for row, (i, length) in enumerate(zip(batch["index"].tolist(), batch["lengths"].tolist(), strict=True)):
             depths[i], probs[i] = depth[row, :length], prob[row, :, :length]
     return depths, probs
@@ -139,7 +141,7 @@ def main(args, flags: list[str]) -> Path:
     data = eval_set(job, task, tokenizer)
     model = model_at(job, task, str(model_dir), world)
     config = dataclasses.replace(job.evaluation, per_gpu_eval_batch_size=64)
-    report, predictions = evaluate(model, task, data, "threshold", config, job.precision, world)
+    report, predictions = evaluate(model, task, data, Threshold(), config, job.precision, world)
     depths, probs = trace(model, data.features, world)
     rows = views(model, tokenizer, data, predictions, depths, probs)
     most, least = word_keep_rates(rows)

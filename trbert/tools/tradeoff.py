@@ -21,8 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ..core.flops import FlopsCounter, mflops
+from ..core.policy import Counted, Policy, Threshold
+from ..core.seeding import example_seeds
 from ..errors import InputError
 from ..store.checkpoint import backbone_of, find_artifact, read_manifest
 from ..store.outputs import atomic_write, read_json, write_json
@@ -135,6 +138,20 @@ def matching_length(counter: FlopsCounter, lengths: np.ndarray, target: float) -
     return min((lo, lo + 1), key=lambda k: abs(cost(k) - target))
 
 
+class CountedDrop(Policy):
+    """A training-free baseline over a split: row ``i`` keeps ``counts[i]`` tokens at each selector
+    layer (``[N, (S,) selectors]``), at random (seeded per example from ``seed``) or by attention."""
+
+    packable, runs_selectors = True, False
+
+    def __init__(self, score: str, counts: np.ndarray, seed: int = 0):
+        self.name, self.counts, self.seed = score, counts, seed
+
+    def for_batch(self, batch: dict) -> Counted:
+        counts = torch.as_tensor(self.counts[batch["index"].cpu().numpy()], device=batch["input_ids"].device)
+        return Counted(counts, self.name, example_seeds(self.seed, 0, batch["index"]))
+
+
 class Bench:
     """The dev set, the fine-tuned model and its cost, for evaluating and timing configurations."""
 
@@ -156,14 +173,14 @@ class Bench:
         job = dataclasses.replace(self.job, run=dataclasses.replace(self.job.run, model_type="auto" + self.plain))
         return model_at(job, self.task, str(folder), self.world)
 
-    def evaluate(self, model, selection: str, features: dict, seed: int = 0):
+    def evaluate(self, model, policy, features: dict):
         """``(report, per-example kept counts [N, (S,) selectors])`` of one configuration."""
         data = dataclasses.replace(self.data, features=features)
-        pred = predict(model, features, selection, self.config, self.job.precision, self.world, seed=seed)
-        result, _ = report(model, self.task, data, pred, selection, self.config, self.world)
+        pred = predict(model, features, policy, self.config, self.job.precision, self.world)
+        result, _ = report(model, self.task, data, pred, policy, self.config, self.world)
         return result, np.moveaxis(pred.kept, 0, -1)
 
-    def timing(self, model, selection: str, features: dict) -> dict[str, float]:
+    def timing(self, model, policy, features: dict) -> dict[str, float]:
         """Measured speed-up over the full model at each timing batch size: model times on the
         first ``timing_examples`` rows, the two models alternating, median of ``timing_repeats`` ratios."""
         rows = np.arange(min(self.sweep.timing_examples, len(features["lengths"])))
@@ -172,7 +189,7 @@ class Bench:
         out = {}
         for size in self.sweep.timing_batches:
             config = dataclasses.replace(self.config, per_gpu_eval_batch_size=size)
-            runs = [(self.full, full, "off"), (model, subset, selection)]
+            runs = [(self.full, full, None), (model, subset, policy)]
             times = [[], []]
             for repeat in range(self.sweep.timing_repeats + 1):  # the first pass warms up, untimed
                 for (net, rows_of, chosen), spent in zip(runs, times, strict=True):
@@ -182,10 +199,10 @@ class Bench:
             out[str(size)] = float(statistics.median(times[0]) / max(statistics.median(times[1]), 1e-9))
         return out
 
-    def point(self, method: str, setting: str, model, selection: str, features: dict, seeds: int = 1):
-        """Evaluate (over ``seeds`` seeds for random drop), time, and log one point (the full model
-        is the time reference: its speed-up is 1 by definition)."""
-        runs = [self.evaluate(model, selection, features, seed) for seed in range(seeds)]
+    def point(self, method: str, setting: str, model, policies: list, features: dict):
+        """Evaluate (one run per policy: the seeds of random drop), time, and log one point (the full
+        model is the time reference: its speed-up is 1 by definition)."""
+        runs = [self.evaluate(model, policy, features) for policy in policies]
         metric = [r[self.task.metric] for r, _ in runs]
         first = runs[0][0]
         point = Point(
@@ -198,7 +215,7 @@ class Bench:
             float(np.std(metric)),
             {str(b): 1.0 for b in self.sweep.timing_batches}
             if method == "full"
-            else self.timing(model, selection, features),
+            else self.timing(model, policies[0], features),
         )
         logger.info(
             "%s %s: %s %.4f, %.2fx FLOPs, measured %s",
@@ -216,20 +233,20 @@ def curve(sweep: Sweep, checkpoints: dict[float, Path]) -> list[Point]:
     """Every point: the full model, TR-BERT per α, and the baselines at each TR-BERT point's cost."""
     bench = Bench(sweep)
     features = bench.data.features
-    full, _ = bench.point("full", "-", bench.full, "off", features)
+    full, _ = bench.point("full", "-", bench.full, [None], features)
     points = [full]
     for alpha, folder in progress(list(checkpoints.items()), "trade-off points"):
         model = bench.model(folder)
-        tr, kept = bench.point("tr-bert", f"alpha={alpha:g}", model, "threshold", features)
+        tr, kept = bench.point("tr-bert", f"alpha={alpha:g}", model, [Threshold()], features)
         lengths = np.asarray(features["lengths"])
         k = matching_length(bench.counter, lengths, np.mean(full_macs(bench.counter, lengths)) / tr.flops_speedup)
-        cut = truncated(features, k, bench.sep)
-        counts = {**features, "keep_counts": kept}
+        same = f"as alpha={alpha:g}"
+        randoms = [CountedDrop("random", kept, seed) for seed in range(sweep.seeds)]
         points += [
             tr,
-            bench.point("truncation", f"k={k}", bench.full, "off", cut)[0],
-            bench.point("random", f"as alpha={alpha:g}", bench.full, "random", counts, seeds=sweep.seeds)[0],
-            bench.point("attention", f"as alpha={alpha:g}", bench.full, "attention", counts)[0],
+            bench.point("truncation", f"k={k}", bench.full, [None], truncated(features, k, bench.sep))[0],
+            bench.point("random", same, bench.full, randoms, features)[0],
+            bench.point("attention", same, bench.full, [CountedDrop("attention", kept)], features)[0],
         ]
     return points
 

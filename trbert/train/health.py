@@ -21,6 +21,8 @@ import logging
 import numpy as np
 import torch
 
+from ..core.encoder import Trace
+from ..core.policy import Threshold
 from .data import batches, to_device
 from .stages import forward_batch
 
@@ -44,11 +46,12 @@ def selector_health(model, features: dict, world, rows: int = 512, batch_size: i
     sums = None
     for batch in batches(features, batch_size, rows=chosen):
         guide = batch.get("guide")
-        out = forward_batch(model, to_device(batch, world.device), selection="threshold", trace=True)
-        depth = out.depth.cpu().numpy().reshape(-1, out.depth.shape[-1])
+        trace = Trace()
+        forward_batch(model, to_device(batch, world.device), Threshold(), tracer=trace)
+        depth = trace.depth.cpu().numpy().reshape(-1, trace.depth.shape[-1])
         if sums is None:
-            sums = [dict(scored=0, distance=0.0, confident=0, kept=0, gap=0.0, gap_rows=0) for _ in out.trace_probs]
-        for w, prob in enumerate(out.trace_probs):
+            sums = [dict(scored=0, distance=0.0, confident=0, kept=0, gap=0.0, gap_rows=0) for _ in trace.probs]
+        for w, prob in enumerate(trace.probs):
             p = prob.float().cpu().numpy().reshape(depth.shape)
             scored = ~np.isnan(p)
             scored[:, 0] = False  # [CLS] is always kept

@@ -18,14 +18,12 @@ import numpy as np
 import torch
 
 from ..config import EvalConfig, Precision
-from ..core.encoder import MASKED, UNPADDED, selector_layers
+from ..core.encoder import MASKED, selector_layers
 from ..core.flops import FlopsCounter, mflops
-from ..core.seeding import example_seeds
+from ..core.policy import BatchUniform
 from .data import batches, real_windows, to_device
 from .distributed import World, gather_into, maximum, progress, shard
 from .stages import forward_batch
-
-SELECTOR_RUNS = ("threshold", "uniform", "sample")  # selections that run the selector MLPs
 
 
 @dataclass
@@ -70,32 +68,39 @@ def output_shape(model, features) -> tuple[int, ...]:
     return (n, *windows, model.num_labels, width) if model.restores_tokens else (n, model.num_labels)
 
 
+def inference_path(policy, cfg: EvalConfig) -> str:
+    """``--inference_path``: auto and unpadded take the unpadded path where the policy runs there."""
+    packable = policy is None or policy.packable
+    return "unpadded" if packable and cfg.inference_path != "padded" else "padded"
+
+
 @torch.no_grad()
-def predict(model, features, selection: str, cfg: EvalConfig, precision: Precision, world: World, out=None, seed=0):
+def predict(model, features, policy, cfg: EvalConfig, precision: Precision, world: World, out=None):
     """Logits and kept counts of every row in dataset order (token-level heads give ``[C, T]`` per
     row; positions past a row's length stay ``MASKED``); ``out`` may be a preallocated array.
-    ``selection="random"`` draws from per-example seeds made from ``seed``."""
+    ``policy``: a :class:`~trbert.core.policy.Policy` (its ``for_batch`` makes each batch's), or
+    None for the full model."""
     model.eval()
     n, num_sel = len(features["lengths"]), len(selector_layers(model.config))
     windows = features["input_ids"].shape[1:-1]
     if world.is_main and out is None:
         out = np.full(output_shape(model, features), MASKED, dtype=np.float32)
     kept = np.zeros((n, num_sel, *windows), dtype=np.int64) if world.is_main else None
-    unpadded = selection in UNPADDED and cfg.inference_path != "padded" and model.supports_unpadded
-    options = {"unpadded": True, "attention": cfg.attention_kernel} if unpadded else {}
+    path = inference_path(policy, cfg)
+    model.attention_kernel = cfg.attention_kernel
     seconds, rows = 0.0, shard(n, world)
     # sorting by length saves padding; results do not depend on batch composition, except in the
     # original's batch-uniform mode, which keeps the dataset order
-    loader = batches(features, cfg.per_gpu_eval_batch_size, by_length=selection != "uniform", rows=rows)
+    uniform = isinstance(policy, BatchUniform)
+    loader = batches(features, cfg.per_gpu_eval_batch_size, by_length=not uniform, rows=rows)
     for batch in progress(loader, "evaluating"):
         index = batch["index"].numpy()
-        if selection == "random":
-            batch["seeds"] = example_seeds(seed, 0, batch["index"])
         batch = to_device(batch, world.device)
+        chosen = None if policy is None else policy.for_batch(batch)
         _sync(world.device)
         start = time.perf_counter()
         with precision.autocast(world.device):
-            result = forward_batch(model, batch, selection=selection, **options)
+            result = forward_batch(model, batch, chosen, path=path)
         _sync(world.device)
         seconds += time.perf_counter() - start
         logits = np.full((len(index), *output_shape(model, features)[1:]), MASKED, dtype=np.float32)
@@ -105,15 +110,14 @@ def predict(model, features, selection: str, cfg: EvalConfig, precision: Precisi
         # a selector skipped for lack of tokens keeps the last count
         counts = np.stack([counts[min(w, len(counts) - 1)] for w in range(num_sel)], 1)
         gather_into(kept, index, counts, world)
-    path = "unpadded" if unpadded else "padded"
     kept = None if kept is None else np.moveaxis(kept, 1, 0)
     return Prediction(out, kept, maximum(seconds, world), path)
 
 
-def evaluate(model, task, data: EvalSet, selection: str, cfg: EvalConfig, precision: Precision, world: World):
+def evaluate(model, task, data: EvalSet, policy, cfg: EvalConfig, precision: Precision, world: World):
     """The ``--do_eval`` report and the task's predictions (rank 0; ``(None, None)`` elsewhere)."""
-    pred = predict(model, data.features, selection, cfg, precision, world)
-    return report(model, task, data, pred, selection, cfg, world) if world.is_main else (None, None)
+    pred = predict(model, data.features, policy, cfg, precision, world)
+    return report(model, task, data, pred, policy, cfg, world) if world.is_main else (None, None)
 
 
 def full_macs(counter: FlopsCounter, lengths) -> np.ndarray:
@@ -124,7 +128,7 @@ def full_macs(counter: FlopsCounter, lengths) -> np.ndarray:
     return macs if lengths.ndim == 1 else (macs * real_windows(lengths)).sum(1)
 
 
-def report(model, task, data: EvalSet, pred: Prediction, selection: str, cfg: EvalConfig, world: World):
+def report(model, task, data: EvalSet, pred: Prediction, policy, cfg: EvalConfig, world: World):
     """The task's metrics, FLOPs of this model and of the full model on the same inputs, FLOPs
     speed-up, mean kept fraction per selector, measured time; and the task's predictions."""
     lengths = np.asarray(data.features["lengths"]).astype(np.int64)
@@ -136,7 +140,7 @@ def report(model, task, data: EvalSet, pred: Prediction, selection: str, cfg: Ev
     def per_example(macs):
         return (macs * real).reshape(n, -1).sum(1)
 
-    reduced, scored = selection != "off", selection in SELECTOR_RUNS
+    reduced, scored = policy is not None, policy is not None and policy.runs_selectors
     full = full_macs(counter, lengths)
     ours = per_example(counter.reduced(flat, kept, selectors=scored)) if reduced else full
     exact = per_example(counter.reduced(flat, kept, True, scored) if reduced else counter.full(flat, True))
@@ -148,7 +152,7 @@ def report(model, task, data: EvalSet, pred: Prediction, selection: str, cfg: Ev
         flops_speedup=float(np.sum(full) / np.sum(ours)),
         exact_mflops=mflops(exact),
         kept_fraction=[float(np.mean((k / flat)[real])) for k in kept] if reduced else [],
-        selection=selection,
+        selection=policy.name if policy is not None else "off",
         examples=n,
         eval_batch_size=cfg.per_gpu_eval_batch_size,
         ranks=world.size,

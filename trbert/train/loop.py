@@ -104,7 +104,7 @@ class Validation:
 
     data: EvalSet
     config: EvalConfig
-    selection: str
+    policy: object  # a trbert.core.policy.Policy, or None (the full model)
 
 
 def train(model, task, features, stage: Stage, ctx: StepContext, precision: Precision, world: World, saver: Saver,
@@ -182,9 +182,7 @@ def _log(sums: dict, step: int, count: int, lr: float, writer) -> None:
 
 def _validate(model, task, validation: Validation, precision, world, path, writer, step: int) -> None:
     """Evaluate the step checkpoint just written; results next to it and in TensorBoard."""
-    report, predictions = evaluate(
-        model, task, validation.data, validation.selection, validation.config, precision, world
-    )
+    report, predictions = evaluate(model, task, validation.data, validation.policy, validation.config, precision, world)
     if world.is_main:
         write_results(path, {**report, "checkpoint": str(path)}, predictions)
         for key in (task.metric, "mflops", "flops_speedup"):

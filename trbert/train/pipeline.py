@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from transformers import AutoTokenizer
 
+from ..core.policy import BatchUniform, Threshold
 from ..errors import InputError, exit_code
 from ..store.checkpoint import (
     MANIFEST,
@@ -119,10 +120,12 @@ def model_at(job: Job, task, path: str, world: World):
     return model.to(world.device)
 
 
-def selection_for(job: Job) -> str:
+def policy_for(job: Job):
+    """What evaluation runs: the full model for a baseline type, else the threshold (or the
+    original's batch-uniform selection)."""
     if kind_of(job.run.model_type) != "auto":
-        return "off"
-    return "uniform" if job.evaluation.batch_uniform_selection else "threshold"
+        return None
+    return BatchUniform() if job.evaluation.batch_uniform_selection else Threshold()
 
 
 def check_output_dir(job: Job) -> None:
@@ -179,7 +182,7 @@ def run_training(job: Job, task, world: World) -> None:
     stage_inputs(job, stage, fingerprint, arrays, model)
     needs_dev = job.train.evaluate_during_training or job.run.do_eval
     validation = (
-        Validation(eval_set(job, task, tokenizer, world), job.evaluation, selection_for(job)) if needs_dev else None
+        Validation(eval_set(job, task, tokenizer, world), job.evaluation, policy_for(job)) if needs_dev else None
     )
     set_seed(job.train.seed + world.rank)  # ordinary dropout: a different stream per rank
     barrier(world)  # every rank has read and checked its input before anything is written
@@ -240,7 +243,7 @@ def write_training_set_output(job: Job, task, world: World, artifact) -> None:
             if artifact is SCORES:
                 token_scores(model, task, arrays, job.evaluation, job.precision, world, out=target)
             else:
-                predict(model, arrays, "off", job.evaluation, job.precision, world, out=target)
+                predict(model, arrays, None, job.evaluation, job.precision, world, out=target)
         except BaseException:
             if sink is not None:
                 sink.discard()
@@ -264,10 +267,10 @@ def evaluate_checkpoint(job: Job, task, path, world: World) -> dict | None:
     data = eval_set(job, task, tokenizer, world)
     model = quantized(model_at(job, task, str(path), world), job.evaluation.quantize)
     with writing(path, world):
-        report, predictions = evaluate(model, task, data, selection_for(job), job.evaluation, job.precision, world)
+        report, predictions = evaluate(model, task, data, policy_for(job), job.evaluation, job.precision, world)
         if world.is_main:
             report["checkpoint"] = str(path)
-            if selection_for(job) == "threshold":
+            if isinstance(policy_for(job), Threshold):
                 report["selector_health"] = selector_health(model, data.features, world)
                 warn_if_untrained(report["selector_health"], str(path))
             write_results(path, report, predictions)

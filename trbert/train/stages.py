@@ -25,7 +25,9 @@ from dataclasses import dataclass
 import torch
 
 from ..config import MODEL_TYPES, ReductionConfig, TrainConfig
+from ..core.encoder import Trace
 from ..core.objective import REPLICAS, distillation, guided_rows, init_loss, length_fraction, reinforce_loss, rewards
+from ..core.policy import Probe, Sample
 from ..core.seeding import combine
 from .data import real_windows
 
@@ -59,17 +61,16 @@ class StepContext:
     step: int = 0
 
 
-def forward_batch(model, batch, **kwargs):
-    """The model on a batch: token types, the head's extra inputs, and the per-example ``seeds``
-    of its sampling and seeded dropout (training) when the batch has them. ``model`` may be
+def forward_batch(model, batch, policy=None, **kwargs):
+    """The model on a batch with ``policy`` (None: the stock forward): token types, the head's extra
+    inputs and the per-example ``seeds`` of seeded dropout when the batch has them. ``model`` may be
     wrapped (DistributedDataParallel): its ``module`` says what the head reads."""
     head_inputs = getattr(model, "module", model).head_inputs
     if head_inputs:
         kwargs["head_inputs"] = {k: batch[k] for k in head_inputs}
-    for name in ("seeds", "keep_counts"):  # per-example seeds; the token counts of the count-matched baselines
-        if name in batch:
-            kwargs[name] = batch[name]
-    return model(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"), **kwargs)
+    if "seeds" in batch:
+        kwargs["seeds"] = batch["seeds"]
+    return model(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"), policy=policy, **kwargs)
 
 
 def task_loss(task, logits, batch, reduction: ReductionConfig, distil: bool) -> torch.Tensor:
@@ -100,7 +101,7 @@ def reinforce_step(model, task, batch, ctx: StepContext, joint: bool):
     guiding = not joint and ctx.step < cfg.guide_rate * ctx.total_steps
     guide = rows.get("guide")
     chosen = guided_rows(len(batch["index"]), guiding, device=rows["input_ids"].device) if guide is not None else None
-    out = forward_batch(model, rows, selection="sample", guide=guide, guided_rows=chosen)
+    out = forward_batch(model, rows, Sample(rows["seeds"], guide, chosen))
     loss = task_loss(task, out.logits, rows, cfg, distil=joint and cfg.train_teacher)
     denominator = ctx.max_length if cfg.length_penalty == "padded" else rows["lengths"].float()
     real = real_windows(rows["lengths"]) if rows["lengths"].dim() == 2 else None  # windows of one example
@@ -120,8 +121,9 @@ def joint_step(model, task, batch, ctx):
 
 
 def init_step(model, task, batch, ctx: StepContext):
-    out = forward_batch(model, batch, selection="probe")
-    loss = init_loss(out.probs, batch["ranks"], batch["attention_mask"])
+    trace = Trace()
+    forward_batch(model, batch, Probe(), tracer=trace)
+    loss = init_loss(trace.probs, batch["ranks"], batch["attention_mask"])
     return loss, {"loss": loss}
 
 

@@ -1,0 +1,176 @@
+"""Selection policies: how a selector's keep probabilities become keep decisions.
+
+What this file is: the one keep rule (:meth:`Policy.keep`) and the policies a forward is given —
+:class:`Threshold` (inference), :class:`BatchUniform` (the original's batched inference),
+:class:`Sample` (RL, with the imitation guide), :class:`Probe` (keep everything: the warm start reads
+the probabilities) and :class:`Counted` (training-free baselines: as many tokens as given, at random
+or by attention). A policy sees a :class:`Site`: the tokens in front of one selector, in the
+layout of the loop that asks (the padded loop's current columns, or the packed loop's original
+positions), so the padded and packed encoder loops and the shared-choice heads all decide through
+:meth:`Policy.keep`. No policy: the stock forward, nothing dropped. Shapes: ``R`` rows, ``W`` columns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from functools import cached_property
+
+import torch
+
+from .seeding import combine, uniform
+from .selector import THRESHOLD, count_keep, guided_target, keep_probabilities, sample_keep
+
+COUNTED = ("random", "attention")  # the scores a counted baseline ranks tokens by
+
+
+@dataclass
+class Site:
+    """The tokens in front of selector ``w``: ``alive [R, W]`` the positions it may keep (padding,
+    dropped and protected tokens are not), ``positions [R, W]`` their original positions (below
+    ``width``, the input's); the selector's logits and the attention [CLS] paid every position in the
+    previous layer are computed only when a policy asks (``[R, W]`` each)."""
+
+    w: int
+    alive: torch.Tensor
+    positions: torch.Tensor
+    width: int
+    logits: Callable[[], torch.Tensor]
+    cls_attention: Callable[[], torch.Tensor] | None = None
+
+    @cached_property
+    def prob(self) -> torch.Tensor:
+        """Keep probabilities ``[R, W]`` float32, 0 where not alive."""
+        return keep_probabilities(self.logits(), self.alive)
+
+
+class Policy:
+    """How a site's tokens are chosen. ``packable``: the packed (unpadded) loop can run it;
+    ``samples``: its decisions are sampled (the forward returns their log-likelihood);
+    ``runs_selectors``: it reads the selectors (FLOPs charge them)."""
+
+    name = "policy"
+    packable = False
+    samples = False
+    runs_selectors = True
+
+    def for_batch(self, batch: dict) -> Policy:
+        """The policy for one batch of a pass over a split (a dataset-level baseline makes its own)."""
+        return self
+
+    def keep(self, site: Site) -> torch.Tensor:
+        """The keep rule of every path (padded, unpadded, shared choice): the policy's choice among
+        the alive positions, [CLS] always kept. ``[R, W]`` bool. Not overridden."""
+        keep = self.choose(site) & site.alive
+        keep[:, 0] = site.alive[:, 0]
+        return keep
+
+    def choose(self, site: Site) -> torch.Tensor:
+        """The positions to keep ``[R, W]`` bool (:meth:`keep` adds [CLS] and drops the dead)."""
+        raise NotImplementedError
+
+    def windows(self, b: int, s: int) -> Policy:
+        """The policy for examples of ``s`` windows run as ``b * s`` rows."""
+        return self
+
+    def options(self) -> Policy:
+        """The policy for one shared decision per question of several option rows."""
+        return self
+
+
+class Threshold(Policy):
+    """Inference: keep a token when its probability reaches 0.5; each row on its own (docs/differences.md F1)."""
+
+    name = "threshold"
+    packable = True
+
+    def choose(self, site: Site) -> torch.Tensor:
+        return site.prob >= THRESHOLD
+
+
+class BatchUniform(Policy):
+    """The original's batched inference (docs/differences.md F1): every row keeps as many positions as
+    the row with the most above-threshold tokens, its most probable ones ([CLS] first)."""
+
+    name = "uniform"
+
+    def choose(self, site: Site) -> torch.Tensor:
+        count = Threshold().keep(site).sum(1)
+        score = site.prob.clone()
+        score[:, 0] = 3.0
+        top = score.topk(int(count.max()), dim=1).indices
+        return torch.zeros_like(site.alive).scatter_(1, top, True)
+
+
+class Probe(Policy):
+    """Keep everything: the selector warm start regresses the probabilities a tracer records."""
+
+    name = "probe"
+
+    def choose(self, site: Site) -> torch.Tensor:
+        return site.alive
+
+
+@dataclass
+class Sample(Policy):
+    """RL: ``a ~ Bernoulli(p)`` from per-row ``seeds [R]`` (noise keyed by original position), or, on
+    ``guided_rows [R]``, the imitation target from the token scores ``guide [R, selectors, T]``
+    (docs/differences.md K3)."""
+
+    seeds: torch.Tensor
+    guide: torch.Tensor | None = None
+    guided_rows: torch.Tensor | None = None
+    name = "sample"
+    samples = True
+
+    def choose(self, site: Site) -> torch.Tensor:
+        target, prob = None, site.prob  # computed (and cached) with gradient: the NLL reads it too
+        if self.guide is not None and self.guided_rows is not None:
+            with torch.no_grad():
+                guide = self.guide[:, site.w].gather(1, site.positions)
+                target = guided_target(prob.detach(), guide, site.alive)
+        noise = uniform(self.seeds, -1 - site.w, (site.width,)).gather(1, site.positions)
+        return sample_keep(prob, noise, target, self.guided_rows)
+
+    def windows(self, b: int, s: int) -> Sample:
+        window = torch.arange(s, device=self.seeds.device).repeat(b)
+        return Sample(
+            combine(self.seeds.repeat_interleave(s), window),
+            None if self.guide is None else self.guide.flatten(0, 1),
+            None if self.guided_rows is None else self.guided_rows.repeat_interleave(s),
+        )
+
+    def options(self) -> Sample:
+        """The question's guide is the sum of its option rows' scores (docs/differences.md F15)."""
+        return replace(self, guide=None if self.guide is None else self.guide.sum(1))
+
+
+@dataclass
+class Counted(Policy):
+    """A training-free baseline keeping ``counts [R, selectors]`` tokens per row: at ``random`` (from
+    ``seeds [R]``, keyed by original position) or those [CLS] paid the most ``attention`` in the
+    previous layer."""
+
+    counts: torch.Tensor
+    score: str = "random"
+    seeds: torch.Tensor | None = None
+    packable = True
+    runs_selectors = False
+
+    def __post_init__(self):
+        if self.score not in COUNTED:
+            raise ValueError(f"Counted score must be one of {COUNTED}, got {self.score!r}")
+        self.name = self.score
+
+    def choose(self, site: Site) -> torch.Tensor:
+        if self.score == "random":
+            score = uniform(self.seeds, 7 + site.w, (site.width,)).gather(1, site.positions)
+        else:
+            score = site.cls_attention()
+        return count_keep(score, site.alive, self.counts[:, site.w].to(site.alive.device))
+
+    def windows(self, b: int, s: int) -> Counted:
+        seeds = self.seeds
+        if seeds is not None:
+            seeds = combine(seeds.repeat_interleave(s), torch.arange(s, device=seeds.device).repeat(b))
+        return replace(self, counts=self.counts.flatten(0, 1), seeds=seeds)
