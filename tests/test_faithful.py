@@ -2,9 +2,13 @@
 with expected values worked out by hand in the comments (never produced by the code under test)."""
 
 import pytest
+import torch
 from conftest import featurize, fixture_tokenizer
 
+from trbert.cli import parse_args
+from trbert.config import Precision
 from trbert.errors import InputError
+from trbert.loop import _optimization
 from trbert.tasks import family, make_task
 
 # ---- 1. WikiHop windows: --doc_stride is the overlap, -1 (the default) one window -------------
@@ -66,3 +70,43 @@ def test_wikihop_overlap_as_large_as_a_window_is_refused():
     with pytest.raises(InputError, match=r"WH_hand: --doc_stride 5 .* smaller than the 5 document word pieces"):
         _wikihop_windows(doc_stride=5)
 
+
+# ---- 2. --shared_selection (the original's run_mcrace.py): lr 5e-5, 10 % warm-up in every stage ---
+
+STAGE_FLAGS = {
+    "finetune": ["--model_type", "bert"],
+    "train_init": ["--model_type", "initbert", "--train_init"],
+    "train_rl": ["--model_type", "autobert", "--train_rl"],
+    "train_both": ["--model_type", "autobert", "--train_both"],
+}
+
+
+def _race_job(*flags):
+    base = ["--data_dir", "d", "--model_name_or_path", "m", "--output_dir", "o", "--do_train"]
+    return parse_args(base + list(flags), "race", "run_race_classify.py")
+
+
+@pytest.mark.parametrize("stage", list(STAGE_FLAGS))
+def test_shared_selection_defaults_are_run_mcrace_defaults_in_every_stage(stage):
+    job = _race_job(*STAGE_FLAGS[stage], "--shared_selection")
+    assert job.stage == stage
+    assert job.train.learning_rate == 5e-5 and job.train.warmup_steps == -1  # -1: 10 % of the steps
+    binary = _race_job(*STAGE_FLAGS[stage])  # run_race_classify.py: 2e-5, no warm-up in fine-tuning only
+    assert binary.train.learning_rate == 2e-5
+    assert binary.train.warmup_steps == (0 if stage == "finetune" else -1)
+    explicit = _race_job(*STAGE_FLAGS[stage], "--shared_selection", "--learning_rate", "1e-4", "--warmup_steps", "3")
+    assert explicit.train.learning_rate == 1e-4 and explicit.train.warmup_steps == 3
+
+
+def test_shared_selection_fine_tuning_warms_up_over_the_first_tenth_of_the_steps():
+    job = _race_job(*STAGE_FLAGS["finetune"], "--shared_selection")
+    model = torch.nn.Linear(2, 2)
+    model.selector_parameters = lambda: []  # a stand-in model: everything is "backbone"
+    run = _optimization(model, "backbone", job.train, Precision(), 50, torch.device("cpu"))
+    rates = []
+    for _ in range(6):
+        rates.append(run.scheduler.get_last_lr()[0])
+        run.optimizer.step()
+        run.scheduler.step()
+    # int(0.1 * 50) = 5 warm-up steps: 0, 1/5, ..., 4/5 of 5e-5, then the peak
+    assert rates == pytest.approx([5e-5 * k / 5 for k in range(6)])
