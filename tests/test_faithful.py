@@ -1,15 +1,24 @@
 """Issue 20, "faithful to the last window": each behaviour checked against the original's facts,
 with expected values worked out by hand in the comments (never produced by the code under test)."""
 
+import json
+import shutil
+
+import numpy as np
 import pytest
 import torch
-from conftest import featurize, fixture_tokenizer
+from conftest import FIXTURES, featurize, fixture_tokenizer, tiny_bert_config
+from safetensors import safe_open
+from test_pipeline import script
 
 from trbert.cli import parse_args
 from trbert.config import Precision
 from trbert.errors import InputError
+from trbert.heads import TRBertForMultipleChoice
 from trbert.loop import _optimization
+from trbert.objective import init_loss, init_mask, rank_targets, shared_rank_targets
 from trbert.tasks import family, make_task
+from trbert.tasks.race import read_race
 
 # ---- 1. WikiHop windows: --doc_stride is the overlap, -1 (the default) one window -------------
 
@@ -110,3 +119,123 @@ def test_shared_selection_fine_tuning_warms_up_over_the_first_tenth_of_the_steps
         run.scheduler.step()
     # int(0.1 * 50) = 5 warm-up steps: 0, 1/5, ..., 4/5 of 5e-5, then the peak
     assert rates == pytest.approx([5e-5 * k / 5 for k in range(6)])
+
+
+# ---- 3. rank targets for every selection shape; --train_init on windows and shared selections ----
+
+
+def test_rank_targets_rank_each_window_among_its_own_tokens():
+    # one example, two windows (lengths 3 and 2), one selector, T = 4
+    scores = torch.tensor([[[[0.2, 0.9, 0.5, 8.0]], [[0.7, 0.1, 9.0, 9.0]]]])
+    # window 0: order 0.9 > 0.5 > 0.2 -> ranks 2, 0, 1 of 3 -> 1 - r/3; position 3 is past the length
+    # window 1: order 0.7 > 0.1 -> ranks 0, 1 of 2 -> 1, 1/2
+    expected = torch.tensor([[[[1 / 3, 1.0, 2 / 3, 0.0]], [[1.0, 0.5, 0.0, 0.0]]]])
+    assert torch.allclose(rank_targets(scores, torch.tensor([[3, 2]])), expected)
+
+
+def test_shared_rank_targets_rank_the_option_sum_among_the_selectable_positions():
+    # one question, two option rows (lengths 5 and 4), one selector, T = 5, question_end 3
+    scores = torch.tensor([[[[1.0, 0.0, 2.0, 9.0, 9.0]], [[0.5, 3.0, 0.0, 9.0, 0.0]]]])
+    # summed: 1.5, 3.0, 2.0 on the selectable positions 0..2 -> ranks 2, 0, 1 of 3
+    row = [1 - 2 / 3, 1.0, 1 - 1 / 3, 0.0, 0.0]
+    out = shared_rank_targets(scores, torch.tensor([[5, 4]]), torch.tensor([3]))
+    assert out.shape == scores.shape and torch.allclose(out, torch.tensor([[[row], [row]]]))
+
+
+def test_init_loss_leaves_out_filler_windows_and_unselectable_positions():
+    # two windows of one example: window 1 is a [CLS]-only filler; one selector
+    batch = {
+        "attention_mask": torch.tensor([[[True, True, True], [True, False, False]]]),
+        "lengths": torch.tensor([[3, 1]]),
+    }
+    mask = init_mask(batch)
+    assert mask.tolist() == [[[True, True, True], [False, False, False]]]
+    probs = [torch.tensor([[0.5, 0.5, 0.5], [0.9, 0.0, 0.0]])]  # rows = windows
+    targets = torch.tensor([[[[1.0, 0.5, 0.0]], [[0.0, 0.0, 0.0]]]])
+    assert torch.isclose(init_loss(probs, targets, mask), torch.tensor((0.5 + 0.0 + 0.5) / 3))
+    # a shared selection: only positions before question_end count
+    batch = {
+        "attention_mask": torch.ones(1, 2, 4, dtype=torch.bool),
+        "lengths": torch.tensor([[4, 4]]),
+        "question_end": torch.tensor([2]),
+    }
+    assert init_mask(batch).tolist() == [[[True, True, False, False]] * 2]
+
+
+def test_the_shared_selection_probe_averages_the_option_logits_as_the_original():
+    """The probe of the multiple-choice warm start: per question and position, the sigmoid of the
+    selector logits averaged over the four options (the original's InitBertForRace), 0 from
+    question_end on, the same in every option row. Computed here from the stock encoder's layer
+    outputs, independently of the reduction loop."""
+    torch.manual_seed(1)
+    model = TRBertForMultipleChoice(tiny_bert_config()).eval()
+    arrays, ids, types, mask, heads = _choice_batch()
+    with torch.no_grad():
+        out = model(ids, mask, types, selection="probe", head_inputs=heads)
+        stock = model.bert(ids.flatten(0, 1), mask.flatten(0, 1).long(), types.flatten(0, 1), output_hidden_states=True)
+    b, c, t = ids.shape
+    selectable = mask & (torch.arange(t) < heads["question_end"][:, None, None])
+    for w, layer in enumerate([1, 2]):  # a 4-layer model: selectors before layers 1 and 4 // 2
+        logits = model.selectors[w](stock.hidden_states[layer]).view(b, c, t)  # hidden_states[i]: input of layer i
+        expected = torch.sigmoid(logits.mean(1, keepdim=True)).expand(b, c, t) * selectable
+        assert torch.allclose(out.probs[w].view(b, c, t), expected, atol=1e-5)
+
+
+def _choice_batch():
+    """Three RACE questions as one shared-selection batch: ids, token types, mask ``[3, 4, T]``."""
+    task = make_task("race", family("race").config(max_qa_length=12, shared_selection=True))
+    arrays, _ = featurize(task, read_race(FIXTURES / "race" / "train")[:3], fixture_tokenizer(), 40)
+    width = int(arrays["lengths"].max())
+    ids = torch.from_numpy(arrays["input_ids"][..., :width]).long()
+    types = torch.from_numpy(arrays["token_type_ids"][..., :width]).long()
+    mask = torch.arange(width) < torch.from_numpy(arrays["lengths"])[..., None]
+    return arrays, ids, types, mask, {"question_end": torch.from_numpy(arrays["question_end"])}
+
+
+def _stages(script_name: str, data, tmp_path, lm, flags: str) -> dict:
+    """Fine-tune, token scores, rank targets, warm start; returns the paths."""
+    p = {"data": tmp_path / "data", "lm": lm, "bert": tmp_path / "bert", "init": tmp_path / "init"}
+    shutil.copytree(data, p["data"])
+    common = (
+        "--data_dir {data} --per_gpu_train_batch_size 4 --per_gpu_eval_batch_size 4 --num_train_epochs 1"
+        " --learning_rate 1e-2 --logging_steps 1 --features_cache_dir {data}/cache " + flags
+    )
+    for command in (
+        "--model_type bert --model_name_or_path {lm} --output_dir {bert} --do_train",
+        "--model_type bert --model_name_or_path {bert} --output_dir {bert} --do_eval_grad",
+        "RANK",
+        "--model_type initbert --model_name_or_path {bert} --output_dir {init} --do_train --train_init",
+    ):
+        if command == "RANK":
+            assert script("trans_imdb_rank.py", "--model_dir", p["bert"]) == 0
+            continue
+        assert script(script_name, *f"{common} {command}".format(**p).split()) == 0, command
+    return p
+
+
+def _selectors(path) -> dict:
+    with safe_open(str(path / "model.safetensors"), "pt") as f:
+        return {k: f.get_tensor(k) for k in f.keys() if k.startswith("selectors.")}
+
+
+@pytest.mark.parametrize(
+    "script_name,data,flags,windows",
+    [
+        ("run_race_classify.py", "race", "--max_seq_length 48 --max_qa_length 16 --shared_selection", 4),
+        ("run_wikihop.py", "wikihop", "--max_seq_len 48 --max_segment 3 --doc_stride 0", 3),
+    ],
+)
+def test_train_init_runs_on_windows_and_on_the_shared_selection(
+    tmp_path, tiny_bert_dir, script_name, data, flags, windows
+):
+    p = _stages(script_name, FIXTURES / data, tmp_path, tiny_bert_dir, flags)
+    scores, ranks = np.load(p["bert"] / "token_scores.npy"), np.load(p["bert"] / "token_ranks.npy")
+    assert scores.shape[1:3] == (windows, 2) and ranks.shape == scores.shape
+    assert ranks.max() == 1.0 and ranks.min() == 0.0
+    if "--shared_selection" in flags:  # one target per question, carried by each option row
+        assert (ranks == ranks[:, :1]).all()
+    else:
+        assert (np.load(p["bert"] / "token_ranks.npy")[:, 1:] > 0).any()  # later windows have targets too
+    before, after = _selectors(p["bert"]), _selectors(p["init"])
+    assert before.keys() == after.keys() and any(not torch.equal(before[k], after[k]) for k in before)
+    assert json.loads((p["init"] / "trbert_stage.json").read_text())["stage"] == "train_init"

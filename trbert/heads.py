@@ -199,14 +199,21 @@ class SharedChoiceMixin:
             return None if t is None else how(t.view(-1, c, *t.shape[1:])).repeat_interleave(c, 0)
 
         selectable = self._selectable(alive, orig)
-        logits = self.selectors[w](x).float().view(-1, c, x.shape[1]).mean(1).repeat_interleave(c, 0)
-        prob = torch.sigmoid(logits) * selectable
+        prob = self._probe(w, x, alive, orig)
         shared = replace(
             choice,
             guide=per_question(choice.guide, lambda t: t.sum(1)),
             seeds=per_question(choice.seeds, lambda t: t[:, 0]),
         )
         return prob, self._decide(w, prob, selectable, orig, shared) | (alive & ~selectable)
+
+    def _probe(self, w, x, alive, orig):
+        """The question's keep probability ``[rows, T]`` in each of its option rows: the sigmoid of
+        the selector logits averaged over the options (the original's multiple-choice warm-start
+        probe and its selection alike), 0 where not selectable."""
+        c = self.num_labels
+        logits = self.selectors[w](x).float().view(-1, c, x.shape[1]).mean(1).repeat_interleave(c, 0)
+        return torch.sigmoid(logits) * self._selectable(alive, orig)
 
     def _packed_keep(self, w, x, packing, position, length, choice=None, before=None):
         """The shared decision on packed tokens ``x [N, d]``: every token's selector logit is put at

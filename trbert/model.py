@@ -168,6 +168,11 @@ class TokenReductionMixin:
         noise = uniform(choice.seeds, -1 - w, (prob.shape[1],)) if choice.seeds is not None else None
         return sample_keep(prob, alive, target, choice.guided_rows, noise)
 
+    def _probe(self, w, x, alive, orig):
+        """Keep probabilities ``[B, T]`` of selector ``w`` without a decision (the warm start's
+        probe; a hook for shared selections)."""
+        return keep_probabilities(self.selectors[w](x), alive)
+
     def _nll(self, prob, keep, alive, orig):
         """Log-likelihood term of one selection per row (a hook for shared selections)."""
         return selection_nll(prob, keep, alive)
@@ -229,7 +234,7 @@ class TokenReductionMixin:
             w = where.get(i)
             if w is not None and choice.selection != "off" and x.shape[1] > 1:
                 if choice.selection == "probe":
-                    out.probs.append(keep_probabilities(self.selectors[w](x), alive))
+                    out.probs.append(self._probe(w, x, alive, orig))
                 else:
                     prob, keep = self._select(w, x, alive, orig, choice, before)
                     if out.select_nll is not None:

@@ -26,7 +26,16 @@ import torch
 
 from .config import MODEL_TYPES, ReductionConfig, TrainConfig
 from .data import real_windows
-from .objective import REPLICAS, distillation, guided_rows, init_loss, length_fraction, reinforce_loss, rewards
+from .objective import (
+    REPLICAS,
+    distillation,
+    guided_rows,
+    init_loss,
+    init_mask,
+    length_fraction,
+    reinforce_loss,
+    rewards,
+)
 from .seeding import combine
 
 
@@ -121,7 +130,7 @@ def joint_step(model, task, batch, ctx):
 
 def init_step(model, task, batch, ctx: StepContext):
     out = forward_batch(model, batch, selection="probe")
-    loss = init_loss(out.probs, batch["ranks"], batch["attention_mask"])
+    loss = init_loss(out.probs, batch["ranks"], init_mask(batch))
     return loss, {"loss": loss}
 
 
