@@ -18,7 +18,11 @@ from trbert.heads import TRBertForMultipleChoice
 from trbert.loop import _optimization
 from trbert.objective import init_loss, init_mask, rank_targets, shared_rank_targets
 from trbert.tasks import family, make_task
+from trbert.tasks.answer_metrics import squad_scores
+from trbert.tasks.final_text import final_text
+from trbert.tasks.hotpot import HotpotExample, best_text_span
 from trbert.tasks.race import read_race
+from trbert.tasks.span import QAExample, SpanTask
 
 # ---- 1. WikiHop windows: --doc_stride is the overlap, -1 (the default) one window -------------
 
@@ -239,3 +243,96 @@ def test_train_init_runs_on_windows_and_on_the_shared_selection(
     before, after = _selectors(p["bert"]), _selectors(p["init"])
     assert before.keys() == after.keys() and any(not torch.equal(before[k], after[k]) for k in before)
     assert json.loads((p["init"] / "trbert_stage.json").read_text())["stage"] == "train_init"
+
+
+# ---- 4. decoding: HotpotQA scans every start and trims to the word pieces; SQuAD's top-n -------
+
+
+def test_hotpot_span_search_scans_every_start_within_one_run_of_text():
+    # 26 text positions (0..25), then a title token (26, not text) and text again (27, 28)
+    text = np.array([True] * 26 + [False] + [True] * 2)
+    start, end = np.zeros(29), np.zeros(29)
+    start[:20] = 5.0  # twenty starts score 5 but no end near them scores anything
+    start[25], end[25] = 4.0, 10.0  # the 21st best start with a strong end: 4 + 10 = 14
+    assert best_text_span(start, end, text, max_length=3) == (25, 25)
+    # a span may not run over a non-text position: end 28 is out of reach from 25 (26 is a title)
+    end[28] = 100.0
+    assert best_text_span(start, end, text, max_length=4) == (27, 28)  # 0 + 100, from the next run
+    # ties: the first (s, e) in order, as the original's stable sort
+    assert best_text_span(np.zeros(3), np.zeros(3), np.ones(3, dtype=bool), 2) == (0, 0)
+    assert best_text_span(np.zeros(3), np.zeros(3), np.zeros(3, dtype=bool), 2) is None
+
+
+HOTPOT_NODE = {
+    "name": "the_years",
+    "context": ["the", "1990", "##s", "were", "paris", ","],
+    "doc_tokens": ["The", "1990s", "were", "Paris,"],
+    "tok_to_orig_index": [0, 1, 1, 2, 3, 3],
+}
+
+
+@pytest.mark.parametrize(
+    "first,last,answer",
+    [
+        (1, 1, "1990"),  # the piece "1990" of the word "1990s": trimmed (the old whole-word answer: "1990s")
+        (1, 2, "1990s"),
+        (4, 4, "Paris"),  # the comma glued to "Paris," is left out
+        (3, 5, "were Paris,"),
+        (0, 1, "The 1990"),
+    ],
+)
+def test_hotpot_answer_is_trimmed_to_the_predicted_word_pieces(first, last, answer):
+    task = make_task("hotpot", family("hotpot").config())
+    example = HotpotExample("q", "when ?", "", [HOTPOT_NODE])
+    # row: [CLS] when ? [SEP] [unused1] title [unused2] the 1990 ##s were paris , [SEP] -> pieces at 7..12
+    t, offset = 14, 7
+    origin = np.full((t, 2), -1)
+    origin[offset : offset + 6] = [(0, w) for w in HOTPOT_NODE["tok_to_orig_index"]]
+    logits = np.full((7, t), -1e4, dtype=np.float32)
+    logits[2:5, 0] = [5.0, 0.0, 0.0]  # the switch says: a span
+    logits[0, offset + first], logits[1, offset + last] = 10.0, 10.0
+    logits[0, offset : offset + 6] = np.maximum(logits[0, offset : offset + 6], 0.0)
+    logits[1, offset : offset + 6] = np.maximum(logits[1, offset : offset + 6], 0.0)
+    assert task._answer(logits, origin, example) == answer
+
+
+def test_final_text_aligns_in_the_case_of_the_pieces():
+    assert final_text("paris", "Paris,", lower=True) == "Paris"
+    assert final_text("Paris", "Paris,", lower=False) == "Paris"
+    assert final_text("paris", "Paris,", lower=False) == "Paris,"  # not found cased: the whole words
+    assert final_text("cafe", "Café au", lower=True) == "Café"  # accents removed when lower-casing
+    assert final_text("[UNK]", "Paris,", lower=True) == "Paris,"
+
+
+def _two_window_squad(n_best_size: int = 2):
+    """One question over two windows of ``alpha beta gamma delta``; each window ``[CLS] q q [SEP]
+    w w w [SEP]`` with its three context words at positions 4, 5, 6."""
+    task = SpanTask("squad", None, squad_scores, "", "", n_best_size=n_best_size)
+    spans = {"alpha": (0, 5), "beta": (6, 10), "gamma": (11, 16), "delta": (17, 22)}
+    offsets = np.full((2, 8, 2), -1, dtype=np.int32)
+    offsets[0, 4:7] = [spans["alpha"], spans["beta"], spans["gamma"]]
+    offsets[1, 4:7] = [spans["beta"], spans["gamma"], spans["delta"]]
+    max_context = np.zeros((2, 8), dtype=bool)
+    max_context[0, 4:6] = max_context[1, 5:7] = True  # beta decoded in window 0, gamma in window 1
+    arrays = {"example": np.array([0, 0]), "offsets": offsets, "max_context": max_context, "lengths": np.array([8, 8])}
+    example = QAExample("q", "which ?", "alpha beta gamma delta", ["gamma delta"])
+    return task, arrays, example
+
+
+def test_squad_takes_the_top_n_over_all_positions_then_filters():
+    task, arrays, example = _two_window_squad()
+    logits = np.zeros((2, 2, 8), dtype=np.float32)
+    # window 0: the two best ends are question tokens (9, 8), so the original finds no span there,
+    # although "alpha beta" (6 + 6 = 12) would be the best span among the context positions
+    logits[0, 0] = [0, 9, 0, 0, 6, 2, 0, 0]
+    logits[0, 1] = [0, 9, 8, 0, 0, 6, 1, 0]
+    # window 1: starts 5 (3) and 6 (1); ends 6 (2) and, among the zeros, position 0 ([CLS], the
+    # earliest): spans (5, 6) = 5 and (6, 6) = 3 -> "gamma delta"
+    logits[1, 0] = [0, 0, 0, 0, 0, 3, 1, 0]
+    logits[1, 1] = [0, 0, 0, 0, 0, 0, 2, 0]
+    answers, _ = task.decode(logits, arrays, [example])
+    assert answers == {"q": "gamma delta"}
+    assert task._best_span(logits[0, 0], logits[0, 1], arrays["offsets"][0], arrays["max_context"][0], 8) is None
+    # with room for three candidates the window-0 span is back: ends 1, 2 and 5 -> (4, 5) = 12
+    task, arrays, example = _two_window_squad(n_best_size=3)
+    assert task.decode(logits, arrays, [example])[0] == {"q": "alpha beta"}

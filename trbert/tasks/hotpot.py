@@ -30,6 +30,7 @@ from ..model import MASKED
 from .answer_metrics import hotpot_scores
 from .base import Family, Predictions, register
 from .files import checked_questions, json_lines, require, split_file
+from .final_text import final_text, pieces_text
 from .span import SpanConfig
 
 MAX_ANSWERS, MAX_SENTENCES, MAX_QUESTION = 8, 80, 80
@@ -220,27 +221,30 @@ class HotpotTask:
         return Predictions(prediction, {"predictions.json": prediction})
 
     def _answer(self, logits: np.ndarray, origin: np.ndarray, example: HotpotExample) -> str:
-        """yes / no by the switch, else the best text span (both ends in one paragraph's text)."""
+        """yes / no by the switch, else, as the original, the best text span over every start
+        (:func:`best_text_span`) trimmed to its word pieces (:meth:`_text`)."""
         switch = int(np.argmax(logits[2:5, 0]))
         if switch:
             return "yes" if switch == 1 else "no"
-        text = origin[:, 0] >= 0
-        start, end = np.where(text, logits[0], -np.inf), np.where(text, logits[1], -np.inf)
-        best, answer = -np.inf, ""
-        for s in np.argsort(-start)[:20]:
-            for e in range(s, min(s + self.max_answer_length, len(end))):
-                if text[s] and text[e] and origin[s, 0] == origin[e, 0] and start[s] + end[e] > best:
-                    best, answer = start[s] + end[e], self._text(example, origin[s], origin[e])
-        return answer
+        span = best_text_span(logits[0], logits[1], origin[:, 0] >= 0, self.max_answer_length)
+        return "" if span is None else self._text(example, origin, *span)
 
     @staticmethod
-    def _text(example: HotpotExample, first, last) -> str:
-        node = example.paragraphs[first[0]]
+    def _text(example: HotpotExample, origin: np.ndarray, s: int, e: int) -> str:
+        """The answer of the span ``s..e`` (row positions in one paragraph's text), as the
+        original's final-text step: the part of its whole words that its word pieces cover (the
+        pieces' text in lower case: compared in lower case, as the original with the
+        ``--do_lower_case`` of its recipes; docs/differences.md N18); without ``doc_tokens``, the
+        pieces' text."""
+        paragraph = int(origin[s, 0])
+        node = example.paragraphs[paragraph]
+        first = int(np.flatnonzero(origin[:, 0] == paragraph)[0])  # the row position of the paragraph's piece 0
+        predicted = pieces_text(node["context"][s - first : e - first + 1])
         words = node.get("doc_tokens")
-        if words:
-            return " ".join(words[first[1] : last[1] + 1])
-        pieces = node["context"][first[1] : last[1] + 1]
-        return " ".join(pieces).replace(" ##", "")
+        if not words:
+            return predicted
+        whole = " ".join(words[origin[s, 1] : origin[e, 1] + 1])
+        return final_text(predicted, whole, lower=predicted == predicted.lower())
 
     def score(self, predictions: Predictions, examples: Sequence[HotpotExample]) -> dict:
         """HotpotQA's answer EM/F1 and, where the file labels supporting sentences, supporting-fact
@@ -252,6 +256,25 @@ class HotpotTask:
         return hotpot_scores(
             gold, predicted["answer"], facts if labelled else None, predicted["sp"] if labelled else None
         )
+
+
+def best_text_span(start: np.ndarray, end: np.ndarray, text: np.ndarray, max_length: int) -> tuple[int, int] | None:
+    """``(s, e)`` maximising ``start[s] + end[e]`` over every start, as the original scans them:
+    ``s <= e < s + max_length`` with ``s..e`` one run of ``text`` positions (``text [T]``: the
+    positions of paragraph text, so a span never crosses a title or the question); among equal
+    scores the first in ``(s, e)`` order (the original's stable sort). None without text."""
+    t = len(start)
+    positions = np.arange(t)
+    next_break = np.minimum.accumulate(np.where(text, t, positions)[::-1])[::-1]  # first non-text at or after
+    run = next_break - positions  # text positions in a row from each position on
+    ends = positions[:, None] + np.arange(max_length)[None, :]  # [T, L]
+    valid = np.arange(max_length)[None, :] < run[:, None]
+    scores = np.where(valid, start[:, None] + np.concatenate([end, np.full(max_length, -np.inf)])[ends], -np.inf)
+    best = int(np.argmax(scores))  # row-major: the first (s, e) among equals
+    if not np.isfinite(scores.flat[best]):
+        return None
+    s, k = divmod(best, max_length)
+    return s, s + k
 
 
 @dataclass
