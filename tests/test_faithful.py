@@ -336,3 +336,49 @@ def test_squad_takes_the_top_n_over_all_positions_then_filters():
     # with room for three candidates the window-0 span is back: ends 1, 2 and 5 -> (4, 5) = 12
     task, arrays, example = _two_window_squad(n_best_size=3)
     assert task.decode(logits, arrays, [example])[0] == {"q": "alpha beta"}
+
+
+# ---- 5. smaller items -----------------------------------------------------------------------
+
+# HotpotQA paragraph order (training): the gold pair, then shuffled others until the budget is
+# reached; the paragraph that reached it (or the last drawn) goes last, after the shuffled rest.
+
+
+def _hotpot_orders(sizes: list[int], budget: int, examples: int = 40) -> list[list[int]]:
+    task = make_task("hotpot", family("hotpot").config())
+    return [task._order(number, sizes, budget, training=True) for number in range(examples)]
+
+
+def test_hotpot_all_paragraphs_fit_and_the_last_drawn_one_is_pinned_at_the_end():
+    for order in _hotpot_orders([3, 3, 2, 2, 2], budget=100):
+        assert sorted(order) == [0, 1, 2, 3, 4] and order[-1] >= 2  # never a gold paragraph last
+
+
+def test_hotpot_a_paragraph_ending_exactly_at_the_budget_goes_last_and_nothing_follows():
+    # 4 + 4 = 8 < 10; the first other drawn brings 10 = the budget: it is the last one taken
+    for order in _hotpot_orders([4, 4, 2, 2, 2], budget=10):
+        assert len(order) == 3 and sorted(order[:2]) == [0, 1] and order[2] >= 2
+
+
+def test_hotpot_a_gold_pair_filling_the_budget_is_shuffled_alone():
+    orders = _hotpot_orders([6, 6, 1], budget=10)
+    assert all(sorted(order) == [0, 1] for order in orders) and {tuple(o) for o in orders} == {(0, 1), (1, 0)}
+
+
+def test_hotpot_a_title_that_fits_in_part_is_cut_not_dropped():
+    task = make_task("hotpot", family("hotpot").config())
+    nodes = [
+        {"name": "good", "context": ["this", "is", "a", "fun", "film"], "sent_pos": [[0, 5]], "supp_label": [1]},
+        {"name": "great_plot", "context": ["a", "dull", "plot"], "spans": [[1, 1]], "sent_pos": [[0, 3]]},
+    ]
+    example = HotpotExample("q", "fun", "", nodes)
+    tokenizer = fixture_tokenizer()
+    arrays, _ = featurize(task, [example], tokenizer, 14, split="dev")
+    # [CLS] fun [SEP] | [unused1] good [unused2] this is a fun film | [unused1] great | [SEP]: the
+    # second paragraph's head [unused1] great plot [unused2] is cut after 2 of its 4 pieces at 13
+    expected = ["[CLS]", "fun", "[SEP]", "[unused1]", "good", "[unused2]", "this", "is", "a", "fun", "film"]
+    expected += ["[unused1]", "great", "[SEP]"]
+    assert arrays["lengths"].tolist() == [14]
+    assert arrays["input_ids"][0, :14].tolist() == tokenizer.convert_tokens_to_ids(expected)
+    assert (arrays["origin"][0, 11:14] == -1).all()  # title pieces are not answer text
+    assert arrays["starts"][0, 0] == 0 and (arrays["sent_starts"][0] >= 0).sum() == 1  # nothing of paragraph 2

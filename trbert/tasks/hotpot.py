@@ -118,23 +118,24 @@ class HotpotTask:
         return arrays
 
     def _order(self, number: int, sizes: list[int], budget: int, training: bool) -> list[int]:
-        """Dev: the file's (ranked) order. Training: the gold paragraphs 0 and 1 plus the others in a
-        random order until the budget is exceeded; the chosen set shuffled, the overflowing one last."""
+        """Dev: the file's (ranked) order. Training, as the original: the gold paragraphs 0 and 1,
+        then the others in a random order until their sizes reach the budget (or run out); the
+        paragraph that reached it (or the last one taken) goes last, after the shuffled rest. So a
+        paragraph ending exactly at the budget goes last, and when all fit the last one drawn is
+        pinned at the end; when the gold pair alone fills the budget, it is shuffled alone."""
         order = list(range(len(sizes)))
         if not training:
             return order
         rng = random.Random(self.seed * 100003 + number)
         others = order[2:]
         rng.shuffle(others)
-        chosen, used, overflow = order[:2], sum(sizes[:2]), []
-        for p in others:
-            if used + sizes[p] > budget:
-                overflow = [p]
-                break
-            chosen.append(p)
-            used += sizes[p]
+        used, taken = sum(sizes[:2]), 0
+        while used < budget and taken < len(others):
+            used += sizes[others[taken]]
+            taken += 1
+        chosen = order[:2] + others[: max(taken - 1, 0)]
         rng.shuffle(chosen)
-        return chosen + overflow
+        return chosen + others[max(taken - 1, 0) : taken]
 
     def _features(self, number, example, tokenizer, max_length, training) -> dict:
         question = tokenizer.tokenize(example.question)[:MAX_QUESTION]
@@ -146,17 +147,17 @@ class HotpotTask:
             for node in example.paragraphs
         ]
         sizes = [len(h) + len(node["context"]) for h, node in zip(heads, example.paragraphs, strict=True)]
-        for p in self._order(number, sizes, max_length - 1 - len(tokens), training):
-            node, head = example.paragraphs[p], heads[p]
-            room = max_length - 1 - len(tokens) - len(head)
-            if room <= 0:
+        limit = max_length - 1  # the paragraphs' pieces are cut here, titles included, as the original
+        for p in self._order(number, sizes, limit - len(tokens), training):
+            if len(tokens) >= limit:
                 break
-            context = node["context"][:room]
-            offset = len(tokens) + len(head)
+            node, head = example.paragraphs[p], heads[p]
+            piece = (head + node["context"])[: limit - len(tokens)]
+            kept = max(len(piece) - len(head), 0)  # context pieces that fit
             words = node.get("tok_to_orig_index") or list(range(len(node["context"])))
-            tokens += head + context
-            origin += [(-1, -1)] * len(head) + [(p, words[i]) for i in range(len(context))]
-            self._paragraph_targets(row, node, p, offset, len(context))
+            self._paragraph_targets(row, node, p, len(tokens) + len(head), kept)
+            origin += [(-1, -1)] * (len(piece) - kept) + [(p, words[i]) for i in range(kept)]
+            tokens += piece
         tokens.append(tokenizer.sep_token)
         origin.append((-1, -1))
         types += [1] * (len(tokens) - len(types))
