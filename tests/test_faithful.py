@@ -1,21 +1,22 @@
 """Issue 20, "faithful to the last window": each behaviour checked against the original's facts,
 with expected values worked out by hand in the comments (never produced by the code under test)."""
 
+import dataclasses
 import json
 import shutil
 
 import numpy as np
 import pytest
 import torch
-from conftest import FIXTURES, featurize, fixture_tokenizer, tiny_bert_config
+from conftest import FIXTURES, featurize, fixture_tokenizer, tiny_bert_config, tiny_distilbert_config
 from safetensors import safe_open
 from test_pipeline import script
 
 from trbert.cli import parse_args
 from trbert.config import Precision
 from trbert.errors import InputError
-from trbert.heads import TRBertForMultipleChoice
-from trbert.loop import _optimization
+from trbert.heads import TRBertForMultipleChoice, TRBertForSequenceClassification, TRDistilBertForSequenceClassification
+from trbert.loop import _optimization, parameter_groups
 from trbert.objective import init_loss, init_mask, rank_targets, shared_rank_targets
 from trbert.tasks import family, make_task
 from trbert.tasks.answer_metrics import squad_scores
@@ -382,3 +383,25 @@ def test_hotpot_a_title_that_fits_in_part_is_cut_not_dropped():
     assert arrays["input_ids"][0, :14].tolist() == tokenizer.convert_tokens_to_ids(expected)
     assert (arrays["origin"][0, 11:14] == -1).all()  # title pieces are not answer text
     assert arrays["starts"][0, 0] == 0 and (arrays["sent_starts"][0] >= 0).sum() == 1  # nothing of paragraph 2
+
+
+@pytest.mark.parametrize("backbone", ["bert", "distilbert"])
+def test_weight_decay_groups_follow_the_originals_rule_by_name(backbone):
+    """No decay exactly on names containing "bias" or "LayerNorm.weight": DistilBERT's
+    ``embeddings.LayerNorm.weight`` takes none, its ``sa_layer_norm`` / ``output_layer_norm``
+    weights (1-D, but not so named) do decay, as they did in the original."""
+    config = tiny_bert_config() if backbone == "bert" else tiny_distilbert_config()
+    model_class = TRBertForSequenceClassification if backbone == "bert" else TRDistilBertForSequenceClassification
+    model = model_class(config)
+    train = dataclasses.replace(_race_job("--model_type", "bert").train, weight_decay=0.01)
+    decay_of = {id(p): g["weight_decay"] for g in parameter_groups(model, "all", train) for p in g["params"]}
+    names = dict(model.named_parameters())
+    for name, p in names.items():
+        assert decay_of[id(p)] == (0.0 if name.endswith(".bias") or name.endswith("LayerNorm.weight") else 0.01), name
+    if backbone == "distilbert":
+        assert decay_of[id(names["distilbert.transformer.layer.0.sa_layer_norm.weight"])] == 0.01
+        assert decay_of[id(names["distilbert.transformer.layer.3.output_layer_norm.weight"])] == 0.01
+        assert decay_of[id(names["distilbert.embeddings.LayerNorm.weight"])] == 0.0
+    else:
+        assert decay_of[id(names["bert.encoder.layer.0.output.LayerNorm.weight"])] == 0.0
+    assert decay_of[id(names["selectors.0.hidden.weight"])] == 0.01 and decay_of[id(names["selectors.0.out.bias"])] == 0
