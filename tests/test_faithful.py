@@ -22,7 +22,7 @@ from trbert.tasks import family, make_task
 from trbert.tasks.answer_metrics import squad_scores
 from trbert.tasks.final_text import final_text
 from trbert.tasks.hotpot import HotpotExample, best_text_span
-from trbert.tasks.race import read_race
+from trbert.tasks.race import RaceQuestion, read_race
 from trbert.tasks.span import QAExample, SpanTask
 
 # ---- 1. WikiHop windows: --doc_stride is the overlap, -1 (the default) one window -------------
@@ -405,3 +405,18 @@ def test_weight_decay_groups_follow_the_originals_rule_by_name(backbone):
     else:
         assert decay_of[id(names["bert.encoder.layer.0.output.LayerNorm.weight"])] == 0.0
     assert decay_of[id(names["selectors.0.hidden.weight"])] == 0.01 and decay_of[id(names["selectors.0.out.bias"])] == 0
+
+
+def test_race_question_end_counts_the_whole_question_as_the_original():
+    """``question_end = len([CLS] passage [SEP]) + len(question)``, also when the question is longer
+    than ``--max_qa_length`` (the selectable part then runs past the cut, over the last [SEP])."""
+    task = make_task("race", family("race").config(max_qa_length=5, shared_selection=True))
+    question = RaceQuestion("good plot", "is this a fun film with a great actor", ["fun", "dull", "good", "bad"], 0, "")
+    arrays, _ = featurize(task, [question], fixture_tokenizer(), 20)
+    # question + option cut to 5 pieces (the question's first 5); the passage keeps 20 - 3 - 5 = 12
+    # pieces, i.e. both: [CLS] good plot [SEP] (4) + 5 + [SEP] = 10 per row; question_end 4 + 9 = 13
+    assert arrays["lengths"].tolist() == [[10, 10, 10, 10]]
+    assert arrays["question_end"].tolist() == [13]
+    short = RaceQuestion("good plot", "is this fun", ["a film", "dull", "good", "bad"], 0, "")
+    arrays, _ = featurize(task, [short], fixture_tokenizer(), 20)
+    assert arrays["question_end"].tolist() == [4 + 3]  # a question that fits: up to its last piece

@@ -99,7 +99,9 @@ class RaceTask(ClassificationTask):
             room = max(max_length - 3 - max(len(p) for p in pairs), 0)
             first = [tokenizer.cls_token, *article[:room], tokenizer.sep_token]
             rows += [(first + pair + [tokenizer.sep_token], len(first)) for pair in pairs]
-            ends.append(len(first) + min(len(question), min(len(p) for p in pairs)))
+            # as the original: the whole question counts, also where --max_qa_length cut it (then the
+            # rows' last [SEP] is selectable too)
+            ends.append(len(first) + len(question))
         n = len(rows)
         arrays = {
             "input_ids": np.full((n, max_length), tokenizer.pad_token_id or 0, dtype=np.int32),
