@@ -24,6 +24,7 @@ from trbert.tasks.final_text import final_text
 from trbert.tasks.hotpot import HotpotExample, best_text_span
 from trbert.tasks.race import RaceQuestion, read_race
 from trbert.tasks.span import QAExample, SpanTask
+from trbert.tasks.squad import read_squad
 
 # ---- 1. WikiHop windows: --doc_stride is the overlap, -1 (the default) one window -------------
 
@@ -420,3 +421,34 @@ def test_race_question_end_counts_the_whole_question_as_the_original():
     short = RaceQuestion("good plot", "is this fun", ["a film", "dull", "good", "bad"], 0, "")
     arrays, _ = featurize(task, [short], fixture_tokenizer(), 20)
     assert arrays["question_end"].tolist() == [4 + 3]  # a question that fits: up to its last piece
+
+
+def test_squad_is_impossible_with_answers_is_hasans_for_the_evaluator_and_no_answer_in_training(tmp_path):
+    data = {
+        "data": [
+            {
+                "paragraphs": [
+                    {
+                        "context": "alpha beta gamma",
+                        "qas": [
+                            {
+                                "id": "a",
+                                "question": "which ?",
+                                "is_impossible": True,
+                                "answers": [{"text": "beta", "answer_start": 6}],
+                            },
+                            {"id": "b", "question": "which ?", "is_impossible": True, "answers": []},
+                        ],
+                    }
+                ]
+            }
+        ]
+    }
+    path = tmp_path / "dev-v2.0.json"
+    path.write_text(json.dumps(data))
+    first, second = read_squad(path)
+    assert first.answers == ["beta"] and first.answer_start is None  # scored as HasAns, trained as no answer
+    report = squad_scores({e.qid: e.answers for e in (first, second)}, {"a": "beta", "b": ""})
+    # a: HasAns, exact; b: NoAns, the empty prediction is right
+    assert report["HasAns_total"] == 1 and report["HasAns_exact"] == 100.0
+    assert report["NoAns_total"] == 1 and report["exact"] == 100.0
