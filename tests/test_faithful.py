@@ -18,6 +18,7 @@ from trbert.errors import InputError
 from trbert.heads import TRBertForMultipleChoice, TRBertForSequenceClassification, TRDistilBertForSequenceClassification
 from trbert.loop import _optimization, parameter_groups
 from trbert.objective import init_loss, init_mask, rank_targets, shared_rank_targets
+from trbert.prepare import write_rank_targets
 from trbert.tasks import family, make_task
 from trbert.tasks.answer_metrics import squad_scores
 from trbert.tasks.final_text import final_text
@@ -452,3 +453,14 @@ def test_squad_is_impossible_with_answers_is_hasans_for_the_evaluator_and_no_ans
     # a: HasAns, exact; b: NoAns, the empty prediction is right
     assert report["HasAns_total"] == 1 and report["HasAns_exact"] == 100.0
     assert report["NoAns_total"] == 1 and report["exact"] == 100.0
+
+
+def test_rank_builder_refuses_scores_its_sidecar_does_not_describe(tmp_path):
+    np.save(tmp_path / "token_scores.npy", np.zeros((2, 3, 2, 4), dtype=np.float32))
+    (tmp_path / "token_scores.json").write_text(json.dumps({"lengths": [4, 4]}))  # rows [2], scores [2, 3]
+    with pytest.raises(InputError, match=r"token_scores.npy: token scores of shape \(2, 3, 2, 4\) do not match"):
+        write_rank_targets(tmp_path)
+    (tmp_path / "token_scores.json").write_text(json.dumps({"lengths": [[4] * 3] * 2, "question_end": [2]}))
+    with pytest.raises(InputError, match=r"question_end of the sidecar does not fit"):
+        write_rank_targets(tmp_path)
+    assert not (tmp_path / "token_ranks.npy").exists()
