@@ -110,7 +110,9 @@ class TrainConfig:
         fixed=True,
     )
     gradient_accumulation_steps: int = option(1, "micro-batches per optimizer step", fixed=True)
-    weight_decay: float = option(0.0, "AdamW weight decay (not on biases and LayerNorm)", fixed=True)
+    weight_decay: float = option(
+        0.0, "AdamW weight decay (not on parameters named *bias* or *LayerNorm.weight*, as the original)", fixed=True
+    )
     adam_epsilon: float = option(1e-8, "AdamW epsilon", fixed=True)
     max_grad_norm: float = option(1.0, "gradient clipping norm", fixed=True)
     num_train_epochs: float = option(3.0, "epochs (whole epochs are run)", fixed=True)

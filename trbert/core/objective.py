@@ -64,18 +64,47 @@ def guided_rows(batch_size: int, guiding: bool, replicas: int = REPLICAS, device
 
 
 def rank_targets(scores: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """Warm-start targets from importance scores ``[N, S, T]``: the token of rank ``j``
-    among the first ``length`` gets ``1 - j / length``; positions past the length get 0."""
+    """Warm-start targets from importance scores ``[N, (W,) S, T]`` (``W`` windows or option rows
+    where an example has several, ``S`` selectors) and row lengths ``[N, (W)]``: within each row,
+    the token of rank ``j`` among the first ``length`` gets ``1 - j / length`` and positions past
+    the length get 0 (the original's ``trans_imdb_rank.py``, for rows of any layout)."""
     t = scores.shape[-1]
+    rows, lengths = scores.reshape(-1, scores.shape[-2], t), lengths.reshape(-1)
     valid = torch.arange(t)[None, None, :] < lengths[:, None, None]
-    rank = (
-        scores.float().masked_fill(~valid, float("-inf")).argsort(dim=-1, descending=True, stable=True).argsort(dim=-1)
+    rank = rows.float().masked_fill(~valid, float("-inf")).argsort(dim=-1, descending=True, stable=True).argsort(dim=-1)
+    return ((1 - rank.float() / lengths[:, None, None].float()) * valid).float().reshape(scores.shape)
+
+
+def shared_rank_targets(scores: torch.Tensor, lengths: torch.Tensor, question_end: torch.Tensor) -> torch.Tensor:
+    """Warm-start targets of a selection shared by a question's option rows: the scores
+    ``[N, C, S, T]`` summed over the ``C`` options (the importance the imitation guide uses,
+    docs/differences.md F15) and ranked among the selectable positions, those before
+    ``question_end [N]`` (and inside the shortest option row, ``lengths [N, C]``); every option row
+    gets the question's target, so the file keeps the scores' shape (docs/differences.md F4)."""
+    selectable = torch.minimum(question_end.long(), lengths.long().min(1).values)
+    return rank_targets(scores.float().sum(1), selectable)[:, None].expand(scores.shape).contiguous()
+
+
+def init_mask(batch: dict) -> torch.Tensor:
+    """The positions the warm start regresses, ``[B, (W,) T]``: the alive tokens of real windows
+    (an example's [CLS]-only filler windows are left out) and, with a selection shared by option
+    rows, only the selectable ones before ``question_end`` (the original's multiple-choice probe)."""
+    mask = batch["attention_mask"].bool()
+    if batch["lengths"].dim() == 2:
+        mask = mask & (batch["lengths"] > 1)[..., None]
+    if "question_end" in batch:
+        position = torch.arange(mask.shape[-1], device=mask.device)
+        mask = mask & (position < batch["question_end"][:, None, None])
+    return mask
+
+
+def init_loss(probs: list[torch.Tensor], targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """L1 regression of every selector's probabilities onto its own rank target, one mean over
+    the masked positions per selector (docs/differences.md F4). ``probs``: one ``[..., T]`` per
+    selector as a trace records them (NaN where not scored); ``targets [..., S, T]`` and
+    ``mask [..., T]`` flatten to the same rows (an example's windows or option rows consecutive)."""
+    m = mask.reshape(-1, mask.shape[-1]).float()
+    targets = targets.reshape(-1, *targets.shape[-2:])
+    return sum(
+        ((p.nan_to_num().reshape(m.shape) - targets[:, w]).abs() * m).sum() / m.sum() for w, p in enumerate(probs)
     )
-    return ((1 - rank.float() / lengths[:, None, None].float()) * valid).float()
-
-
-def init_loss(probs: list[torch.Tensor], targets: torch.Tensor, alive: torch.Tensor) -> torch.Tensor:
-    """L1 regression of every selector's probabilities ``[B, T]`` (NaN where not scored) onto its own
-    rank target, one mean over alive tokens per selector (docs/differences.md F4). ``targets [B, S, T]``."""
-    m = alive.float()
-    return sum(((p.nan_to_num() - targets[:, w]).abs() * m).sum() / m.sum() for w, p in enumerate(probs))

@@ -30,6 +30,7 @@ from ..core.encoder import MASKED
 from .answer_metrics import hotpot_scores
 from .base import Family, Predictions, register
 from .files import checked_questions, json_lines, require, split_file
+from .final_text import final_text, pieces_text
 from .span import SpanConfig
 
 MAX_ANSWERS, MAX_SENTENCES, MAX_QUESTION = 8, 80, 80
@@ -117,23 +118,24 @@ class HotpotTask:
         return arrays
 
     def _order(self, number: int, sizes: list[int], budget: int, training: bool) -> list[int]:
-        """Dev: the file's (ranked) order. Training: the gold paragraphs 0 and 1 plus the others in a
-        random order until the budget is exceeded; the chosen set shuffled, the overflowing one last."""
+        """Dev: the file's (ranked) order. Training, as the original: the gold paragraphs 0 and 1,
+        then the others in a random order until their sizes reach the budget (or run out); the
+        paragraph that reached it (or the last one taken) goes last, after the shuffled rest. So a
+        paragraph ending exactly at the budget goes last, and when all fit the last one drawn is
+        pinned at the end; when the gold pair alone fills the budget, it is shuffled alone."""
         order = list(range(len(sizes)))
         if not training:
             return order
         rng = random.Random(self.seed * 100003 + number)
         others = order[2:]
         rng.shuffle(others)
-        chosen, used, overflow = order[:2], sum(sizes[:2]), []
-        for p in others:
-            if used + sizes[p] > budget:
-                overflow = [p]
-                break
-            chosen.append(p)
-            used += sizes[p]
+        used, taken = sum(sizes[:2]), 0
+        while used < budget and taken < len(others):
+            used += sizes[others[taken]]
+            taken += 1
+        chosen = order[:2] + others[: max(taken - 1, 0)]
         rng.shuffle(chosen)
-        return chosen + overflow
+        return chosen + others[max(taken - 1, 0) : taken]
 
     def _features(self, number, example, tokenizer, max_length, training) -> dict:
         question = tokenizer.tokenize(example.question)[:MAX_QUESTION]
@@ -145,17 +147,17 @@ class HotpotTask:
             for node in example.paragraphs
         ]
         sizes = [len(h) + len(node["context"]) for h, node in zip(heads, example.paragraphs, strict=True)]
-        for p in self._order(number, sizes, max_length - 1 - len(tokens), training):
-            node, head = example.paragraphs[p], heads[p]
-            room = max_length - 1 - len(tokens) - len(head)
-            if room <= 0:
+        limit = max_length - 1  # the paragraphs' pieces are cut here, titles included, as the original
+        for p in self._order(number, sizes, limit - len(tokens), training):
+            if len(tokens) >= limit:
                 break
-            context = node["context"][:room]
-            offset = len(tokens) + len(head)
+            node, head = example.paragraphs[p], heads[p]
+            piece = (head + node["context"])[: limit - len(tokens)]
+            kept = max(len(piece) - len(head), 0)  # context pieces that fit
             words = node.get("tok_to_orig_index") or list(range(len(node["context"])))
-            tokens += head + context
-            origin += [(-1, -1)] * len(head) + [(p, words[i]) for i in range(len(context))]
-            self._paragraph_targets(row, node, p, offset, len(context))
+            self._paragraph_targets(row, node, p, len(tokens) + len(head), kept)
+            origin += [(-1, -1)] * (len(piece) - kept) + [(p, words[i]) for i in range(kept)]
+            tokens += piece
         tokens.append(tokenizer.sep_token)
         origin.append((-1, -1))
         types += [1] * (len(tokens) - len(types))
@@ -220,27 +222,30 @@ class HotpotTask:
         return Predictions(prediction, {"predictions.json": prediction})
 
     def _answer(self, logits: np.ndarray, origin: np.ndarray, example: HotpotExample) -> str:
-        """yes / no by the switch, else the best text span (both ends in one paragraph's text)."""
+        """yes / no by the switch, else, as the original, the best text span over every start
+        (:func:`best_text_span`) trimmed to its word pieces (:meth:`_text`)."""
         switch = int(np.argmax(logits[2:5, 0]))
         if switch:
             return "yes" if switch == 1 else "no"
-        text = origin[:, 0] >= 0
-        start, end = np.where(text, logits[0], -np.inf), np.where(text, logits[1], -np.inf)
-        best, answer = -np.inf, ""
-        for s in np.argsort(-start)[:20]:
-            for e in range(s, min(s + self.max_answer_length, len(end))):
-                if text[s] and text[e] and origin[s, 0] == origin[e, 0] and start[s] + end[e] > best:
-                    best, answer = start[s] + end[e], self._text(example, origin[s], origin[e])
-        return answer
+        span = best_text_span(logits[0], logits[1], origin[:, 0] >= 0, self.max_answer_length)
+        return "" if span is None else self._text(example, origin, *span)
 
     @staticmethod
-    def _text(example: HotpotExample, first, last) -> str:
-        node = example.paragraphs[first[0]]
+    def _text(example: HotpotExample, origin: np.ndarray, s: int, e: int) -> str:
+        """The answer of the span ``s..e`` (row positions in one paragraph's text), as the
+        original's final-text step: the part of its whole words that its word pieces cover (the
+        pieces' text in lower case: compared in lower case, as the original with the
+        ``--do_lower_case`` of its recipes; docs/differences.md N18); without ``doc_tokens``, the
+        pieces' text."""
+        paragraph = int(origin[s, 0])
+        node = example.paragraphs[paragraph]
+        first = int(np.flatnonzero(origin[:, 0] == paragraph)[0])  # the row position of the paragraph's piece 0
+        predicted = pieces_text(node["context"][s - first : e - first + 1])
         words = node.get("doc_tokens")
-        if words:
-            return " ".join(words[first[1] : last[1] + 1])
-        pieces = node["context"][first[1] : last[1] + 1]
-        return " ".join(pieces).replace(" ##", "")
+        if not words:
+            return predicted
+        whole = " ".join(words[origin[s, 1] : origin[e, 1] + 1])
+        return final_text(predicted, whole, lower=predicted == predicted.lower())
 
     def score(self, predictions: Predictions, examples: Sequence[HotpotExample]) -> dict:
         """HotpotQA's answer EM/F1 and, where the file labels supporting sentences, supporting-fact
@@ -252,6 +257,25 @@ class HotpotTask:
         return hotpot_scores(
             gold, predicted["answer"], facts if labelled else None, predicted["sp"] if labelled else None
         )
+
+
+def best_text_span(start: np.ndarray, end: np.ndarray, text: np.ndarray, max_length: int) -> tuple[int, int] | None:
+    """``(s, e)`` maximising ``start[s] + end[e]`` over every start, as the original scans them:
+    ``s <= e < s + max_length`` with ``s..e`` one run of ``text`` positions (``text [T]``: the
+    positions of paragraph text, so a span never crosses a title or the question); among equal
+    scores the first in ``(s, e)`` order (the original's stable sort). None without text."""
+    t = len(start)
+    positions = np.arange(t)
+    next_break = np.minimum.accumulate(np.where(text, t, positions)[::-1])[::-1]  # first non-text at or after
+    run = next_break - positions  # text positions in a row from each position on
+    ends = positions[:, None] + np.arange(max_length)[None, :]  # [T, L]
+    valid = np.arange(max_length)[None, :] < run[:, None]
+    scores = np.where(valid, start[:, None] + np.concatenate([end, np.full(max_length, -np.inf)])[ends], -np.inf)
+    best = int(np.argmax(scores))  # row-major: the first (s, e) among equals
+    if not np.isfinite(scores.flat[best]):
+        return None
+    s, k = divmod(best, max_length)
+    return s, s + k
 
 
 @dataclass

@@ -99,7 +99,9 @@ class RaceTask(ClassificationTask):
             room = max(max_length - 3 - max(len(p) for p in pairs), 0)
             first = [tokenizer.cls_token, *article[:room], tokenizer.sep_token]
             rows += [(first + pair + [tokenizer.sep_token], len(first)) for pair in pairs]
-            ends.append(len(first) + min(len(question), min(len(p) for p in pairs)))
+            # as the original: the whole question counts, also where --max_qa_length cut it (then the
+            # rows' last [SEP] is selectable too)
+            ends.append(len(first) + len(question))
         n = len(rows)
         arrays = {
             "input_ids": np.full((n, max_length), tokenizer.pad_token_id or 0, dtype=np.int32),
@@ -147,12 +149,18 @@ def _build(config: RaceConfig, name: str, seed: int) -> RaceTask:
 
 
 def _resolve(stage: str, train, reduction, config: RaceConfig):
-    """The original's defaults that depend on the stage or the layout: warm-up 10% of the steps in
-    the RL stages and none in fine-tuning; guide rate 0.2 for the shared selection, else 0.5."""
+    """The original's defaults that depend on the stage or the layout, for the flags left unset.
+    Binary rows (``run_race_classify.py``): learning rate 2e-5, no warm-up in fine-tuning and 10 %
+    of the steps in the RL stages, guide rate 0.5. ``--shared_selection`` (``run_mcrace.py``):
+    learning rate 5e-5, 10 % warm-up in every stage, fine-tuning included, guide rate 0.2
+    (docs/differences.md K10)."""
+    shared = config.shared_selection
+    if train.learning_rate is None:
+        train = dataclasses.replace(train, learning_rate=5e-5 if shared else 2e-5)
     if train.warmup_steps is None:
-        train = dataclasses.replace(train, warmup_steps=0 if stage == "finetune" else -1)
+        train = dataclasses.replace(train, warmup_steps=0 if stage == "finetune" and not shared else -1)
     if reduction.guide_rate is None:
-        reduction = dataclasses.replace(reduction, guide_rate=0.2 if config.shared_selection else 0.5)
+        reduction = dataclasses.replace(reduction, guide_rate=0.2 if shared else 0.5)
     return train, reduction
 
 
@@ -161,7 +169,7 @@ FAMILY = register(
         "race",
         RaceConfig,
         _build,
-        defaults=dict(task_name="race", learning_rate=2e-5, warmup_steps=None, guide_rate=None),
+        defaults=dict(task_name="race", learning_rate=None, warmup_steps=None, guide_rate=None),
         resolve=_resolve,
     )
 )

@@ -251,20 +251,27 @@ class SpanTask:
             start, end, offsets = logits[row, 0], logits[row, 1], arrays["offsets"][row]
             null, score, span = found.setdefault(number, [np.inf, -np.inf, None])
             found[number][0] = min(null, float(start[0] + end[0]))
-            candidate = self._best_span(start, end, offsets, arrays["max_context"][row])
+            candidate = self._best_span(start, end, offsets, arrays["max_context"][row], arrays["lengths"][row])
             if candidate is not None and candidate[0] > score:
                 found[number][1:] = candidate[0], (int(offsets[candidate[1]][0]), int(offsets[candidate[2]][1]))
         return {number: tuple(value) for number, value in found.items()}
 
-    def _best_span(self, start, end, offsets, max_context):
-        """``(score, s, e)`` of the best context span among the top-n starts and ends, or None."""
+    def _best_span(self, start, end, offsets, max_context, length: int):
+        """``(score, s, e)`` of the best context span, or None. As the original: the top-n starts
+        and the top-n ends among all ``length`` positions of the window (question and special
+        tokens included; ties to the earlier position), then only pairs with the start in the
+        context where it has its maximal context, the end in the context and at most
+        ``--max_answer_length`` positions; the first best in (start, end) rank order."""
         context = offsets[:, 0] >= 0
-        if not context.any():
-            return None
-        n = self.n_best_size
-        starts = [i for i in np.argsort(-np.where(context & max_context, start, -np.inf))[:n] if context[i]]
-        ends = [i for i in np.argsort(-np.where(context, end, -np.inf))[:n] if context[i]]
-        spans = [(start[s] + end[e], s, e) for s in starts for e in ends if s <= e < s + self.max_answer_length]
+        n, length = self.n_best_size, int(length)
+        starts = np.argsort(-start[:length], kind="stable")[:n]
+        ends = np.argsort(-end[:length], kind="stable")[:n]
+        spans = [
+            (start[s] + end[e], s, e)
+            for s in starts
+            for e in ends
+            if context[s] and max_context[s] and context[e] and s <= e < s + self.max_answer_length
+        ]
         return max(spans, key=lambda x: x[0]) if spans else None
 
 

