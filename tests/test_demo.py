@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from trbert.tools.demo import SEEDS, stages, table
+from trbert.tools.demo import SEEDS, base_job, stages, table
 from trbert.tools.tradeoff import Point
 
 
@@ -24,4 +24,12 @@ def test_the_table_reports_the_stages_and_the_matched_baselines():
     assert rows["at 2.60x FLOPs: head truncation"] == "0.7037 (k=11 tokens, 2.50x FLOPs)"
     assert rows["at TR-BERT's token counts: random drop"] == f"0.6546 ± 0.0051 ({SEEDS} seeds)"
     assert rows["pipeline wall time"].startswith("3.0 min (fine-tune 120s, selector RL 60s")
-    assert [name for name, _ in stages(Path("d"), Path("o"), "lm")][-2:] == ["evaluate BERT", "evaluate TR-BERT"]
+    jobs = dict(stages(base_job(Path("d"), Path("o"), "lm"), Path("o")))
+    assert list(jobs)[-2:] == ["evaluate BERT", "evaluate TR-BERT"]
+    rl, both = jobs["selector RL"], jobs["joint training"]
+    assert rl.stage == "train_rl" and rl.reduction.alpha == 2.0 and rl.train.selector_learning_rate == 1e-3
+    assert both.run.model_name_or_path == "o/auto_rl" and both.train.max_steps == 150 and both.reduction.train_teacher
+    assert jobs["token scores"].run.do_eval_grad and not jobs["token scores"].run.do_train
+    assert {"--train_rl", "--alpha 2.0", "--max_seq_length 64"} <= set(
+        rl.command_line().replace(" --", "\n--").split("\n")
+    )

@@ -17,7 +17,8 @@ from trbert.__main__ import main
 from trbert.core.policy import Threshold
 from trbert.store.checkpoint import load_model
 from trbert.tools.tokenview import join_wordpieces
-from trbert.tools.tradeoff import Sweep, matching_length, train_points, truncated
+from trbert.tools.tradeoff import Sweep, TradeoffOptions, matching_length, train_points, truncated
+from trbert.train.cli import parse_args
 
 CLASSIFY = "--task_name imdb --data_dir {data} --max_seq_length 32 --features_cache_dir {cache}"
 SQUAD = (
@@ -72,9 +73,10 @@ def test_an_interrupted_sweep_reuses_finished_points(classification):
     p = classification
     done = {a: (p["out"] / f"alpha_{a}" / "both" / "model.safetensors").stat().st_mtime for a in (1, 4)}
     shutil.rmtree(p["out"] / "alpha_4" / "both")  # alpha 4 was interrupted before its joint training
-    flags = shlex.split(CLASSIFY.format(**p))
-    sweep = Sweep("classification", p["bert"], p["out"], [1.0, 4.0], flags, ["--max_steps", "3"], ["--max_steps", "2"])
-    points = train_points(sweep)
+    given = dict(model_type="bert", model_name_or_path=str(p["bert"]), output_dir=str(p["bert"]), do_eval=True)
+    job = parse_args(shlex.split(CLASSIFY.format(**p)), given=given)
+    options = TradeoffOptions(model_dir=str(p["bert"]), output_dir=str(p["out"]), alphas=(1.0, 4.0))
+    points = train_points(Sweep(options, job, {"max_steps": 3}, {"max_steps": 2}))
     assert (p["out"] / "alpha_1" / "both" / "model.safetensors").stat().st_mtime == done[1]  # reused
     assert points[4.0] == p["out"] / "alpha_4" / "both" and (points[4.0] / "model.safetensors").is_file()
 
@@ -181,7 +183,16 @@ def test_squad_sweep_and_view(tmp_path, tiny_bert_dir):
     "command,message",
     [
         ("tradeoff --model_dir {bert} --output_dir {out} --alphas " + CLASSIFY, "--alphas is empty"),
-        ("tradeoff --family race --model_dir {bert} --output_dir {out} " + CLASSIFY, "multiple choice: not yet"),
+        (
+            "tradeoff --family race --model_dir {bert} --output_dir {out} " + CLASSIFY,
+            "race family has no accuracy-cost",
+        ),
+        (
+            "show --family wikihop --model_dir {bert} --output {out}/p.html " + CLASSIFY,
+            "wikihop family has no token view",
+        ),
+        ("tradeoff --model_dir {bert} --output_dir {out} --rl '--max_steps x' " + CLASSIFY, "--rl"),
+        ("tradeoff --model_dir {bert} --output_dir {out} --model_type autobert " + CLASSIFY, "set by the command"),
         ("tradeoff --model_dir {bert} --output_dir {out} --task_name sst9 --data_dir {data}", "unknown --task_name"),
         ("show --model_dir {bert} --output {out}/p.html " + CLASSIFY, "selectors were never trained"),
         ("tradeoff --model_dir {bert} --output_dir {out} --seeds 0 " + CLASSIFY, "--seeds 0: must be at least 1"),

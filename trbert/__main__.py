@@ -1,4 +1,4 @@
-"""``trbert`` command: the demo and the data-preparation helpers.
+"""``trbert`` command: the demo, the accuracy-cost curve, the token view and the data helpers.
 
 trbert demo [--output_dir demo_out]          # whole pipeline on the built-in demo task, prints the table
 trbert demo-data --output_dir DIR            # Rotten Tomatoes snippets -> IMDB-format jsonl splits
@@ -7,113 +7,95 @@ trbert rank --model_dir DIR                  # = trans_imdb_rank.py
 trbert prepare <dataset> --source PATH --output_dir DIR   # a public release -> the split files (trbert/releases)
 trbert tradeoff --model_dir M --output_dir O [--alphas ...] <entry-script flags>   # accuracy-cost curve
 trbert show --model_dir M --output PAGE.html [--examples N] <entry-script flags>   # which tokens were kept
+
+Each command's flags are a dataclass of its module; ``tradeoff`` and ``show`` hand the rest of the
+command line to the entry script's parser of their ``--family``, once.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 from pathlib import Path
 
 from .errors import InputError, exit_code
+from .releases import CONVERTERS, prepare_release
+from .tools import prepare
+from .tools.demo import SIZES, DemoOptions, run_demo
+from .tools.prepare import DemoDataOptions, RankOptions, SplitOptions
+from .tools.show import ShowOptions
+from .tools.show import main as show
+from .tools.tradeoff import TradeoffOptions
+from .tools.tradeoff import main as tradeoff
+from .train.cli import add_fields
 from .train.pipeline import setup_logging
 
 logger = logging.getLogger("trbert")
 
 
+def _demo(o: DemoOptions, rest) -> None:
+    sys.stdout.write(run_demo(o.output_dir) + "\n")
+
+
+def _demo_data(o: DemoDataOptions, rest) -> None:
+    rotten = o.dataset == "rotten_tomatoes"
+    prepare.write_splits(
+        prepare.rotten_tomatoes_splits(SIZES) if rotten else prepare.convention_splits(), Path(o.output_dir)
+    )
+
+
+def _split(o: SplitOptions, rest) -> None:
+    if bool(o.articles) != bool(o.ground_truth):
+        raise InputError("--articles and --ground_truth go together")
+    if o.articles:
+        articles = prepare.read_xml_hyperpartisan(Path(o.articles), Path(o.ground_truth))
+    else:
+        articles = prepare.read_flat_hyperpartisan(Path(o.input))
+    prepare.write_splits(prepare.split_hyperpartisan(articles, o.seed, o.original_split), Path(o.output_dir))
+
+
+def _rank(o: RankOptions, rest) -> None:
+    logger.info("wrote %s", prepare.write_rank_targets(o.model_dir, o.score_path or None, o.output_path or None))
+
+
+# name: (its flags, what it does, its action); tradeoff and show take an entry script's flags after theirs
+COMMANDS = {
+    "demo": (DemoOptions, "run the whole pipeline on Rotten Tomatoes with MiniLM and print the results", _demo),
+    "demo-data": (DemoDataOptions, "write the demo's splits (or --dataset convention) as jsonl", _demo_data),
+    "split-hyperpartisan": (SplitOptions, "Hyperpartisan -> train/dev/test jsonl (seed 42)", _split),
+    "rank": (RankOptions, "token_ranks.npy from token_scores.npy for --train_init", _rank),
+    "tradeoff": (TradeoffOptions, "accuracy-cost curve of TR-BERT against training-free baselines", tradeoff),
+    "show": (ShowOptions, "an HTML page of the tokens a trained TR-BERT model keeps on a split", show),
+}
+PASS_THROUGH = ("tradeoff", "show")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="trbert", description="TR-BERT helpers")
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="run the whole pipeline on Rotten Tomatoes with MiniLM and print the results")
-    demo.add_argument("--output_dir", default="demo_out")
-    data = sub.add_parser(
-        "demo-data", help="write the demo's Rotten Tomatoes splits (or --dataset convention) as jsonl"
+    for name, (options, help_text, _) in COMMANDS.items():
+        add_fields(sub.add_parser(name, help=help_text, description=help_text), options)
+    prepare_parser = sub.add_parser(
+        "prepare", help="convert a public dataset release into the files the entry scripts read"
     )
-    data.add_argument("--output_dir", required=True)
-    data.add_argument(
-        "--dataset", default="rotten_tomatoes", choices=("rotten_tomatoes", "convention"),
-        help="convention: 2012 party-convention speeches in 200-word passages, labelled by party (longer texts)",
-    )  # fmt: skip
-    split = sub.add_parser("split-hyperpartisan", help="Hyperpartisan -> train/dev/test jsonl (seed 42)")
-    split.add_argument(
-        "--input", default="hyperpartisan/original_data.txt", help="flattened '<id> <label> <text>' file"
-    )
-    split.add_argument("--articles", help="public by-article articles XML (instead of --input)")
-    split.add_argument("--ground_truth", help="public by-article ground-truth XML")
-    split.add_argument("--output_dir", default="hyperpartisan")
-    split.add_argument("--seed", type=int, default=42)
-    split.add_argument(
-        "--original_split",
-        action="store_true",
-        help="size class-1 dev/test from the class-0 count, as the original",
-    )
-    rank = sub.add_parser("rank", help="token_ranks.npy from token_scores.npy for --train_init")
-    rank.add_argument("--model_dir", required=True, help="fine-tuned model directory holding token_scores.npy")
-    rank.add_argument("--score_path", help="token scores elsewhere")
-    rank.add_argument("--output_path", help="where to write (default: next to the scores)")
-    _prepare_parser(sub)
-    from .tools import show, tradeoff
-
-    tradeoff.parser(sub)
-    show.parser(sub)
+    datasets = prepare_parser.add_subparsers(dest="dataset", required=True)
+    for converter in CONVERTERS:
+        release = datasets.add_parser(converter.name, help=converter.help, description=converter.help)
+        release.add_argument("--source", required=True, help="the downloaded release: its folder or its archive")
+        release.add_argument("--output_dir", required=True, help="the folder the command writes")
+        converter.add_arguments(release)
     return parser
 
 
-def _prepare_parser(sub) -> None:
-    from .releases import CONVERTERS
-
-    prepare = sub.add_parser("prepare", help="convert a public dataset release into the files the entry scripts read")
-    datasets = prepare.add_subparsers(dest="dataset", required=True)
-    for converter in CONVERTERS:
-        parser = datasets.add_parser(converter.name, help=converter.help, description=converter.help)
-        parser.add_argument("--source", required=True, help="the downloaded release: its folder or its archive")
-        parser.add_argument("--output_dir", required=True, help="new folder for the converted files")
-        converter.add_arguments(parser)
-
-
-PASS_THROUGH = ("tradeoff", "show")  # commands that hand the rest of the command line to an entry script's parser
-
-
 def _dispatch(args, rest: list[str]) -> None:
-    from .tools import prepare
-
-    if args.command == "tradeoff":
-        from .tools.tradeoff import main as tradeoff
-
-        tradeoff(args, rest)
-    elif args.command == "show":
-        from .tools.show import main as show
-
-        show(args, rest)
-    elif args.command == "prepare":
-        from .releases import prepare_release
-
+    if args.command == "prepare":
         options = {k: v for k, v in vars(args).items() if k not in ("command", "dataset", "source", "output_dir")}
         prepare_release(args.dataset, args.source, args.output_dir, **options)
-    elif args.command == "demo":
-        from .tools.demo import run_demo
-
-        sys.stdout.write(run_demo(args.output_dir) + "\n")
-    elif args.command == "demo-data":
-        from .tools.demo import SIZES
-
-        splits = (
-            prepare.rotten_tomatoes_splits(SIZES) if args.dataset == "rotten_tomatoes" else prepare.convention_splits()
-        )
-        prepare.write_splits(splits, Path(args.output_dir))
-    elif args.command == "split-hyperpartisan":
-        if bool(args.articles) != bool(args.ground_truth):
-            raise InputError("--articles and --ground_truth go together")
-        if args.articles:
-            articles = prepare.read_xml_hyperpartisan(Path(args.articles), Path(args.ground_truth))
-        else:
-            articles = prepare.read_flat_hyperpartisan(Path(args.input))
-        prepare.write_splits(
-            prepare.split_hyperpartisan(articles, args.seed, args.original_split), Path(args.output_dir)
-        )
-    elif args.command == "rank":
-        logger.info("wrote %s", prepare.write_rank_targets(args.model_dir, args.score_path, args.output_path))
+        return
+    options, _, action = COMMANDS[args.command]
+    action(options(**{f.name: getattr(args, f.name) for f in dataclasses.fields(options)}), rest)
 
 
 def main(argv=None) -> int:

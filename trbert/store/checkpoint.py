@@ -34,8 +34,7 @@ from ..core.heads import (
     TRDistilBertForSequenceClassification,
 )
 from ..errors import InputError
-from ..train.data import file_digest
-from .outputs import read_json
+from .outputs import file_digest, read_json
 
 logger = logging.getLogger(__name__)
 
@@ -175,8 +174,10 @@ def save_checkpoint(model, tokenizer, out_dir, flags: dict, stage: str, source: 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".saving-{out_dir.name}-", dir=out_dir.parent))
     try:
-        model.config.tr_selection = "threshold" if stage in TRAINED_SELECTORS else "off"  # what a plain call runs
         model.save_pretrained(tmp)
+        config = read_json(tmp / "config.json", "model config")  # what a plain call runs (the model is left as it is)
+        config["tr_selection"] = "threshold" if stage in TRAINED_SELECTORS else "off"
+        (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
         tokenizer.save_pretrained(tmp)
         (tmp / "training_args.json").write_text(json.dumps(flags, indent=2, sort_keys=True, default=str))
         manifest = {

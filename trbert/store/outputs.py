@@ -9,6 +9,7 @@ output directory, and the clean-up of what an interrupted or replaced run left t
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -27,6 +28,20 @@ LOCK = ".trbert.lock"
 # what a training run writes into its output directory besides the model (removed when replaced)
 RUN_OUTPUTS = ("checkpoint-*", "runs", "eval_results.json", "predictions.json", "null_odds.json")
 STAGE_FILES = ("token_scores", "teacher_logits", "token_ranks")
+
+
+def file_digest(path: Path) -> str:
+    """sha256 of a file; of a folder (RACE's splits): of its files' names and digests."""
+    path = Path(path)
+    h = hashlib.sha256()
+    if path.is_dir():
+        for item in sorted(p for p in path.rglob("*") if p.is_file()):
+            h.update(f"{item.relative_to(path)}:{file_digest(item)}\n".encode())
+        return h.hexdigest()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def atomic_write(path, write) -> None:

@@ -25,9 +25,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..errors import InputError
-from ..train.data import file_digest
-from ..train.distributed import World, barrier, rng_states
 from .checkpoint import save_checkpoint
+from .outputs import file_digest
 
 logger = logging.getLogger(__name__)
 
@@ -65,19 +64,20 @@ class Saver:
     identity: dict  # what a resume must share: arguments, dataset, source (see _differences)
     keep: int = 0  # --save_total_limit
 
-    def step(self, model, position: Position, run, world: World) -> Path:
-        """``checkpoint-<step>``: the model and the state to resume from (a collective)."""
-        rng = rng_states(world)
-        path = Path(self.output_dir) / f"checkpoint-{position.step}"
-        if world.is_main:
-            identity = {**self.identity, "stage": self.stage, "world_size": world.size}
+    def path(self, step: int) -> Path:
+        return Path(self.output_dir) / f"checkpoint-{step}"
 
-            def state(folder):
-                write_training_state(folder, position, run, rng, identity)
+    def step(self, model, position: Position, run, rng: dict, world_size: int) -> Path:
+        """``checkpoint-<step>``: the model and the state to resume from, with every rank's generator
+        states ``rng`` (the caller's rank 0 writes; the others wait)."""
+        path = self.path(position.step)
+        identity = {**self.identity, "stage": self.stage, "world_size": world_size}
 
-            save_checkpoint(model, self.tokenizer, path, self.flags, self.stage, self.source, extra=state)
-            prune(self.output_dir, self.keep)
-        barrier(world)
+        def state(folder):
+            write_training_state(folder, position, run, rng, identity)
+
+        save_checkpoint(model, self.tokenizer, path, self.flags, self.stage, self.source, extra=state)
+        prune(self.output_dir, self.keep)
         return path
 
 

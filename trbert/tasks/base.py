@@ -70,7 +70,8 @@ class Task(Protocol):
 
 @dataclass(frozen=True)
 class Family:
-    """An entry script: its flags beyond the shared ones and how its task is built."""
+    """An entry script: its flags beyond the shared ones, how its task is built, and what the
+    commands support for it (the accuracy-cost curve, the token view)."""
 
     name: str
     config: type  # dataclass of the family's own flags
@@ -81,6 +82,9 @@ class Family:
     # (stage, train, reduction, family config) -> (train, reduction): defaults that depend on the
     # stage or on the family's flags (RACE), filled in where the flag was left at ``None``
     resolve: Callable | None = None
+    min_length: Callable[[object], int] = lambda config: 3  # shortest --max_seq_length: [CLS] text [SEP]
+    curve: bool = True  # python -m trbert tradeoff
+    view: bool = True  # python -m trbert show (one row per example)
 
 
 FAMILIES: dict[str, Family] = {}

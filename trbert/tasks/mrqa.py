@@ -68,5 +68,6 @@ FAMILY = register(
             logging_steps=50,
             save_steps=2000,
         ),
+        min_length=lambda config: config.max_query_length + 4,  # [CLS] question [SEP] context [SEP]
     )
 )

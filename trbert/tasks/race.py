@@ -171,5 +171,8 @@ FAMILY = register(
         _build,
         defaults=dict(task_name="race", learning_rate=None, warmup_steps=None, guide_rate=None),
         resolve=_resolve,
+        min_length=lambda config: config.max_qa_length + 4,  # [CLS] passage [SEP] question option [SEP]
+        curve=False,  # four option rows per question
+        view=False,
     )
 )

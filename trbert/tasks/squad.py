@@ -67,5 +67,6 @@ FAMILY = register(
         SquadConfig,
         lambda config, name, seed: SpanTask("squad", read_squad, squad_scores, **config.span_options()),
         defaults=dict(task_name="squad", max_seq_length=384, learning_rate=5e-5, guide_rate=0.2),
+        min_length=lambda config: config.max_query_length + 4,  # [CLS] question [SEP] context [SEP]
     )
 )

@@ -191,5 +191,7 @@ FAMILY = register(
             save_steps=-1,
         ),
         aliases={"max_seq_length": "--max_seq_len", "max_query_length": "--max_question_len"},
+        min_length=lambda config: config.max_query_length + 4,  # [CLS] question [SEP] context [SEP]
+        view=False,  # several windows per example
     )
 )

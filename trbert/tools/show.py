@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ..config import option
 from ..core.encoder import Trace, selector_layers
 from ..core.flops import FlopsCounter, mflops
 from ..core.policy import Threshold
 from ..errors import InputError
 from ..store.checkpoint import TRAINED_SELECTORS, backbone_of, read_manifest
+from ..tasks import family
 from ..tasks.span import token_span
 from ..train.cli import parse_args
 from ..train.data import batches, to_device
@@ -27,17 +30,10 @@ from ..train.distributed import progress, setup
 from ..train.inference import evaluate
 from ..train.pipeline import eval_set, load_tokenizer, make_task, model_at
 from ..train.stages import forward_batch
+from . import ModelCommand
 from .tokenview import ViewExample, ViewSummary, render, word_keep_rates, write_page
 
 logger = logging.getLogger(__name__)
-
-
-def parser(sub) -> None:
-    p = sub.add_parser("show", help="an HTML page of the tokens a trained TR-BERT model keeps on a split")
-    p.add_argument("--family", default="classification", help="task family of the entry script")
-    p.add_argument("--model_dir", required=True, help="a TR-BERT checkpoint with trained selectors")
-    p.add_argument("--output", required=True, help="the HTML file to write")
-    p.add_argument("--examples", type=int, default=50, help="examples shown (the summary covers the whole split)")
 
 
 @torch.no_grad()
@@ -125,21 +121,40 @@ def _example(data, row: int):
     return data.examples[int(data.features["example"][row])] if "example" in data.features else data.examples[row]
 
 
-def main(args, flags: list[str]) -> Path:
-    model_dir, out = Path(args.model_dir), Path(args.output)
+@dataclass
+class ShowOptions(ModelCommand):
+    """``python -m trbert show``'s own flags (``--model_dir``: a TR-BERT model with trained selectors);
+    the entry script's flags (task, data, length...) follow."""
+
+    output: str = option(help="the HTML page to write", required=True)
+    examples: int = option(50, "examples shown (the summary covers the whole split)")
+
+
+def main(opts: ShowOptions, rest: list[str]) -> Path:
+    """Check the command, parse the entry script's flags once, write the page."""
+    model_dir, out = Path(opts.model_dir), Path(opts.output)
+    if not family(opts.family).view:
+        raise InputError(f"trbert show: the {opts.family} family has no token view (several rows per example)")
+    if opts.examples < 1:
+        raise InputError(f"trbert show: --examples {opts.examples}: show at least 1")
+    if out.is_dir():
+        raise InputError(f"{out}: a folder; --output names the HTML file to write")
     if not (model_dir / "config.json").is_file():
         raise InputError(f"{model_dir}: no model here (config.json missing)")
     if read_manifest(model_dir).get("stage") not in TRAINED_SELECTORS:
         raise InputError(f"{model_dir}: its selectors were never trained: the token view needs a TR-BERT checkpoint")
-    auto = "distilautobert" if backbone_of(model_dir) == "distilbert" else "autobert"
-    job = parse_args([*flags, "--model_type", auto, "--model_name_or_path", str(model_dir),
-                      "--output_dir", str(model_dir), "--do_eval"], args.family, "trbert show")  # fmt: skip
-    if job.family in ("race", "wikihop", "trivia"):
-        raise InputError(f"trbert show: the {job.family} family has no token view yet (one row per window or option)")
+    auto = "distil" * (backbone_of(model_dir) == "distilbert") + "autobert"
+    given = dict(model_type=auto, model_name_or_path=str(model_dir), output_dir=str(model_dir), do_eval=True)
+    return page(parse_args(rest, opts.family, "trbert show", given=given), out, opts.examples)
+
+
+def page(job, out: Path, examples: int) -> Path:
+    """The token view of ``job``'s model (its ``--output_dir``) on its evaluation split, ``examples`` shown."""
+    model_dir = job.run.output_dir
     task, world = make_task(job), setup(job.run.no_cuda)
-    tokenizer = load_tokenizer(job, str(model_dir))
+    tokenizer = load_tokenizer(job, model_dir)
     data = eval_set(job, task, tokenizer)
-    model = model_at(job, task, str(model_dir), world)
+    model = model_at(job, task, model_dir, world)
     config = dataclasses.replace(job.evaluation, per_gpu_eval_batch_size=64)
     report, predictions = evaluate(model, task, data, Threshold(), config, job.precision, world)
     depths, probs = trace(model, data.features, world)
@@ -156,6 +171,6 @@ def main(args, flags: list[str]) -> Path:
         least_kept=least,
         selector_layers=selector_layers(model.config),
     )
-    write_page(out, render(rows[: args.examples], summary))
-    logger.info("wrote %s (%d of %d examples)", out, min(args.examples, len(rows)), len(rows))
+    write_page(out, render(rows[:examples], summary))
+    logger.info("wrote %s (%d of %d examples)", out, min(examples, len(rows)), len(rows))
     return out

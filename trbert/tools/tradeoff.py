@@ -23,20 +23,23 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..config import option
 from ..core.flops import FlopsCounter, mflops
 from ..core.policy import Counted, Policy, Threshold
 from ..core.seeding import example_seeds
 from ..errors import InputError
 from ..store.checkpoint import backbone_of, find_artifact, read_manifest
 from ..store.outputs import atomic_write, read_json, write_json
-from ..train.cli import parse_args
+from ..tasks import family
+from ..train.cli import Job, parse_args, parse_overrides
 from ..train.distributed import progress, setup
 from ..train.inference import full_macs, predict, report
 from ..train.pipeline import eval_set, load_tokenizer, make_task, model_at, run
 from ..train.stages import SCORES, TEACHER
+from . import ModelCommand
+from .plots import plot_tradeoff, require_matplotlib
 
 logger = logging.getLogger(__name__)
-FAMILIES = ("classification", "squad", "mrqa", "trivia", "hotpot")  # multiple choice: not yet
 
 
 @dataclass
@@ -54,52 +57,62 @@ class Point:
 
 
 @dataclass
+class TradeoffOptions(ModelCommand):
+    """``python -m trbert tradeoff``'s own flags (``--model_dir``: the fine-tuned baseline, whose stage
+    files are made if missing); the entry script's flags (task, data, length...) follow."""
+
+    output_dir: str = option(help="the folder the command writes (one TR-BERT model per alpha, the curve)",
+                             required=True)  # fmt: skip
+    alphas: list[float] = option((0.5, 1.0, 2.0, 4.0), "length penalties")
+    seeds: int = option(3, "seeds of the random-drop baseline")
+    timing_batches: list[int] = option((1, 64), "batch sizes timed")
+    timing_examples: int = option(200, "dev examples timed per point")
+    timing_repeats: int = option(3, "timed passes per point and batch size (median)")
+    rl: str = option("", 'extra flags of the --train_rl runs, e.g. "--selector_learning_rate 1e-3"')
+    joint: str = option("", 'extra flags of the --train_both runs, e.g. "--max_steps 150"')
+
+
+@dataclass
 class Sweep:
-    family: str
-    model_dir: Path
-    output_dir: Path
-    alphas: list[float]
-    flags: list[str]  # the entry script's flags shared by every command (task, data, length...)
-    rl_flags: list[str]
-    joint_flags: list[str]
-    seeds: int = 3
-    timing_batches: tuple[int, ...] = (1, 64)
-    timing_examples: int = 200
-    timing_repeats: int = 3
+    """A sweep: its options and the evaluation job of the fine-tuned model (its task, data, length
+    ...); every stage's job is that one, updated (``rl``/``joint``: flags of the two stages)."""
 
-    def command(self, *extra: str):
-        """A job of the family's entry script with the shared flags and ``extra``."""
-        return parse_args([*self.flags, *extra], self.family, f"tradeoff ({self.family})")
+    options: TradeoffOptions
+    job: Job
+    rl: dict = field(default_factory=dict)
+    joint: dict = field(default_factory=dict)
+
+    @property
+    def output_dir(self) -> Path:
+        return Path(self.options.output_dir)
 
 
-def _finished(folder: Path, stage: str, alpha: float) -> bool:
-    if read_manifest(folder).get("stage") != stage:
+def _finished(folder: Path, job: Job) -> bool:
+    if read_manifest(folder).get("stage") != job.stage:
         return False
-    return float(read_json(folder / "training_args.json", "training arguments").get("alpha", -1)) == alpha
+    return float(read_json(folder / "training_args.json", "training arguments").get("alpha", -1)) == job.reduction.alpha
 
 
 def train_points(sweep: Sweep) -> dict[float, Path]:
     """Stage files of the fine-tuned model (made if missing), then RL and joint training per α."""
-    base, plain = str(sweep.model_dir), backbone_of(sweep.model_dir)
-    auto = "distilautobert" if plain == "distilbert" else "autobert"
-    missing = [
-        f"--do_eval_{a}" for a, art in (("grad", SCORES), ("logits", TEACHER)) if not find_artifact(base, art.filename)
-    ]
+    job, base = sweep.job, sweep.job.run.model_name_or_path
+    missing = {flag: True for flag, art in (("do_eval_grad", SCORES), ("do_eval_logits", TEACHER))
+               if not find_artifact(base, art.filename)}  # fmt: skip
     if missing:
-        run(sweep.command("--model_type", plain, "--model_name_or_path", base, "--output_dir", base, *missing))
+        run(job.updated(do_eval=False, **missing))
+    auto = "distil" * (job.run.model_type == "distilbert") + "autobert"
     points = {}
-    for alpha in sweep.alphas:
-        rl, both = sweep.output_dir / f"alpha_{alpha:g}" / "rl", sweep.output_dir / f"alpha_{alpha:g}" / "both"
-        common = ["--model_type", auto, "--alpha", str(alpha), "--do_train", "--overwrite_output_dir"]
-        if not _finished(rl, "train_rl", alpha):
-            run(
-                sweep.command(
-                    *common, "--model_name_or_path", base, "--output_dir", str(rl), "--train_rl", *sweep.rl_flags
-                )
-            )
-        if not _finished(both, "train_both", alpha):
-            extra = ["--train_both", "--train_teacher", *sweep.joint_flags]
-            run(sweep.command(*common, "--model_name_or_path", str(rl), "--output_dir", str(both), *extra))
+    for alpha in sweep.options.alphas:
+        rl, both = (sweep.output_dir / f"alpha_{alpha:g}" / name for name in ("rl", "both"))
+        common = dict(model_type=auto, alpha=alpha, do_train=True, do_eval=False, overwrite_output_dir=True)
+        stages = [
+            job.updated(**common, model_name_or_path=base, output_dir=str(rl), train_rl=True, **sweep.rl),
+            job.updated(**common, model_name_or_path=str(rl), output_dir=str(both), train_both=True,
+                        train_teacher=True, **sweep.joint),
+        ]  # fmt: skip
+        for stage in stages:
+            if not _finished(Path(stage.run.output_dir), stage):
+                run(stage)
         points[alpha] = both
     return points
 
@@ -156,11 +169,8 @@ class Bench:
     """The dev set, the fine-tuned model and its cost, for evaluating and timing configurations."""
 
     def __init__(self, sweep: Sweep):
-        base = str(sweep.model_dir)
-        self.sweep, self.plain = sweep, backbone_of(sweep.model_dir)
-        self.job = sweep.command(
-            "--model_type", self.plain, "--model_name_or_path", base, "--output_dir", base, "--do_eval"
-        )
+        self.sweep, self.opts, self.job = sweep, sweep.options, sweep.job
+        base = self.job.run.model_name_or_path
         self.task, self.world = make_task(self.job), setup(self.job.run.no_cuda)
         tokenizer = load_tokenizer(self.job, base)
         self.data, self.sep = eval_set(self.job, self.task, tokenizer), tokenizer.sep_token_id
@@ -170,8 +180,8 @@ class Bench:
         self.config = dataclasses.replace(self.job.evaluation, per_gpu_eval_batch_size=64)
 
     def model(self, folder: Path):
-        job = dataclasses.replace(self.job, run=dataclasses.replace(self.job.run, model_type="auto" + self.plain))
-        return model_at(job, self.task, str(folder), self.world)
+        auto = self.job.updated(model_type="distil" * (self.job.run.model_type == "distilbert") + "autobert")
+        return model_at(auto, self.task, str(folder), self.world)
 
     def evaluate(self, model, policy, features: dict):
         """``(report, per-example kept counts [N, (S,) selectors])`` of one configuration."""
@@ -183,15 +193,15 @@ class Bench:
     def timing(self, model, policy, features: dict) -> dict[str, float]:
         """Measured speed-up over the full model at each timing batch size: model times on the
         first ``timing_examples`` rows, the two models alternating, median of ``timing_repeats`` ratios."""
-        rows = np.arange(min(self.sweep.timing_examples, len(features["lengths"])))
+        rows = np.arange(min(self.opts.timing_examples, len(features["lengths"])))
         subset = {k: np.asarray(v)[rows] for k, v in features.items()}
         full = {k: np.asarray(v)[rows] for k, v in self.data.features.items()}
         out = {}
-        for size in self.sweep.timing_batches:
+        for size in self.opts.timing_batches:
             config = dataclasses.replace(self.config, per_gpu_eval_batch_size=size)
             runs = [(self.full, full, None), (model, subset, policy)]
             times = [[], []]
-            for repeat in range(self.sweep.timing_repeats + 1):  # the first pass warms up, untimed
+            for repeat in range(self.opts.timing_repeats + 1):  # the first pass warms up, untimed
                 for (net, rows_of, chosen), spent in zip(runs, times, strict=True):
                     seconds = predict(net, rows_of, chosen, config, self.job.precision, self.world).seconds
                     if repeat:
@@ -213,7 +223,7 @@ class Bench:
             self.full_mflops / first["mflops"],  # against the full model on the whole inputs
             first["kept_fraction"],
             float(np.std(metric)),
-            {str(b): 1.0 for b in self.sweep.timing_batches}
+            {str(b): 1.0 for b in self.opts.timing_batches}
             if method == "full"
             else self.timing(model, policies[0], features),
         )
@@ -241,7 +251,7 @@ def curve(sweep: Sweep, checkpoints: dict[float, Path]) -> list[Point]:
         lengths = np.asarray(features["lengths"])
         k = matching_length(bench.counter, lengths, np.mean(full_macs(bench.counter, lengths)) / tr.flops_speedup)
         same = f"as alpha={alpha:g}"
-        randoms = [CountedDrop("random", kept, seed) for seed in range(sweep.seeds)]
+        randoms = [CountedDrop("random", kept, seed) for seed in range(sweep.options.seeds)]
         points += [
             tr,
             bench.point("truncation", f"k={k}", bench.full, [None], truncated(features, k, bench.sep))[0],
@@ -266,14 +276,12 @@ def table(points: list[Point], metric: str) -> str:
 
 
 def write(sweep: Sweep, points: list[Point], metric: str, title: str) -> None:
-    from .plots import plot_tradeoff
-
     out = sweep.output_dir
     out.mkdir(parents=True, exist_ok=True)
     payload = {
         "metric": metric,
         "title": title,
-        "alphas": sweep.alphas,
+        "alphas": list(sweep.options.alphas),
         "points": [dataclasses.asdict(p) for p in points],
     }
     write_json(out / "tradeoff.json", payload)
@@ -282,44 +290,28 @@ def write(sweep: Sweep, points: list[Point], metric: str, title: str) -> None:
     logger.info("wrote %s/tradeoff.{json,md,png}", out)
 
 
-def parser(sub) -> None:
-    """The ``tradeoff`` subcommand's flags; the entry script's flags (task, data, length, ...) follow them."""
-    p = sub.add_parser("tradeoff", help="accuracy-cost curve of TR-BERT against training-free baselines")
-    p.add_argument("--family", default="classification", help=f"task family: {', '.join(FAMILIES)}")
-    p.add_argument("--model_dir", required=True, help="the fine-tuned baseline (its stage files are made if missing)")
-    p.add_argument("--output_dir", required=True, help="one TR-BERT checkpoint per alpha, and the tradeoff files")
-    p.add_argument("--alphas", type=float, nargs="*", default=[0.5, 1.0, 2.0, 4.0], help="length penalties")
-    p.add_argument("--seeds", type=int, default=3, help="seeds of the random-drop baseline")
-    p.add_argument("--timing_batches", type=int, nargs="*", default=[1, 64], help="batch sizes timed")
-    p.add_argument("--timing_examples", type=int, default=200, help="dev examples timed per point")
-    p.add_argument("--timing_repeats", type=int, default=3, help="timed passes per point and batch size (median)")
-    p.add_argument("--rl", default="", help='extra flags of the --train_rl runs, e.g. "--selector_learning_rate 1e-3"')
-    p.add_argument("--joint", default="", help='extra flags of the --train_both runs, e.g. "--max_steps 150"')
-
-
-def main(args, flags: list[str]) -> list[Point]:
-    """Run a sweep: ``args`` from :func:`parser`, ``flags`` the entry script's shared flags."""
-    if args.family not in FAMILIES:
-        raise InputError(f"tradeoff: --family {args.family}: one of {', '.join(FAMILIES)} (multiple choice: not yet)")
-    if not args.alphas:
+def main(opts: TradeoffOptions, rest: list[str]) -> list[Point]:
+    """Run a sweep: ``opts`` the command's own flags, ``rest`` the entry script's flags, parsed once."""
+    if not family(opts.family).curve:
+        raise InputError(f"tradeoff: the {opts.family} family has no accuracy-cost curve (several rows per example)")
+    if not opts.alphas:
         raise InputError("tradeoff: --alphas is empty: give at least one length penalty")
     for flag in ("seeds", "timing_examples", "timing_repeats"):
-        if getattr(args, flag) < 1:
-            raise InputError(f"tradeoff: --{flag} {getattr(args, flag)}: must be at least 1")
-    if not args.timing_batches or min(args.timing_batches) < 1:
+        if getattr(opts, flag) < 1:
+            raise InputError(f"tradeoff: --{flag} {getattr(opts, flag)}: must be at least 1")
+    if not opts.timing_batches or min(opts.timing_batches) < 1:
         raise InputError("tradeoff: --timing_batches: give one or more batch sizes of at least 1")
-    model_dir = Path(args.model_dir)
+    model_dir = Path(opts.model_dir)
     if not (model_dir / "config.json").is_file():
         raise InputError(f"{model_dir}: no fine-tuned model here (config.json missing)")
-    from .plots import require_matplotlib
-
     require_matplotlib()
-    sweep = Sweep(
-        args.family, model_dir, Path(args.output_dir), list(args.alphas), flags, shlex.split(args.rl),
-        shlex.split(args.joint), args.seeds, tuple(args.timing_batches), args.timing_examples, args.timing_repeats,
-    )  # fmt: skip
-    base = ["--model_name_or_path", str(model_dir), "--output_dir", str(model_dir), "--do_eval"]
-    task = make_task(sweep.command("--model_type", backbone_of(model_dir), *base))  # the flags are checked first
+    where = f"tradeoff ({opts.family})"
+    given = dict(model_type=backbone_of(model_dir), model_name_or_path=str(model_dir), output_dir=str(model_dir))
+    job = parse_args(rest, opts.family, where, given={**given, "do_eval": True})
+    stages = {name: parse_overrides(shlex.split(getattr(opts, name)), opts.family, f"{where} --{name}")
+              for name in ("rl", "joint")}  # fmt: skip
+    sweep = Sweep(opts, job, **stages)
+    task = make_task(job)
     points = curve(sweep, train_points(sweep))
     write(sweep, points, task.metric, f"TR-BERT trade-off: {task.name}")
     return points

@@ -1,16 +1,19 @@
-"""The command line of every entry script, generated from the typed configs, validated on parse.
+"""The command line of every entry script, parsed once into a typed :class:`Job`, checked on parse.
 
-What this file is: :func:`build_parser` turns the fields of the shared configs
-(:mod:`trbert.config`) and of the family's config (:mod:`trbert.tasks`) into the original flags,
-with the family's defaults and other spellings; :func:`parse_args` returns a :class:`Job` of typed
-configs after :func:`validate`. Only :mod:`trbert.pipeline` and the commands read a Job.
+What this file is: :func:`add_fields` turns config dataclass fields into flags (the entry scripts'
+and the commands' own); :func:`parse_args` reads an entry script's command line into a Job (a
+command may supply some of its flags itself, ``given``); :meth:`Job.updated` makes the jobs of
+further stages by flag name (a command varies a parsed job, it never builds a command line), and
+:func:`parse_overrides` reads a fragment of flags (``tradeoff --rl "..."``) as such updates;
+:func:`validate` refuses what the pipeline cannot run, before anything is read or written.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 
 from ..config import EvalConfig, Precision, ReductionConfig, RunArgs, TrainConfig
 from ..errors import InputError
@@ -18,12 +21,14 @@ from ..tasks import family
 from .stages import STAGES, kind_of
 
 TYPES = {"int": int, "float": float, "str": str, int: int, float: float, str: str}
-SECTIONS = {"run": RunArgs, "train": TrainConfig, "reduction": ReductionConfig, "evaluation": EvalConfig}
+SECTIONS = {"run": RunArgs, "train": TrainConfig, "reduction": ReductionConfig, "evaluation": EvalConfig,
+            "precision": Precision}  # fmt: skip
+SEED_RANGE = 2**32  # numpy's and torch's seeds
 
 
 @dataclass
 class Job:
-    """One invocation of an entry script, as typed configs."""
+    """One invocation of an entry script, as typed configs (``task``: the family's own flags)."""
 
     family: str
     run: RunArgs
@@ -31,66 +36,133 @@ class Job:
     reduction: ReductionConfig
     evaluation: EvalConfig
     precision: Precision
-    task: object  # the family's config
+    task: object
+    unresolved: tuple[str, ...] = field(default=(), repr=False)  # flags the family resolves per stage
+
+    def configs(self) -> dict:
+        return {name: getattr(self, name) for name in (*SECTIONS, "task")}
 
     def flags(self) -> dict:
         """Every flag and its value (written as ``training_args.json`` next to checkpoints)."""
-        configs = (self.run, self.train, self.reduction, self.evaluation, self.precision, self.task)
-        return {"family": self.family, **{k: v for c in configs for k, v in dataclasses.asdict(c).items()}}
+        return {
+            "family": self.family,
+            **{k: v for c in self.configs().values() for k, v in dataclasses.asdict(c).items()},
+        }
 
     @property
     def stage(self) -> str:
         """The stage ``--do_train`` runs: train_both > train_rl > train_init > finetune (as the original)."""
-        for name in ("train_both", "train_rl", "train_init"):
-            if getattr(self.run, name):
-                return name
-        return "finetune"
+        return next((name for name in ("train_both", "train_rl", "train_init") if getattr(self.run, name)), "finetune")
+
+    def command_line(self) -> str:
+        """The entry-script flags that differ from their defaults: the command a user would type (logs)."""
+        defaults, parts = family(self.family).defaults, []
+        for config in self.configs().values():
+            for f in dataclasses.fields(config):
+                value = getattr(config, f.name)
+                if value is not None and value != defaults.get(f.name, f.default):
+                    parts.append(f"--{f.name}" if value is True else f"--{f.name} {value}")
+        return " ".join(parts)
+
+    def updated(self, **values) -> Job:
+        """This job with the flags ``values`` (by name) changed, checked and resolved as a parsed one."""
+        names = {f.name: section for section, c in self.configs().items() for f in dataclasses.fields(c)}
+        unknown = sorted(set(values) - set(names))
+        if unknown:
+            raise InputError(f"{', '.join('--' + n for n in unknown)}: not a flag of the {self.family} scripts")
+        reset = {name: None for name in self.unresolved if name not in values}  # resolved again below
+        changes: dict[str, dict] = {}
+        for name, value in {**reset, **values}.items():
+            changes.setdefault(names[name], {})[name] = value
+        sections = {s: dataclasses.replace(getattr(self, s), **v) for s, v in changes.items()}
+        return _checked(dataclasses.replace(self, **sections))
 
 
-def _add(parser: argparse.ArgumentParser, f: dataclasses.Field, defaults: dict, aliases: dict) -> None:
-    meta = f.metadata
-    default = defaults.get(f.name, f.default)
-    names = [f"--{f.name}", *([aliases[f.name]] if f.name in aliases else [])]
-    if f.type in (bool, "bool"):
-        parser.add_argument(*names, action="store_true", default=default, help=meta.get("help"))
-        return
-    parser.add_argument(
-        *names,
-        type=TYPES.get(f.type, TYPES.get(str(f.type).split(" ")[0], str)),
-        default=default,
-        choices=meta.get("choices"),
-        required=bool(meta.get("required")) and f.name not in defaults,
-        help=meta.get("help"),
-    )
+def add_fields(parser, cls, defaults: dict | None = None, aliases: dict | None = None, given=(), suppress=False):
+    """The fields of dataclass ``cls`` as flags of the same names. ``defaults``: other defaults;
+    ``given``: fields the caller supplies (never required); ``suppress``: only flags given appear."""
+    defaults, aliases = defaults or {}, aliases or {}
+    for f in dataclasses.fields(cls):
+        meta, names = f.metadata, [f"--{f.name}", *([aliases[f.name]] if f.name in aliases else [])]
+        default = argparse.SUPPRESS if suppress else defaults.get(f.name, f.default)
+        if f.type in (bool, "bool"):
+            parser.add_argument(*names, action="store_true", default=default, help=meta.get("help"))
+            continue
+        kind = f.type.__name__ if isinstance(f.type, type) else str(f.type)  # int, or "int" (postponed)
+        many = kind.startswith("list[")
+        parser.add_argument(
+            *names,
+            type=TYPES.get(kind[5:-1] if many else kind, str),
+            nargs="*" if many else None,
+            default=default,
+            choices=meta.get("choices"),
+            required=bool(meta.get("required")) and f.name not in defaults and f.name not in given and not suppress,
+            help=meta.get("help"),
+        )
 
 
-def build_parser(family_name: str = "classification", prog: str | None = None) -> argparse.ArgumentParser:
+def build_parser(family_name: str = "classification", prog: str | None = None, given=(), suppress=False):
     chosen = family(family_name)
     parser = argparse.ArgumentParser(prog=prog, description=f"TR-BERT {family_name} pipeline")
-    for cls in (RunArgs, TrainConfig, ReductionConfig, EvalConfig, Precision, chosen.config):
-        for f in dataclasses.fields(cls):
-            _add(parser, f, chosen.defaults, chosen.aliases)
+    for cls in (*SECTIONS.values(), chosen.config):
+        add_fields(parser, cls, chosen.defaults, chosen.aliases, given, suppress)
     return parser
+
+
+def parse_args(argv=None, family_name: str = "classification", prog: str | None = None, given=None) -> Job:
+    """An entry script's command line as a checked Job; ``given``: flags the caller supplies itself
+    (a command's: its model and output folder), refused on its command line."""
+    given = given or {}
+    namespace = build_parser(family_name, prog, given).parse_args(argv)
+    clash = sorted(n for n in given if getattr(namespace, n) != family(family_name).defaults.get(n, _default(n)))
+    if clash:
+        raise InputError(f"{prog or family_name}: {', '.join('--' + n for n in clash)} is set by the command itself")
+    for name, value in given.items():
+        setattr(namespace, name, value)
+    namespace.task_name = (namespace.task_name or "").lower()
+    chosen = family(family_name)
+    configs = {name: _fill(cls, namespace) for name, cls in (*SECTIONS.items(), ("task", chosen.config))}
+    unresolved = tuple(n for n, v in vars(namespace).items() if v is None and n in chosen.defaults)
+    return _checked(Job(family_name, **configs, unresolved=unresolved))
+
+
+def parse_overrides(tokens: list[str], family_name: str, where: str) -> dict:
+    """A fragment of entry-script flags (e.g. ``--selector_learning_rate 1e-3``) as ``{flag: value}``."""
+    try:
+        namespace, rest = build_parser(family_name, where, suppress=True).parse_known_args(tokens)
+    except SystemExit:
+        raise InputError(f"{where}: {' '.join(tokens)!r} holds a flag of the wrong form (see above)") from None
+    if rest:
+        raise InputError(f"{where}: not flags of the {family_name} scripts: {' '.join(rest)}")
+    return vars(namespace)
+
+
+def _default(name: str):
+    for cls in SECTIONS.values():
+        for f in dataclasses.fields(cls):
+            if f.name == name:
+                return f.default
+    return None
 
 
 def _fill(cls, namespace: argparse.Namespace):
     return cls(**{f.name: getattr(namespace, f.name) for f in dataclasses.fields(cls)})
 
 
+def _checked(job: Job) -> Job:
+    """Validated, then the family's stage-dependent defaults filled in."""
+    validate(job)
+    resolve = family(job.family).resolve
+    if resolve is not None:
+        job.train, job.reduction = resolve(job.stage, job.train, job.reduction, job.task)
+    numbers(job)
+    return job
+
+
 # integer flags that must be positive (where the script has them)
-POSITIVE = (
-    "per_gpu_train_batch_size",
-    "per_gpu_eval_batch_size",
-    "gradient_accumulation_steps",
-    "max_seq_length",
-    "max_query_length",
-    "n_best_size",
-    "max_answer_length",
-    "max_segment",
-    "max_num_answers",
-    "max_num_candidates",
-    "max_qa_length",
-)
+POSITIVE = ("per_gpu_train_batch_size", "per_gpu_eval_batch_size", "gradient_accumulation_steps", "max_seq_length",
+            "max_query_length", "n_best_size", "max_answer_length", "max_segment", "max_num_answers",
+            "max_num_candidates", "max_qa_length")  # fmt: skip
 
 
 def required_inputs(job: Job) -> None:
@@ -108,47 +180,62 @@ def validate(job: Job) -> None:
     """Reject combinations the pipeline cannot run, before anything is read or written."""
     run, kind = job.run, kind_of(job.run.model_type)
     required_inputs(job)
-    if run.train_rl and run.train_both:
-        raise InputError("--train_rl and --train_both are two stages: run them one after the other")
+    rules = [
+        (run.train_rl and run.train_both, "--train_rl and --train_both are two stages: run them one after the other"),
+        (not run.do_train and (run.train_rl or run.train_both or run.train_init),
+         "--train_rl / --train_both / --train_init go with --do_train"),
+        ((run.do_eval_grad or run.do_eval_logits) and kind != "plain",
+         "--do_eval_grad / --do_eval_logits run on the fine-tuned baseline: use --model_type bert or distilbert"),
+        (run.resume_from_checkpoint and not run.do_train, "--resume_from_checkpoint goes with --do_train"),
+        (job.reduction.train_teacher and not run.train_both, "--train_teacher goes with --train_both"),
+        (not (run.do_train or run.do_eval or run.do_eval_grad or run.do_eval_logits),
+         "nothing to do: give --do_train, --do_eval, --do_eval_grad or --do_eval_logits"),
+        (job.precision.fp16 and job.precision.bf16, "choose one of --fp16 and --bf16"),
+        (job.evaluation.quantize != "none" and (run.do_train or run.do_eval_grad or run.do_eval_logits),
+         "--quantize int8 is for --do_eval alone (training and the stage files run the float model)"),
+        (job.evaluation.quantize != "none" and (job.precision.fp16 or job.precision.bf16),
+         "--quantize int8 runs float32 activations: drop --fp16 / --bf16"),
+    ]  # fmt: skip
+    for broken, message in rules:
+        if broken:
+            raise InputError(message)
     if run.do_train and kind not in STAGES[job.stage].kinds:
         raise InputError(
             f"{job.stage} needs --model_type {', '.join(STAGES[job.stage].model_types())}, not {run.model_type}"
         )
-    if not run.do_train and (run.train_rl or run.train_both or run.train_init):
-        raise InputError("--train_rl / --train_both / --train_init go with --do_train")
-    for flag in ("do_eval_grad", "do_eval_logits"):
-        if getattr(run, flag) and kind != "plain":
-            raise InputError(f"--{flag} runs on the fine-tuned baseline: use --model_type bert or distilbert")
-    if run.resume_from_checkpoint and not run.do_train:
-        raise InputError("--resume_from_checkpoint goes with --do_train")
-    if job.train.save_total_limit < 0:
-        raise InputError("--save_total_limit must be 0 (keep all) or more")
-    if job.reduction.train_teacher and not run.train_both:
-        raise InputError("--train_teacher goes with --train_both")
-    if not (run.do_train or run.do_eval or run.do_eval_grad or run.do_eval_logits):
-        raise InputError("nothing to do: give --do_train, --do_eval, --do_eval_grad or --do_eval_logits")
-    if job.precision.fp16 and job.precision.bf16:
-        raise InputError("choose one of --fp16 and --bf16")
-    if job.train.selector_learning_rate is not None and job.train.selector_learning_rate <= 0:
-        raise InputError("--selector_learning_rate must be positive")
-    values = job.flags()
+
+
+def numbers(job: Job) -> None:
+    """Every numeric flag in its range (after the family filled in its defaults)."""
+    values, train, reduction = job.flags(), job.train, job.reduction
     for name in POSITIVE:
         if name in values and values[name] < 1:
             raise InputError(f"--{name} must be at least 1")
+    finite = {k: v for k, v in values.items() if isinstance(v, float) and not isinstance(v, bool)}
+    for name, value in finite.items():
+        if not math.isfinite(value):
+            raise InputError(f"--{name} {value}: must be a finite number")
+    rules = [
+        (train.learning_rate > 0, "--learning_rate must be positive"),
+        (train.selector_learning_rate is None or train.selector_learning_rate > 0,
+         "--selector_learning_rate must be positive"),
+        (train.max_steps > 0 or train.num_train_epochs >= 1,
+         "--num_train_epochs must be at least 1 (whole epochs are run), or give --max_steps"),
+        (0 <= train.seed < SEED_RANGE, f"--seed must lie in 0..{SEED_RANGE - 1}"),
+        (train.save_total_limit >= 0, "--save_total_limit must be 0 (keep all) or more"),
+        (train.weight_decay >= 0 and train.adam_epsilon > 0 and train.max_grad_norm > 0,
+         "--weight_decay must be 0 or more, --adam_epsilon and --max_grad_norm positive"),
+        (reduction.alpha >= 0, "--alpha (the length penalty) must be 0 or more"),
+        (0 <= reduction.guide_rate <= 1, "--guide_rate is a fraction of the steps: 0 to 1"),
+        (reduction.temperature > 0, "--temperature must be positive"),
+        (reduction.beta >= 0, "--beta must be 0 or more"),
+        (job.run.max_seq_length >= family(job.family).min_length(job.task),
+         f"--max_seq_length {job.run.max_seq_length} is too short for the {job.family} inputs "
+         f"(at least {family(job.family).min_length(job.task)})"),
+    ]  # fmt: skip
+    for holds, message in rules:
+        if not holds:
+            raise InputError(message)
     # (WikiHop's --doc_stride is, as in the original, an overlap: 0 and up, any negative value one window)
     if job.family != "wikihop" and "doc_stride" in values and values["doc_stride"] < 1 and values["doc_stride"] != -1:
         raise InputError("--doc_stride must be at least 1, or -1 (windows without overlap)")
-
-
-def parse_args(argv=None, family_name: str = "classification", prog: str | None = None) -> Job:
-    namespace = build_parser(family_name, prog).parse_args(argv)
-    namespace.task_name = (namespace.task_name or "").lower()
-    configs = {name: _fill(cls, namespace) for name, cls in SECTIONS.items()}
-    job = Job(
-        family_name, **configs, precision=_fill(Precision, namespace), task=_fill(family(family_name).config, namespace)
-    )
-    validate(job)
-    resolve = family(family_name).resolve
-    if resolve is not None:
-        job.train, job.reduction = resolve(job.stage, job.train, job.reduction, job.task)
-    return job

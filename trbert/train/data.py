@@ -24,6 +24,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..errors import InputError
+from ..store.outputs import file_digest
 
 logger = logging.getLogger(__name__)
 
@@ -32,20 +33,6 @@ CHUNK = 2048  # examples featurised at a time
 HEADER = 256  # bytes at the start of every cached .npy file for its header (data stays aligned)
 TOKEN_ARRAYS = ("input_ids", "token_type_ids", "guide", "ranks")  # arrays whose last axis is the token axis
 HOST_ONLY = ("offsets", "max_context", "origin", "sent_ids")  # decoding aids that never go into a batch
-
-
-def file_digest(path: Path) -> str:
-    """sha256 of a file; of a folder (RACE's splits): of its files' names and digests."""
-    path = Path(path)
-    h = hashlib.sha256()
-    if path.is_dir():
-        for item in sorted(p for p in path.rglob("*") if p.is_file()):
-            h.update(f"{item.relative_to(path)}:{file_digest(item)}\n".encode())
-        return h.hexdigest()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def tokenizer_digest(tokenizer) -> str:

@@ -24,7 +24,7 @@ from ..core.seeding import example_seeds
 from ..store.outputs import write_results
 from ..store.resume import Position, Saver, restore
 from .data import loader_of, to_device
-from .distributed import World, progress, restore_rng, wrap
+from .distributed import World, barrier, progress, restore_rng, rng_states, wrap
 from .inference import EvalSet, evaluate
 from .stages import Stage, StepContext
 
@@ -147,7 +147,9 @@ def train(model, task, features, stage: Stage, ctx: StepContext, precision: Prec
                 sums = {}
             if cfg.save_steps > 0 and ctx.step % cfg.save_steps == 0:
                 done = micro + 1 == per_epoch
-                path = saver.step(model, Position(ctx.step, epoch + done, 0 if done else micro + 1), run, world)
+                at, rng = Position(ctx.step, epoch + done, 0 if done else micro + 1), rng_states(world)
+                path = saver.step(model, at, run, rng, world.size) if world.is_main else saver.path(at.step)
+                barrier(world)
                 if validation is not None:
                     _validate(model, task, validation, precision, world, path, writer, ctx.step)
             if ctx.step >= ctx.total_steps:
