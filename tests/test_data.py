@@ -261,3 +261,18 @@ def test_array_writer_streams_rows_into_npy_files(tmp_path):
         writer.append({"input_ids": chunks[0]["input_ids"], "lengths": chunks[0]["lengths"]})
     with pytest.raises(ValueError, match="feature lengths: chunks disagree"):
         writer.append({**chunks[0], "lengths": chunks[0]["lengths"].astype(np.int32)})
+
+
+def test_a_dataset_module_is_found_without_a_list(tmp_path):
+    """trbert/tasks/dbpedia.py registers itself: the release's train.csv/test.csv as they unpack,
+    dev every 20th training row (docs/design.md)."""
+    from trbert.tasks import DATASETS, make_task
+
+    rows = [f'{1 + k % 14},"title {k}","an abstract, number {k}"' for k in range(41)]
+    (tmp_path / "train.csv").write_text("\n".join(rows) + "\n")
+    (tmp_path / "test.csv").write_text("\n".join(rows[:3]) + "\n")
+    task = make_task("classification", task_name="dbpedia")
+    assert "dbpedia" in DATASETS and task.num_labels == 14
+    dev, train = list(task.read(str(tmp_path), "dev")), list(task.read(str(tmp_path), "train"))
+    assert [label for _, label in dev] == [0, 20 % 14, 40 % 14] and len(train) == 38
+    assert train[0] == ("title 1 an abstract, number 1", 1) and len(list(task.read(str(tmp_path), "test"))) == 3

@@ -167,7 +167,8 @@ def test_every_trbert_command_parses_and_prepares_what_its_recipe_reads():
             prepared += 1
             assert guard.split("/")[0] == args.output_dir, f"{name}: the guard tests {guard}"
             assert base[base.index("--data_dir") + 1] == args.output_dir, name
-    assert prepared == len(RECIPES) - 1  # every recipe but AG News (a hub dataset) prepares its data
+    # every recipe but AG News (a hub dataset) and DBpedia (read as the release unpacks) prepares its data
+    assert prepared == len(RECIPES) - 2
 
 
 def test_every_relative_link_points_to_a_file():

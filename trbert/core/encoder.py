@@ -103,6 +103,9 @@ class TokenReductionMixin:
     head_inputs: tuple[str, ...] = ()  # batch arrays the head reads besides the sequence
     span_outputs = False  # span heads: ``start_logits`` / ``end_logits`` as transformers' QA models return them
     window_nll = "sum"  # selection log-likelihood of several windows: "sum" or "mean" over the real ones (N17)
+    token_outputs = pooled_outputs = 0  # head outputs per position / on a pooled vector, if not on [CLS] (FLOPs)
+    original_names: dict[str, str] = {}  # head parameters of the original release -> ours (checkpoint loading)
+    attention_kernel = "auto"  # of the unpadded path: see .packed.attention_kernel
 
     def _init_selectors(self, config) -> None:
         config.tr_selector_layers = selector_layers(config)
@@ -238,8 +241,6 @@ class TokenReductionMixin:
         if tracer is not None:
             tracer.passed(len(self.selectors), out.positions.clamp_min(0), out.positions >= 0)
         return out
-
-    attention_kernel = "auto"  # of the unpadded path: see .packed.attention_kernel
 
     def _windows(self, input_ids, attention_mask, token_type_ids, policy, seeds, tracer, **run) -> ReductionOutput:
         """Examples of ``S`` windows ``[B, S, T]`` (TriviaQA, WikiHop): every window is a row with its

@@ -22,9 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .encoder import selector_layers
+from .heads import HEADS
 from .selector import SELECTOR_WIDTH
-
-TOKEN_HEADS = {"span": 2, "hotpot": 2, "wikihop": 1}  # outputs per position of token-level heads
 
 
 def layer_macs(n, d: int, d_ff: int):
@@ -40,25 +39,29 @@ class FlopsCounter:
     layers: int
     placement: tuple[int, ...]
     num_labels: int
-    head: str = "classification"
+    token_outputs: int = 0  # a token-level head's outputs per position (see .heads)
+    pooled_outputs: int = 0  # its outputs on a pooled vector (HotpotQA's switch)
 
     @classmethod
     def from_config(cls, config) -> FlopsCounter:
+        """From a model config; a token-level head's outputs from its class (``config.tr_head``)."""
+        head = HEADS[getattr(config, "tr_head", None) or "classification"]["bert"]
         return cls(
             hidden=config.hidden_size,
             ffn=getattr(config, "intermediate_size", None) or config.hidden_dim,
             layers=config.num_hidden_layers,
             placement=tuple(selector_layers(config)),
             num_labels=config.num_labels,
-            head=getattr(config, "tr_head", None) or "classification",
+            token_outputs=head.token_outputs,
+            pooled_outputs=head.pooled_outputs,
         )
 
     def _head(self, lengths: np.ndarray, exact: bool):
         d = self.hidden
         if not exact:
             return d * self.num_labels
-        if self.head in TOKEN_HEADS:  # every position (restored), no pooler; HotpotQA's switch on the max
-            return lengths * d * TOKEN_HEADS[self.head] + (d * 3 if self.head == "hotpot" else 0)
+        if self.token_outputs:  # every position (restored), no pooler
+            return lengths * d * self.token_outputs + d * self.pooled_outputs
         return d * d + d * self.num_labels  # pooler (BERT) or pre_classifier (DistilBERT), then the classifier
 
     def full(self, lengths, exact: bool = False) -> np.ndarray:

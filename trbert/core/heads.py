@@ -67,6 +67,7 @@ class TRBertForQuestionAnswering(TokenReductionMixin, BertBackbone, BertPreTrain
     (no pooler, ``qa_outputs``). ``logits [B, 2, T]``: start and end logits of every position."""
 
     restores_tokens = span_outputs = True
+    token_outputs = 2
 
     def __init__(self, config):
         super().__init__(config)
@@ -84,6 +85,7 @@ class TRDistilBertForQuestionAnswering(TokenReductionMixin, DistilBertBackbone, 
     """DistilBERT + selectors with the residual restore; head as stock ``DistilBertForQuestionAnswering``."""
 
     restores_tokens = span_outputs = True
+    token_outputs = 2
 
     def __init__(self, config):
         super().__init__(config)
@@ -110,6 +112,8 @@ class TRBertForHotpotQA(TokenReductionMixin, BertBackbone, BertPreTrainedModel):
 
     restores_tokens = True
     head_inputs = ("sent_starts", "sent_ends")
+    token_outputs, pooled_outputs = 2, 3  # start/end per position; the switch on the max
+    original_names = {"qa_classifier": "switch", "sent_linear": "sentence_hidden", "sent_classifier": "sentence_out"}
 
     def __init__(self, config):
         super().__init__(config)
@@ -147,6 +151,8 @@ class TRBertForWikihop(TokenReductionMixin, BertBackbone, BertPreTrainedModel):
 
     restores_tokens = True
     window_nll = "mean"
+    token_outputs = 1
+    original_names = {"qa_outputs": "token_scores"}
 
     def __init__(self, config):
         super().__init__(config)
@@ -217,21 +223,25 @@ class TRDistilBertForMultipleChoice(SharedChoiceMixin, TRDistilBertForSequenceCl
         self.num_labels = 4
 
 
+HEADS = {  # head -> backbone -> model (the original has no DistilBERT model for HotpotQA and WikiHop either)
+    "classification": {"bert": TRBertForSequenceClassification, "distilbert": TRDistilBertForSequenceClassification},
+    "span": {"bert": TRBertForQuestionAnswering, "distilbert": TRDistilBertForQuestionAnswering},
+    "choice": {"bert": TRBertForMultipleChoice, "distilbert": TRDistilBertForMultipleChoice},
+    "hotpot": {"bert": TRBertForHotpotQA},
+    "wikihop": {"bert": TRBertForWikihop},
+}
+
+
 def register_auto_classes() -> None:
     """After ``import trbert``, ``AutoModelForSequenceClassification`` / ``...QuestionAnswering`` /
     ``...MultipleChoice`` and ``transformers.pipeline`` load TR-BERT checkpoints as our models (their
     config.json says ``trbert`` / ``trdistilbert``); stock checkpoints load as before."""
-    autos = (AutoModelForSequenceClassification, AutoModelForQuestionAnswering, AutoModelForMultipleChoice)
-    for config, models in (
-        (TRBertConfig, (TRBertForSequenceClassification, TRBertForQuestionAnswering, TRBertForMultipleChoice)),
-        (
-            TRDistilBertConfig,
-            (TRDistilBertForSequenceClassification, TRDistilBertForQuestionAnswering, TRDistilBertForMultipleChoice),
-        ),
-    ):
+    autos = {"classification": AutoModelForSequenceClassification, "span": AutoModelForQuestionAnswering,
+             "choice": AutoModelForMultipleChoice}  # fmt: skip
+    for backbone, config in (("bert", TRBertConfig), ("distilbert", TRDistilBertConfig)):
         AutoConfig.register(config.model_type, config, exist_ok=True)
-        for auto, model in zip(autos, models, strict=True):
-            auto.register(config, model, exist_ok=True)
+        for head, auto in autos.items():
+            auto.register(config, HEADS[head][backbone], exist_ok=True)
 
 
 register_auto_classes()

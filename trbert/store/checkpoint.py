@@ -23,16 +23,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from transformers import AutoConfig
 
-from ..core.heads import (
-    TRBertForHotpotQA,
-    TRBertForMultipleChoice,
-    TRBertForQuestionAnswering,
-    TRBertForSequenceClassification,
-    TRBertForWikihop,
-    TRDistilBertForMultipleChoice,
-    TRDistilBertForQuestionAnswering,
-    TRDistilBertForSequenceClassification,
-)
+from ..core.heads import HEADS
 from ..errors import InputError
 from .outputs import file_digest, read_json
 
@@ -43,17 +34,6 @@ TRAINED_SELECTORS = ("train_rl", "train_both", "train_init")  # stages after whi
 WEIGHTS = "model.safetensors"
 BACKBONES = {t: "bert" for t in ("bert", "autobert", "initbert")}
 BACKBONES |= {t: "distilbert" for t in ("distilbert", "distilautobert", "initdistilbert")}
-MODEL_CLASSES = {
-    ("bert", "classification"): TRBertForSequenceClassification,
-    ("distilbert", "classification"): TRDistilBertForSequenceClassification,
-    ("bert", "span"): TRBertForQuestionAnswering,
-    ("distilbert", "span"): TRDistilBertForQuestionAnswering,
-    ("bert", "choice"): TRBertForMultipleChoice,
-    ("distilbert", "choice"): TRDistilBertForMultipleChoice,
-    # the original has no DistilBERT model for these two either
-    ("bert", "hotpot"): TRBertForHotpotQA,
-    ("bert", "wikihop"): TRBertForWikihop,
-}
 # parameter names of the original TR-BERT release -> ours
 SELECTOR_NAMES = [
     (
@@ -65,14 +45,12 @@ SELECTOR_NAMES = [
         r"selectors.\1.out.\2",
     ),
 ]
-HEAD_NAMES = {
-    TRBertForHotpotQA: [
-        (re.compile(r"^qa_classifier\.(weight|bias)$"), r"switch.\1"),
-        (re.compile(r"^sent_linear\.(weight|bias)$"), r"sentence_hidden.\1"),
-        (re.compile(r"^sent_classifier\.(weight|bias)$"), r"sentence_out.\1"),
-    ],
-    TRBertForWikihop: [(re.compile(r"^qa_outputs\.(weight|bias)$"), r"token_scores.\1")],
-}
+
+
+def _original_names(cls) -> list:
+    """Renames of the original release's selector and head parameters (docs/differences.md N6)."""
+    heads = [(re.compile(rf"^{old}\.(weight|bias)$"), rf"{new}.\1") for old, new in cls.original_names.items()]
+    return SELECTOR_NAMES + heads
 
 
 def _renamed_weights(path: Path, renames) -> dict:
@@ -115,11 +93,11 @@ def load_model(name_or_path: str, model_type: str, num_labels: int, head: str = 
     """Load any stage's checkpoint (or a stock / hub BERT) into our model class for ``head``, with checks."""
     if model_type not in BACKBONES:
         raise InputError(f"unknown --model_type {model_type!r}; known: {', '.join(BACKBONES)}")
-    if (BACKBONES[model_type], head) not in MODEL_CLASSES:
+    cls = HEADS[head].get(BACKBONES[model_type])
+    if cls is None:
         raise InputError(
             f"--model_type {model_type}: no {BACKBONES[model_type]} model with a {head} head (use a bert type)"
         )
-    cls = MODEL_CLASSES[BACKBONES[model_type], head]
     config = _config(name_or_path, model_type, **hub)
     made_for = getattr(config, "tr_head", None) or (
         "classification" if getattr(config, "tr_task_family", None) else None
@@ -137,7 +115,7 @@ def load_model(name_or_path: str, model_type: str, num_labels: int, head: str = 
         raise InputError(f"{name_or_path}: the weights cannot be read (truncated or corrupt?): {e}") from None
     missing = set(info.get("missing_keys", []))
     try:
-        original = _renamed_weights(Path(name_or_path), SELECTOR_NAMES + HEAD_NAMES.get(cls, []))
+        original = _renamed_weights(Path(name_or_path), _original_names(cls))
     except (SafetensorError, OSError, RuntimeError) as e:
         raise InputError(f"{name_or_path}: the weights cannot be read (truncated or corrupt?): {e}") from None
     if original:

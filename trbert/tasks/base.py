@@ -78,7 +78,6 @@ class Family:
     build: Callable[[object, str, int], Task]  # (family config, --task_name, --seed) -> task
     defaults: dict = field(default_factory=dict)  # shared flags this script defaults differently
     aliases: dict = field(default_factory=dict)  # other spellings of shared flags, e.g. --max_seq_len
-    backbones: tuple[str, ...] = ("bert", "distilbert")  # backbones with a model for this head
     # (stage, train, reduction, family config) -> (train, reduction): defaults that depend on the
     # stage or on the family's flags (RACE), filled in where the flag was left at ``None``
     resolve: Callable | None = None

@@ -4,7 +4,8 @@ What this file is: the classification family — its datasets (name, labels, fil
 readers of their files (``<split>.jsonl`` with one ``{"text": str, "label": int}`` per line;
 ``<split>.csv`` rows ``label,text`` with 1-based labels, Yelp's and AG News' release format), the
 features (``[CLS] text [SEP]``, head truncation, no segment ids), the loss and accuracy. Adding a
-dataset is one line in ``DATASETS`` (and a reader if its format is new). Hub datasets
+dataset is one line in ``DATASETS``, or a module of its own calling :func:`register_dataset` (see
+:mod:`.dbpedia`). Hub datasets
 (``--dataset_name``) are read by :mod:`.hub`.
 """
 
@@ -117,6 +118,12 @@ DATASETS = {
     "yelp_f": ClassificationTask("yelp_f", 5, "csv", read_label_csv),
     "agnews": ClassificationTask("agnews", 4, "csv", read_label_csv),
 }
+
+
+def register_dataset(task: ClassificationTask) -> ClassificationTask:
+    """Make ``task`` a ``--task_name`` of ``run_classification.py`` (a dataset module calls this)."""
+    DATASETS[task.name] = task
+    return task
 
 
 def get_task(name: str) -> ClassificationTask:

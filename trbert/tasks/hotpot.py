@@ -307,6 +307,5 @@ FAMILY = register(
             guide_rate=0.5,
             warmup_steps=1000,
         ),
-        backbones=("bert",),
     )
 )

@@ -201,7 +201,6 @@ FAMILY = register(
             save_steps=-1,
         ),
         aliases={"max_seq_length": "--max_seq_len"},
-        backbones=("bert",),
         curve=False,  # several windows per question
         view=False,
     )
