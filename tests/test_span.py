@@ -349,3 +349,17 @@ def test_original_hotpot_and_wikihop_checkpoints_load_their_heads(tmp_path, head
     loaded = load_model(str(tmp_path), "autobert", model.num_labels, head)
     for key, value in model.state_dict().items():
         assert torch.equal(loaded.state_dict()[key], value), key
+
+
+def test_triviaqa_max_doc_len_cuts_the_document_as_wikihop_cuts_its_supports(tokenizer):
+    """One meaning per flag: --max_doc_len is the document word pieces read per question in
+    TriviaQA as in WikiHop (-1: all); an answer past the cut is in no window."""
+    context = "the film opened in paris and the film closed in london"
+    example = QAExample(
+        "q1", "where did it close?", context, ["london"], spans=[(context.index("london"), len(context))]
+    )
+    for cut, pieces, found in ((-1, len(tokenizer.tokenize(context)), True), (5, 5, False)):
+        task = make_task("trivia", family("trivia").config(max_doc_len=cut, max_segment=1))
+        arrays, counts = featurize(task, [example], tokenizer, 64)
+        assert (arrays["offsets"][0, 0, :, 0] >= 0).sum() == pieces
+        assert bool(counts["questions_without_gold_span"]) != found

@@ -13,13 +13,13 @@ from trbert.tools.tokenview import (
     ViewExample,
     ViewSummary,
     WordRate,
+    depth_colours,
     join_wordpieces,
     render,
     token_to_word,
     word_keep_rates,
     write_page,
 )
-from trbert.tools.tokenview_page import depth_colours
 
 SPECIAL = {"[CLS]", "[SEP]", "[PAD]"}
 

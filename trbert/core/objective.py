@@ -31,6 +31,11 @@ def distillation(student: list, teacher: list, temperature: float = 1.0) -> torc
     return total
 
 
+def real_windows(lengths):
+    """Which windows ``[N, S]`` hold text: filler windows of a short example hold only [CLS]."""
+    return lengths > 1
+
+
 def length_fraction(
     kept: list[torch.Tensor], denominator: torch.Tensor | float, real: torch.Tensor | None = None
 ) -> torch.Tensor:

@@ -43,10 +43,7 @@ def _squad_arguments(parser) -> None:
 CONVERTERS = (
     Converter("imdb", "aclImdb_v1.tar.gz (Maas et al., Stanford) -> IMDB jsonl", imdb.convert, imdb.add_arguments),
     Converter(
-        "yelp_f",
-        "yelp_review_full_csv.tar.gz (Zhang et al. 2015) -> Yelp.F csv",
-        yelp.convert,
-        yelp.add_arguments,
+        "yelp_f", "yelp_review_full_csv.tar.gz (Zhang et al. 2015) -> Yelp.F csv", yelp.convert, yelp.add_arguments
     ),
     Converter(
         "20news",

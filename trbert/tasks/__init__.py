@@ -19,7 +19,6 @@ import pkgutil
 from .base import FAMILIES, Family, Predictions, Task, family
 from .classification import DATASETS, get_task
 
-
 for _module in pkgutil.iter_modules(__path__):  # every family and dataset module registers itself
     importlib.import_module(f"{__name__}.{_module.name}")
 

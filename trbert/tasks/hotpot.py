@@ -25,13 +25,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..config import inert, with_defaults
+from ..config import inert, option
 from ..core.encoder import MASKED
 from .answer_metrics import hotpot_scores
 from .base import Family, Predictions, register
 from .files import checked_questions, json_lines, require, split_file
 from .final_text import final_text, pieces_text
-from .span import SpanConfig
 
 MAX_ANSWERS, MAX_SENTENCES, MAX_QUESTION = 8, 80, 80
 SWITCH = {"yes": 1, "no": 2}
@@ -279,13 +278,20 @@ def best_text_span(start: np.ndarray, end: np.ndarray, text: np.ndarray, max_len
 
 
 @dataclass
-class HotpotConfig(
-    with_defaults(
-        SpanConfig, "HotpotSpanConfig", train_file="hotpot_train_graph.json", predict_file="rerank_dev_tok.json"
-    )
-):
-    """``run_hotpotqa.py``'s flags (of the span flags only the files and --max_answer_length act)."""
+class HotpotConfig:
+    """``run_hotpotqa.py``'s own flags; the original's span flags that it accepted without effect
+    are inert here too, by declaration (and never block a resume)."""
 
+    train_file: str = option("hotpot_train_graph.json", "training file inside --data_dir")
+    predict_file: str = option("rerank_dev_tok.json", "evaluation file inside --data_dir")
+    max_answer_length: int = option(30, "longest answer in word pieces")
+    version_2_with_negative: bool = inert()
+    null_score_diff_threshold: float = inert(0.0, "inert (yes / no / span come from the switch)")
+    doc_stride: int = inert(128, "inert (paragraphs are packed into one input, not windowed)")
+    max_query_length: int = inert(64, "inert (the question is cut at 80 word pieces, as the original)")
+    n_best_size: int = inert(20, "inert (every start is scanned, as the original)")
+    verbose_logging: bool = inert()
+    threads: int = inert(1, "inert")
     drop_data: bool = inert()
 
 

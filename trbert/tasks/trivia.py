@@ -11,6 +11,7 @@ docs/differences.md F9), decoding of the best span across windows, and the offic
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -53,10 +54,12 @@ def read_trivia(path: Path) -> list[QAExample]:
 class TriviaTask(SpanTask):
     max_segment: int = 1
     max_num_answers: int = 64
+    max_doc_len: int = -1
 
     @property
     def settings(self) -> dict:
-        return {**super().settings, "max_segment": self.max_segment, "max_num_answers": self.max_num_answers}
+        own = {"max_segment": self.max_segment, "max_num_answers": self.max_num_answers}
+        return {**super().settings, **own, "max_doc_len": self.max_doc_len}
 
     def featurize(
         self, examples: Sequence[QAExample], tokenizer, max_length: int, split: str, first: int, counts: Counter
@@ -80,7 +83,7 @@ class TriviaTask(SpanTask):
         if not example.context.strip():
             counts["empty_contexts"] += 1
             return
-        found = False
+        found, example = False, self._cut(example, tokenizer)
         for w, row in enumerate(self._tokenized_windows(example, tokenizer, max_length, counts)[: self.max_segment]):
             k = len(row["ids"])
             arrays["input_ids"][i, w, :k], arrays["token_type_ids"][i, w, :k] = row["ids"], row["types"]
@@ -93,6 +96,17 @@ class TriviaTask(SpanTask):
         if not found:  # no gold anywhere: [CLS] of every window (as the original)
             counts["questions_without_gold_span"] += 1
             arrays["starts"][i, :, 0] = arrays["ends"][i, :, 0] = 0
+
+    def _cut(self, example: QAExample, tokenizer) -> QAExample:
+        """The document cut after its first ``--max_doc_len`` word pieces (-1: whole), as WikiHop's
+        supports; answers past the cut are not in any window."""
+        if self.max_doc_len < 0:
+            return example
+        offsets = tokenizer(example.context, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+        if len(offsets) <= self.max_doc_len:
+            return example
+        end = offsets[self.max_doc_len - 1][1] if self.max_doc_len else 0
+        return dataclasses.replace(example, context=example.context[:end])
 
     def row_loss(self, logits: torch.Tensor, batch: dict) -> torch.Tensor:
         """Per example: ``-(logsumexp over gold positions of all windows - logsumexp over all
@@ -158,7 +172,8 @@ class TriviaConfig(
 
     max_segment: int = option(1, "windows read per document (the rest is ignored)", fixed=True)
     max_num_answers: int = option(64, "gold positions kept per window", fixed=True)
-    max_doc_len: int = inert(-1, "inert (the document is cut by --max_segment windows)")
+    max_doc_len: int = option(-1, "document word pieces read per question (-1: all, then cut by --max_segment)",
+                              fixed=True)  # fmt: skip
     ignore_seq_with_no_answers: bool = inert()
 
 
@@ -170,6 +185,7 @@ def _build(config, name: str, seed: int) -> TriviaTask:
         trivia_scores,
         max_segment=config.max_segment,
         max_num_answers=config.max_num_answers,
+        max_doc_len=config.max_doc_len,
         **options,
     )
 

@@ -25,9 +25,8 @@ import torch
 
 from ..config import inert, option
 from ..core.encoder import MASKED
-from ..core.objective import cross_entropy_rows
+from ..core.objective import cross_entropy_rows, real_windows
 from ..errors import InputError
-from ..train.data import real_windows
 from .base import Family, Predictions, register
 from .files import load_json, require, split_file, unique_ids
 

@@ -228,10 +228,5 @@ def batches(arrays, batch_size: int, by_length: bool = False, rows: np.ndarray |
     return loader_of(arrays, [rows[i : i + batch_size].tolist() for i in range(0, len(rows), batch_size)])
 
 
-def real_windows(lengths):
-    """Which windows ``[N, S]`` hold text: filler windows of a short example hold only [CLS]."""
-    return lengths > 1
-
-
 def to_device(batch: dict, device) -> dict:
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}

@@ -20,8 +20,9 @@ import torch
 from ..config import EvalConfig, Precision
 from ..core.encoder import MASKED, selector_layers
 from ..core.flops import FlopsCounter, mflops
+from ..core.objective import real_windows
 from ..core.policy import BatchUniform
-from .data import batches, real_windows, to_device
+from .data import batches, to_device
 from .distributed import World, gather_into, maximum, progress, shard
 from .stages import forward_batch
 

@@ -33,12 +33,12 @@ from ..core.objective import (
     init_loss,
     init_mask,
     length_fraction,
+    real_windows,
     reinforce_loss,
     rewards,
 )
 from ..core.policy import Probe, Sample
 from ..core.seeding import combine
-from .data import real_windows
 
 
 @dataclass(frozen=True)
