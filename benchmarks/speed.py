@@ -138,6 +138,7 @@ def synthetic_cell(name, length, batch, args, device, offsets=None) -> Cell:
     """Random weights and inputs; selector ``w`` keeps half of the tokens that reach it (50% after
     the first, 25% after the second), or takes the ``offsets`` of an earlier calibration."""
     stock, ours = build(name, args.head, length, device)
+    ours.attention_kernel = args.attention_kernel
     ids, mask, extra = make_inputs(args.head, length, batch, args.lengths_mode, device)
     ours.selectors = selector_set(ours)
     for w, selector in enumerate(ours.selectors):
@@ -214,6 +215,7 @@ def cpu_peaks(cell: Cell, args) -> dict:
     offsets = [s.offset for s in cell.selectors[False]] if not args.checkpoint else None
     child = [sys.executable, __file__, "--memory_child", json.dumps(offsets), "--batches", str(cell.batch)]
     child += ["--head", args.head, "--lengths_mode", args.lengths_mode, "--dtype", args.dtype]
+    child += ["--attention_kernel", args.attention_kernel]
     if args.checkpoint:
         child += ["--checkpoint", args.checkpoint, "--data_dir", args.data_dir, "--task_name", args.task_name]
         child += ["--max_seq_length", str(args.max_seq_length)]
@@ -267,16 +269,16 @@ def measure(make_cell, args, device) -> dict:
 def checkpoint_cell(batch, args, device, offsets=None) -> Cell:
     """A trained TR-BERT checkpoint on its task's dev set in dataset order (batches trimmed to
     their longest example): real selections and lengths."""
-    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from trbert.store.checkpoint import load_model
+    from trbert.store.checkpoint import backbone_of, load_model
     from trbert.tasks import get_task
     from trbert.train.data import batches, load_features
 
     task = get_task(args.task_name)
-    distil = AutoConfig.from_pretrained(args.checkpoint).model_type == "distilbert"
-    model_type = "distilautobert" if distil else "autobert"
+    model_type = "distil" * (backbone_of(args.checkpoint) == "distilbert") + "autobert"
     ours = load_model(args.checkpoint, model_type, task.num_labels).eval().to(device)
+    ours.attention_kernel = args.attention_kernel
     stock = AutoModelForSequenceClassification.from_pretrained(args.checkpoint, attn_implementation="sdpa")
     tokenizer = AutoTokenizer.from_pretrained(args.checkpoint)
     arrays, _ = load_features(task, args.data_dir, "dev", tokenizer, args.max_seq_length)
@@ -357,6 +359,12 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--data_dir", help="with --checkpoint: the task's data directory")
     parser.add_argument("--task_name", default="imdb", help="with --checkpoint")
     parser.add_argument("--max_seq_length", type=int, default=64, help="with --checkpoint")
+    parser.add_argument(
+        "--attention_kernel",
+        default="auto",
+        choices=["auto", "padded", "jagged", "varlen"],
+        help="of the unpadded path",
+    )
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", help="output stem; default benchmarks/results/speed_<device>_<dtype>[_<head>][_mixed]")

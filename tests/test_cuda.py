@@ -38,7 +38,8 @@ def test_paths_agree_on_the_device(case, dtype):
     with torch.no_grad(), torch.autocast(DEVICE, dtype=dtype, enabled=dtype != torch.float32):
         padded = model(*inputs, policy=Threshold(), **move)
         outs = []
-        for kernel in ("padded", "jagged"):
+        kernels = ["padded", "jagged", "auto"] + ["varlen"] * (DEVICE == "cuda" and dtype != torch.float32)
+        for kernel in kernels:  # auto: varlen (flash) on CUDA in bf16, padded elsewhere
             model.attention_kernel = kernel
             outs.append(model(*inputs, policy=Threshold(), path="unpadded", **move))
     for out in outs:

@@ -39,4 +39,3 @@ def test_the_wings_import_one_way(wing):
         if _imports(path) - ALLOWED[wing]
     }
     assert not wrong, wrong
-

@@ -165,8 +165,8 @@ class EvalConfig:
     )
     attention_kernel: str = option(
         "auto",
-        "NEW: attention of the unpadded path; auto: jagged on CUDA, padded on CPU",
-        choices=("auto", "padded", "jagged"),
+        "NEW: attention of the unpadded path; auto: varlen (flash) on CUDA in fp16/bf16, else padded",
+        choices=("auto", "padded", "jagged", "varlen"),
     )
     quantize: str = option(
         "none",

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from transformers.utils import ModelOutput
 
-from .packed import attention_kernel, keep_tokens, pack, unpack
+from .packed import ATTENTION, keep_tokens, pack, unpack
 from .policy import Policy, Site, Threshold
 from .seeding import combine, install_example_dropout, seeded_dropout
 from .selector import Selector, additive_mask, compact, gather_tokens, restore_tokens, scatter_positions, selection_nll
@@ -105,7 +105,7 @@ class TokenReductionMixin:
     window_nll = "sum"  # selection log-likelihood of several windows: "sum" or "mean" over the real ones (N17)
     token_outputs = pooled_outputs = 0  # head outputs per position / on a pooled vector, if not on [CLS] (FLOPs)
     original_names: dict[str, str] = {}  # head parameters of the original release -> ours (checkpoint loading)
-    attention_kernel = "auto"  # of the unpadded path: see .packed.attention_kernel
+    attention_kernel = "auto"  # of the unpadded path: see .packed.ATTENTION
 
     def _init_selectors(self, config) -> None:
         config.tr_selector_layers = selector_layers(config)
@@ -205,7 +205,7 @@ class TokenReductionMixin:
         """Inference on packed tokens ``[N, d]``. A policy decides on the tokens laid out by original
         position ``[B, T]``; token-level heads read a dense restore built once after the last layer:
         survivors with their last-layer state, dropped tokens with their state when dropped."""
-        attend = attention_kernel(self.attention_kernel, input_ids.device)
+        attend = ATTENTION[self.attention_kernel]
         packing, position = pack(alive)
         types = None if token_type_ids is None else token_type_ids[packing.row, position][None]
         x = self._embed(input_ids[packing.row, position][None], types, position[None])[0]

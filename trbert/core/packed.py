@@ -9,7 +9,9 @@ tokens of one example together; two interchangeable kernels give identical resul
 * ``padded``: scatter q/k/v into ``[B, width, heads, head_dim]`` (width = this batch's largest
   *kept* count) and run SDPA with a key mask. Vectorised; the fastest we measured on CPU.
 * ``jagged``: nested jagged tensors into SDPA, which dispatches to variable-length
-  flash / memory-efficient kernels on CUDA (no padding at all).
+  flash / memory-efficient kernels on CUDA (no padding at all);
+* ``varlen``: torch's variable-length flash attention (``torch.nn.attention.varlen``) on CUDA in
+  float16 / bfloat16: one kernel, no padding and no nested-tensor dispatch.
 
 Kernels take q, k and v as an iterable that makes them one at a time, so a projection is freed as
 soon as it is placed (scattered, or wrapped). What this file is not: the layers themselves (see
@@ -18,6 +20,7 @@ soon as it is placed (scattered, or wrapped). What this file is not: the layers 
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
@@ -105,14 +108,25 @@ def jagged_attention(qkv: Iterable[torch.Tensor], packing: Packing) -> torch.Ten
     return F.scaled_dot_product_attention(*nested).transpose(1, 2).values().flatten(1)
 
 
-ATTENTION = {"padded": padded_attention, "jagged": jagged_attention}
+def varlen_attention(qkv: Iterable[torch.Tensor], packing: Packing) -> torch.Tensor:
+    """Same result through torch's variable-length flash kernel (CUDA, float16 / bfloat16)."""
+    from torch.nn.attention.varlen import varlen_attn
+
+    q, k, v = qkv
+    bounds = torch.cat((packing.counts.new_zeros(1), torch.cumsum(packing.counts, 0))).to(torch.int32)
+    return varlen_attn(q, k, v, bounds, bounds, packing.width, packing.width).flatten(1)
 
 
-def attention_kernel(name: str, device: torch.device):
-    """``auto``: jagged (variable-length) kernels on CUDA, padded SDPA elsewhere."""
-    if name == "auto":
-        name = "jagged" if device.type == "cuda" else "padded"
-    return ATTENTION[name]
+def auto_attention(qkv: Iterable[torch.Tensor], packing: Packing) -> torch.Tensor:
+    """``varlen`` where it runs (CUDA, half precision, a torch that has it), else ``padded``."""
+    q, k, v = qkv
+    varlen = HAS_VARLEN and q.is_cuda and q.dtype in (torch.float16, torch.bfloat16)
+    return (varlen_attention if varlen else padded_attention)((q, k, v), packing)
+
+
+HAS_VARLEN = importlib.util.find_spec("torch.nn.attention.varlen") is not None  # torch >= 2.9
+# the attention of the unpadded path, by --attention_kernel (auto: varlen on CUDA in half precision, else padded)
+ATTENTION = {"auto": auto_attention, "padded": padded_attention, "jagged": jagged_attention, "varlen": varlen_attention}
 
 
 def row_chunks(x: torch.Tensor, fn, parts: int, min_rows: int) -> torch.Tensor:
