@@ -104,7 +104,8 @@ def test_every_stage_of_the_choice_scripts(tmp_path, tiny_bert_dir, script_name,
     if script_name == "run_race_classify.py":
         command = f"--data_dir {p['data']} {extra} --model_type autobert --model_name_or_path {p['both']}"
         assert script(script_name, *f"{command} --output_dir {p['both']} --do_eval --do_test".split()) == 0
-        assert json.loads((p["both"] / "eval_results.json").read_text())["split"] == "test"
+        assert json.loads((p["both"] / "eval_results_test.json").read_text())["split"] == "test"
+        assert json.loads((p["both"] / "eval_results.json").read_text())["split"] == "dev"  # not overwritten
 
 
 def _choice_batch(tokenizer):

@@ -98,7 +98,7 @@ def test_a_saved_dataset_through_finetune_eval_and_the_rl_stage(tmp_path, capsys
     assert {f: (p["cache"] / f / "meta.json").stat().st_mtime_ns for f in built} == stamps
     assert np.load(p["bert"] / "token_scores.npy").shape[0] == sizes["train"]
     assert run(evaluate + " --do_eval --do_test", **p) == 0
-    assert json.loads((p["bert"] / "eval_results.json").read_text())["examples"] == sizes["test"]
+    assert json.loads((p["bert"] / "eval_results_test.json").read_text())["examples"] == sizes["test"]
 
     rl = data + "--model_type autobert --model_name_or_path {bert} --do_train --train_rl --max_steps 2 --output_dir "
     assert run(rl + "{rl}", **p) == 0 and (p["rl"] / "model.safetensors").is_file()

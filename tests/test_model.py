@@ -150,10 +150,30 @@ def test_round_trip_and_original_trbert_names(tmp_path):
 def test_checkpoints_of_the_wrong_kind_are_refused(tmp_path, tiny_bert_dir, tiny_distilbert_dir):
     with pytest.raises(InputError, match="distilbert checkpoint cannot be used with --model_type autobert"):
         load_model(str(tiny_distilbert_dir), "autobert", num_labels=2)
-    with pytest.raises(InputError, match="not a model checkpoint"):
+    with pytest.raises(InputError, match="not a usable model checkpoint"):
         load_model(str(tmp_path), "bert", num_labels=2)
     model = TRBertForSequenceClassification(tiny_bert_config(num_labels=5))
     model.config.architectures = ["TRBertForSequenceClassification"]
     model.save_pretrained(tmp_path / "five")
     with pytest.raises(InputError, match="5 labels, the task has 2"):
         load_model(str(tmp_path / "five"), "bert", num_labels=2)
+
+
+def test_a_trace_holds_every_selector_also_one_that_did_not_run():
+    """A 4-layer model, selectors before layers 1 and 2; the first drops everything but [CLS], so
+    the second never runs: the trace still has one (all NaN) row of probabilities per selector and
+    [CLS] passed both, so the token view's checks hold (depths 0..2 for 2 selectors)."""
+    from trbert.tools.tokenview import ViewExample
+
+    model = TRBertForSequenceClassification(tiny_bert_config()).eval()
+    model.selectors[0].out.bias.data.fill_(-20.0)
+    ids, mask = _inputs(model.config.vocab_size)
+    trace = Trace()
+    with torch.no_grad():
+        out = model(ids, mask, policy=Threshold(), tracer=trace)
+    assert len(out.kept) == 1 and len(trace.probs) == 2 and trace.probs[1].isnan().all()
+    assert (trace.depth[:, 0] == 2).all() and set(trace.depth.unique().tolist()) == {-1, 0, 2}
+    n = int(mask[0].sum())
+    depth = trace.depth[0, :n].tolist()
+    probs = [[None if p != p else float(p) for p in column] for column in torch.stack(trace.probs, 1)[0, :, :n].T]
+    ViewExample(["t"] * n, depth, probs, [False] * n, "1", "1", [1 / n, 1 / n], 1.0, 2.0)

@@ -152,6 +152,13 @@ def test_yelp(tmp_path, tiny_bert_dir):
     with pytest.raises(InputError, match=r"bad.tar.gz:yelp_review_full_csv/train.csv:2: expected a row"):
         prepare_release("yelp_f", _tar(bad, tmp_path / "bad.tar.gz"), tmp_path / "out")
     assert not (tmp_path / "out").exists()
+    (bad / "train.csv").write_text('"3","fine"\n"4","a quote left open\n')  # the file ends inside a field
+    with pytest.raises(InputError, match=r"train.csv: not valid CSV after row 1 \(unexpected end of data\)"):
+        prepare_release("yelp_f", _tar(bad, tmp_path / "bad2.tar.gz"), tmp_path / "out")
+    (tmp_path / "cut").mkdir()
+    (tmp_path / "cut" / "dev.csv").write_text('3,fine\n4,"a quote left open\n')
+    with pytest.raises(InputError, match=r"dev.csv:2: not valid CSV \(unexpected end of data\)"):
+        list(get_task("yelp_f").read(tmp_path / "cut", "dev"))
     _run_classifier(tmp_path, tiny_bert_dir, "yelp_f", tmp_path / "yelp", 5)
 
 
@@ -379,6 +386,15 @@ def test_wikihop_race_squad_mrqa(tmp_path):
 
     counts = prepare_release("squad", FIXTURES / "squad", tmp_path / "squad")
     assert counts["train-v2.0.json"] == {"questions": 24, "unanswerable": 6}
+    shutil.copytree(FIXTURES / "squad", tmp_path / "twice")
+    data = json.loads((tmp_path / "twice" / "dev-v2.0.json").read_text())
+    questions = data["data"][0]["paragraphs"][0]["qas"]
+    questions.append(dict(questions[0]))  # the same id twice
+    (tmp_path / "twice" / "dev-v2.0.json").write_text(json.dumps(data))
+    (tmp_path / f".squad2.tmp-{'k1ll3d'}").mkdir()  # what kill -9 during an earlier prepare left
+    with pytest.raises(InputError, match=f"question id {questions[0]['id']!r} appears more than once"):
+        prepare_release("squad", tmp_path / "twice", tmp_path / "squad2")
+    assert not (tmp_path / "squad2").exists() and not list(tmp_path.glob(".squad2.tmp-*"))
 
     for split in ("train", "dev"):
         (tmp_path / "mrqa" / split).mkdir(parents=True)

@@ -98,6 +98,10 @@ def test_the_question_answering_pipeline_answers_what_do_eval_answered(tmp_path,
     assert qa(pairs[0]["question"], pairs[0]["context"], **options)["answer"] == answers[first[0][0]["id"]]
     with pytest.raises(ValueError, match="needs question= and context="):
         qa(question="who?")
+    with pytest.raises(ValueError, match="needs a non-empty context"):
+        qa(question="who?", context="   ")
+    with pytest.raises(ValueError, match="max_seq_len 4096: the model reads at most"):
+        qa(pairs[0], max_seq_len=4096)
 
 
 def test_int8_inference_reports_and_serves_what_do_eval_predicted(classifier, tmp_path):
@@ -105,11 +109,14 @@ def test_int8_inference_reports_and_serves_what_do_eval_predicted(classifier, tm
     shutil.copytree(classifier["rl"], int8)
     command = "--model_type autobert --model_name_or_path {int8} --output_dir {int8} --do_eval --quantize int8"
     assert stage(command + " --per_gpu_eval_batch_size 1", **classifier, int8=int8) == 0
-    report = json.loads((int8 / "eval_results.json").read_text())
+    report = json.loads((int8 / "eval_results_int8.json").read_text())  # beside the float model's results
+    assert json.loads((int8 / "eval_results.json").read_text()) == json.loads(
+        (classifier["rl"] / "eval_results.json").read_text()
+    )
     assert 0 <= report["acc"] <= 1 and report["inference_path"] == "unpadded" and len(report["kept_fraction"]) == 2
     model = trbert.quantized(AutoModelForSequenceClassification.from_pretrained(int8).eval(), "int8")
     assert model.selectors[0].hidden.weight.dtype == torch.float32  # the selectors stay float
     texts = [json.loads(line)["text"] for line in (classifier["data"] / "dev.jsonl").read_text().splitlines()]
     classify = pipeline("text-classification", model=model, tokenizer=_tokenizer(int8))
     labels = [int(r["label"].split("_")[1]) for r in classify(texts, batch_size=1)]
-    assert labels == json.loads((int8 / "predictions.json").read_text())
+    assert labels == json.loads((int8 / "predictions_int8.json").read_text())

@@ -72,14 +72,16 @@ class ReductionOutput(ModelOutput):
 
 class Trace:
     """What a forward given this object records: ``depth [B, T]`` how many selectors each position
-    passed (all of them: it reached the last layer; -1: padding) and ``probs``, per selector, the
-    keep probabilities ``[B, T]`` (NaN where not scored). Windows fold to ``[B, S, T]``."""
+    passed (all of them: it reached the last layer; -1: padding) and ``probs``, one per selector of
+    the model, the keep probabilities ``[B, T]`` (NaN where not scored, all NaN for a selector that
+    did not run). Windows fold to ``[B, S, T]``."""
 
     def __init__(self):
         self.depth, self.probs = None, []
 
-    def start(self, alive: torch.Tensor) -> None:
+    def start(self, alive: torch.Tensor, selectors: int) -> None:
         self.depth = alive.long() - 1
+        self.probs = [torch.full(alive.shape, float("nan"), device=alive.device) for _ in range(selectors)]
 
     def passed(self, level: int, positions: torch.Tensor, keep: torch.Tensor) -> None:
         """``keep [R, W]`` tokens at ``positions`` passed ``level`` selectors (unkept slots write
@@ -87,7 +89,7 @@ class Trace:
         self.depth.scatter_(1, positions.masked_fill(~keep, 0), level)
 
     def record(self, w: int, prob: torch.Tensor, alive, positions, keep) -> None:
-        self.probs.append(scatter_positions(prob, positions, alive, self.depth.shape[1]))
+        self.probs[w] = scatter_positions(prob, positions, alive, self.depth.shape[1])
         self.passed(w + 1, positions, keep)
 
     def fold(self, b: int, s: int) -> None:
@@ -146,7 +148,7 @@ class TokenReductionMixin:
         alive = attention_mask.bool()
         out = ReductionOutput(input_ids.new_empty(0), kept=[], hidden_states=[] if hidden else None)
         if tracer is not None:
-            tracer.start(alive)
+            tracer.start(alive, len(self.selectors))
         if path == "unpadded":
             with torch.no_grad():
                 return self._unpadded(input_ids, alive, token_type_ids, policy, tracer, head_inputs or {}, out)

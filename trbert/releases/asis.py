@@ -22,6 +22,7 @@ from collections import Counter
 from pathlib import Path
 
 from ..errors import InputError
+from ..tasks.files import checked_questions
 from ..tasks.mrqa import read_mrqa
 from ..tasks.race import read_race
 from ..tasks.squad import read_squad
@@ -99,7 +100,7 @@ SQUAD = re.compile(r"(?:^|/)((?:train|dev)-v(?:2\.0|1\.1)\.json)$")
 
 
 def _squad_counts(path: Path) -> dict:
-    examples = read_squad(path)
+    examples = list(checked_questions(read_squad(path), str(path)))  # a repeated id is refused
     if not examples:
         raise InputError(f"{path}: no questions")
     return {"questions": len(examples), "unanswerable": sum(not e.answers for e in examples)}

@@ -266,6 +266,9 @@ def staged_output(output_dir: Path) -> Iterator[Path]:
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise InputError(f"{out}: already exists and is not empty; choose a new --output_dir")
     out.parent.mkdir(parents=True, exist_ok=True)
+    for stale in out.parent.glob(f".{out.name}.tmp-*"):  # what a killed earlier run into it left
+        shutil.rmtree(stale, ignore_errors=True)
+        logger.warning("removed %s, left by a run that did not finish", stale)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
         yield staging

@@ -35,7 +35,7 @@ def _rows(path: Path, where: str):
     number = 0
     with reading(where), open_text(path, newline="") as f:
         try:
-            for number, row in enumerate(csv.reader(f), 1):
+            for number, row in enumerate(csv.reader(f, strict=True), 1):  # strict: a quote left open is an error
                 if len(row) != 2 or row[0].strip() not in LABELS:
                     raise InputError(
                         f'{where}:{number}: expected a row "label","text" with a label 1..5, found {row[:2]}'

@@ -25,7 +25,12 @@ from transformers import AutoConfig
 
 from ..core.heads import HEADS
 from ..errors import InputError
-from .outputs import file_digest, read_json
+from .outputs import file_digest, read_json, writing
+
+try:  # transformers 5 checks config.json's field types through huggingface_hub's strict dataclasses
+    from huggingface_hub.errors import StrictDataclassError as ConfigFieldError
+except ImportError:
+    ConfigFieldError = ValueError
 
 logger = logging.getLogger(__name__)
 
@@ -53,35 +58,49 @@ def _original_names(cls) -> list:
     return SELECTOR_NAMES + heads
 
 
-def _renamed_weights(path: Path, renames) -> dict:
-    """``{our name: tensor}`` for the tensors of an original TR-BERT checkpoint named by ``renames``."""
-    found = {}
-
-    def take(key, get) -> None:
-        for pattern, ours in renames:
-            if pattern.match(key):
-                found[pattern.sub(ours, key)] = get(key)
-
-    if not path.is_dir():
-        return found
+def _stored(path: Path):
+    """``(name, get)`` of every tensor stored in the weight files of ``path`` (``get(name)`` reads it)."""
     for file in sorted(path.glob("model*.safetensors")):  # not a step checkpoint's optimizer state
         with safe_open(str(file), "pt") as f:
-            for key in f.keys():
-                take(key, f.get_tensor)
+            yield from ((key, f.get_tensor) for key in f.keys())
     for file in sorted(path.glob("pytorch_model*.bin")):
         state = torch.load(file, map_location="cpu", weights_only=True)
-        for key in state:
-            take(key, state.get)
-    return found
+        yield from ((key, state.get) for key in state)
+
+
+def has_selectors(path) -> bool:
+    """Whether the weights in ``path`` hold token selectors (ours, or the original release's)."""
+    try:
+        return any(k.startswith("selectors.") or SELECTOR_NAMES[0][0].match(k) for k, _ in _stored(Path(path)))
+    except (SafetensorError, OSError, RuntimeError) as e:
+        raise InputError(f"{path}: the weights cannot be read (truncated or corrupt?): {e}") from None
+
+
+def _renamed_weights(path: Path, renames) -> dict:
+    """``{our name: tensor}`` for the tensors of an original TR-BERT checkpoint named by ``renames``."""
+    if not path.is_dir():
+        return {}
+    return {
+        pattern.sub(ours, key): get(key)
+        for key, get in _stored(path)
+        for pattern, ours in renames
+        if pattern.match(key)
+    }
+
+
+def model_config(name_or_path: str, **hub):
+    """The config of a checkpoint or hub model; one clear message when it is not JSON, has a field of
+    the wrong type, or is not there."""
+    if (Path(name_or_path) / "config.json").is_file():
+        read_json(Path(name_or_path) / "config.json", "model config")
+    try:
+        return AutoConfig.from_pretrained(name_or_path, **hub)
+    except (OSError, ValueError, TypeError, ConfigFieldError) as e:
+        raise InputError(f"{name_or_path}: not a usable model checkpoint or known model name ({e})") from None
 
 
 def _config(name_or_path: str, model_type: str, **hub):
-    if (Path(name_or_path) / "config.json").is_file():
-        read_json(Path(name_or_path) / "config.json", "model config")  # one clear message if it is not JSON
-    try:
-        config = AutoConfig.from_pretrained(name_or_path, **hub)
-    except (OSError, ValueError) as e:
-        raise InputError(f"{name_or_path}: not a model checkpoint or known model name ({e})") from None
+    config = model_config(name_or_path, **hub)
     if config.model_type.removeprefix("tr") != BACKBONES[model_type]:  # ours say trbert / trdistilbert
         raise InputError(
             f"{name_or_path}: a {config.model_type} checkpoint cannot be used with --model_type {model_type}"
@@ -145,32 +164,51 @@ def _move_into_place(tmp: Path, out_dir: Path) -> None:
     tmp.rmdir()
 
 
-def save_checkpoint(model, tokenizer, out_dir, flags: dict, stage: str, source: str | None, extra=None) -> None:
-    """Write a complete checkpoint into ``out_dir`` (weights, tokenizer, flags, manifest, and
-    whatever ``extra(folder)`` adds) in a temporary directory first, so it appears complete or not at all."""
+def save_checkpoint(model, tokenizer, out_dir, flags: dict, stage: str, source, dataset=None, extra=None) -> None:
+    """Write a complete checkpoint into ``out_dir`` (weights, tokenizer, flags, manifest with the
+    training data's fingerprint ``dataset``, and whatever ``extra(folder)`` adds) in a temporary
+    directory first, so it appears complete or not at all; refused when a weight is not finite."""
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".saving-{out_dir.name}-", dir=out_dir.parent))
+    bad = [n for n, t in model.state_dict().items() if t.is_floating_point() and not torch.isfinite(t).all()]
+    if bad:
+        raise InputError(f"{out_dir}: not saved: {len(bad)} weight tensors hold NaN or infinite values ({bad[0]}, ...)")
+    with writing(out_dir):
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".saving-{out_dir.name}-", dir=out_dir.parent))
     try:
-        model.save_pretrained(tmp)
-        config = read_json(tmp / "config.json", "model config")  # what a plain call runs (the model is left as it is)
-        config["tr_selection"] = "threshold" if stage in TRAINED_SELECTORS else "off"
-        (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
-        tokenizer.save_pretrained(tmp)
-        (tmp / "training_args.json").write_text(json.dumps(flags, indent=2, sort_keys=True, default=str))
-        manifest = {
-            "stage": stage,
-            "source": str(source) if source else None,
-            "baseline": baseline_of(source) if stage != "finetune" else str(out_dir.resolve()),
-            "weights_sha256": file_digest(tmp / WEIGHTS),
-        }
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
-        if extra is not None:
-            extra(tmp)
-        _move_into_place(tmp, out_dir)
+        with writing(out_dir):
+            _write(model, tokenizer, tmp, out_dir, flags, {"stage": stage, "source": source, "dataset": dataset}, extra)
+            _move_into_place(tmp, out_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     logger.info("saved %s checkpoint to %s", stage, out_dir)
+
+
+def _write(model, tokenizer, tmp: Path, out_dir: Path, flags: dict, made: dict, extra) -> None:
+    """The checkpoint's files into ``tmp``; ``config.json`` says what a plain call runs (the model
+    itself is left as it is)."""
+    try:
+        model.save_pretrained(tmp)
+    except SafetensorError as e:  # safetensors reports a full disk as its own error
+        raise OSError(str(e)) from None
+    stage, source = made["stage"], made["source"]
+    config = read_json(tmp / "config.json", "model config")
+    config["tr_selection"] = "threshold" if stage in TRAINED_SELECTORS else "off"
+    (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
+    tokenizer.save_pretrained(tmp)
+    (tmp / "training_args.json").write_text(json.dumps(flags, indent=2, sort_keys=True, default=str))
+    weights = file_digest(tmp / WEIGHTS)
+    manifest = {
+        "stage": stage,
+        "source": str(source) if source else None,
+        "baseline": baseline_of(source) if stage != "finetune" else str(out_dir.resolve()),
+        "baseline_sha256": baseline_digest(source) if stage != "finetune" else weights,
+        "weights_sha256": weights,
+        "dataset": made["dataset"],
+    }
+    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
+    if extra is not None:
+        extra(tmp)
 
 
 def read_manifest(model_dir) -> dict:
@@ -195,9 +233,24 @@ def baseline_of(model_dir) -> str | None:
     return manifest.get("baseline")
 
 
+def baseline_digest(model_dir) -> str | None:
+    """The weights digest of the fine-tuned baseline a checkpoint descends from, as recorded when it
+    was made (a baseline retrained in place since has another digest); a model not made here is its
+    own baseline."""
+    manifest = read_manifest(model_dir) if model_dir and Path(model_dir).is_dir() else {}
+    if not manifest:
+        return weights_digest(model_dir)
+    return manifest.get("weights_sha256") if manifest.get("stage") == "finetune" else manifest.get("baseline_sha256")
+
+
 def weights_digest(model_dir) -> str | None:
-    """The sha256 of a checkpoint's weights as its manifest records it (None for other models)."""
-    return read_manifest(model_dir).get("weights_sha256") if model_dir and Path(model_dir).is_dir() else None
+    """The sha256 of a checkpoint's weights: as its manifest records it, else of its weights file
+    (None for a hub name)."""
+    if not model_dir or not Path(model_dir).is_dir():
+        return None
+    recorded = read_manifest(model_dir).get("weights_sha256")
+    files = [f for name in (WEIGHTS, "pytorch_model.bin") if (f := Path(model_dir) / name).is_file()]
+    return recorded or (file_digest(files[0]) if files else None)
 
 
 def find_artifact(model_dir, filename: str) -> Path | None:

@@ -9,6 +9,7 @@ output directory, and the clean-up of what an interrupted or replaced run left t
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -44,18 +45,30 @@ def file_digest(path: Path) -> str:
     return h.hexdigest()
 
 
+@contextlib.contextmanager
+def writing(path):
+    """An I/O error (a full disk, no permission) while writing ``path`` becomes one message."""
+    try:
+        yield
+    except OSError as e:
+        raise InputError(
+            f"{path}: could not be written ({e.strerror or e}); what was saved before is unchanged"
+        ) from None
+
+
 def atomic_write(path, write) -> None:
     """Call ``write(binary file)`` on a temporary file next to ``path``, then rename it to ``path``:
     readers never see a half-written file."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with writing(path):
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                write(f)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
 
 
 def write_json(path, obj) -> None:
@@ -70,11 +83,13 @@ def read_json(path, what: str) -> dict:
         raise InputError(f"{path}: not a valid {what} (not JSON: {e})") from None
 
 
-def write_results(folder, report: dict, predictions=None) -> None:
-    """``eval_results.json`` and the task's prediction files in ``folder``."""
+def write_results(folder, report: dict, predictions=None, variant: str = "") -> None:
+    """``eval_results.json`` and the task's prediction files in ``folder``; another evaluation of the
+    same model (``variant``: int8, test, ...) writes ``eval_results_<variant>.json`` and so on."""
+    suffix = f"_{variant}" if variant else ""
     for name, content in (predictions.files if predictions is not None else {}).items():
-        write_json(Path(folder) / name, content)
-    write_json(Path(folder) / "eval_results.json", report)
+        write_json(Path(folder) / name.replace(".json", f"{suffix}.json"), content)
+    write_json(Path(folder) / f"eval_results{suffix}.json", report)
 
 
 # ---- stage files -----------------------------------------------------------------------------
@@ -91,15 +106,26 @@ class StageFile:
     def __init__(self, path, shape: tuple[int, ...], dtype=np.float32, fill=0.0):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npy", dir=self.path.parent)
-        os.close(fd)
-        self.tmp = Path(tmp)
-        self.array = np.lib.format.open_memmap(self.tmp, mode="w+", dtype=dtype, shape=shape)
+        with writing(self.path):
+            fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npy", dir=self.path.parent)
+            self.tmp = Path(tmp)
+            try:  # the room taken now: a full disk is a clear error here, not a crash while writing the map
+                os.posix_fallocate(fd, 0, 1024 + int(np.prod(shape)) * np.dtype(dtype).itemsize)
+            except OSError:
+                self.discard()
+                raise
+            finally:
+                os.close(fd)
+            self.array = np.lib.format.open_memmap(self.tmp, mode="w+", dtype=dtype, shape=shape)
         if fill != 0:  # a new memory-mapped file starts as zeros
             self.array[...] = fill
 
     def commit(self, meta: dict) -> None:
         self.array.flush()
+        bad = first_non_finite(self.array)
+        if bad is not None:
+            self.discard()
+            raise InputError(f"{self.path}: row {bad} came out NaN or infinite; nothing written (is the model finite?)")
         meta = {**meta, "shape": list(self.array.shape), "dtype": str(self.array.dtype)}
         del self.array
         os.replace(self.tmp, self.path)
@@ -139,7 +165,21 @@ def load_array(path, fingerprint: dict, artifact, shape: tuple | None = None, mo
             f"{path}: {what} was made by another model than the one it belongs to (its weights changed since); "
             f"make it again with {artifact.made_by}"
         )
+    bad = first_non_finite(array)
+    if bad is not None:
+        raise InputError(
+            f"{path}: {what} holds NaN or infinite values (row {bad}); make it again with {artifact.made_by}"
+        )
     return array
+
+
+def first_non_finite(array: np.ndarray, rows: int = 4096) -> int | None:
+    """The first row of ``array`` holding a NaN or an infinity (read a block of rows at a time), or None."""
+    for start in range(0, len(array), rows):
+        finite = np.isfinite(array[start : start + rows]).reshape(min(rows, len(array) - start), -1).all(1)
+        if not finite.all():
+            return start + int(np.argmin(finite))
+    return None
 
 
 # ---- the output directory ----------------------------------------------------------------------
@@ -201,10 +241,11 @@ def _alive(pid: int) -> bool:
 
 
 def clean_leftovers(folder) -> None:
-    """Remove what a killed save left behind: ``.saving-*`` folders of this output directory."""
+    """Remove what a killed save left behind: ``.saving-*`` folders and ``.tmp-*`` files of this
+    output directory (called under its lock)."""
     folder = Path(folder)
-    for tmp in [*folder.glob(".saving-*"), *folder.parent.glob(f".saving-{folder.name}-*")]:
-        shutil.rmtree(tmp, ignore_errors=True)
+    for tmp in [*folder.glob(".saving-*"), *folder.parent.glob(f".saving-{folder.name}-*"), *folder.glob(".tmp-*")]:
+        shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
         logger.warning("removed %s, left by a save that did not finish", tmp)
 
 

@@ -1,25 +1,16 @@
 """Exact match and F1 of extractive answers, with the edge cases of each official evaluator.
 
-What this file is: pure functions from gold answers and predicted answers (dicts keyed by question
-id) to the report each dataset's official script prints, as percentages. The families agree on the
-normalisation (lower case, punctuation removed, articles a/an/the removed, white space collapsed;
-TriviaQA turns punctuation, typographic quotes and underscores into spaces instead) and on taking
-the maximum over the gold answers, but differ where answers are empty:
+Pure functions from gold and predicted answers (dicts keyed by question id) to each dataset's
+official report, as percentages. All normalise alike (lower case, punctuation and the articles
+a/an/the removed, white space collapsed; TriviaQA turns punctuation, typographic quotes and
+underscores into spaces instead) and take the maximum over the gold answers; they differ on empty
+answers (SQuAD v2.0: :func:`squad_scores`, :func:`squad2_f1`; MRQA, TriviaQA, HotpotQA and SQuAD
+v1.1: :func:`squad1_f1`, so gold "The" against prediction "the" is EM 1 but F1 0) and HotpotQA
+scores yes / no / noanswer and supporting facts its own way (:func:`hotpot_answer`,
+:func:`hotpot_scores`).
 
-- SQuAD v2.0 (:func:`squad_scores`): gold answers that normalise to nothing are set aside before
-  scoring (all of them set aside: the question is scored against the empty string); F1 is 1 when
-  both sides are empty and 0 when only one is (:func:`squad2_f1`); HasAns/NoAns is decided by the
-  raw answer list, so a question whose only gold answer is "The" is still HasAns.
-- MRQA, TriviaQA, HotpotQA (and SQuAD v1.1): every gold answer is kept, and F1 is 0 whenever the
-  two sides share no token, even when both are empty (:func:`squad1_f1`), so gold "The" against
-  prediction "the" is EM 1 but F1 0.
-- HotpotQA: a yes / no / noanswer on either side that differs from the other side scores F1 0;
-  supporting facts are scored as sets of ``(title, sentence index)`` and combined with the answer
-  into the joint scores.
-
-A question without a prediction scores 0 everywhere and still counts in the total. What this file
-is not: reading files, decoding answers, or refusing duplicate question ids (see
-:func:`trbert.tasks.files.unique_ids`; a dict cannot hold them).
+A question without a prediction scores 0 and counts in the total. Repeated question ids are refused
+by the readers (:func:`trbert.tasks.files.unique_ids`; a dict cannot hold them).
 """
 
 from __future__ import annotations
@@ -52,8 +43,7 @@ def exact_match(gold: str, prediction: str, normalize: Callable[[str], str] = no
 
 
 def token_overlap(gold_tokens: list[str], pred_tokens: list[str]) -> tuple[float, float, float]:
-    """``(f1, precision, recall)`` of the tokens the two sides share (with multiplicity); all
-    zero when they share none, which includes both sides being empty."""
+    """``(f1, precision, recall)`` of the tokens both sides share (with multiplicity); all 0 when they share none."""
     common = sum((collections.Counter(gold_tokens) & collections.Counter(pred_tokens)).values())
     if common == 0:
         return 0.0, 0.0, 0.0
@@ -81,8 +71,10 @@ def _percent(total: float, count: int) -> float:
 def squad_scores(golds: dict[str, list[str]], predictions: dict[str, str]) -> dict[str, float]:
     """The SQuAD v2.0 report: ``exact``, ``f1``, ``total`` and, where such questions exist,
     ``HasAns_*`` / ``NoAns_*``. ``golds`` maps question ids to their raw gold answer texts (empty
-    for unanswerable questions). Unlike the official script, which leaves a question without a
-    prediction out of the total (and then fails on the breakdown), such a question scores 0."""
+    for unanswerable questions); those that normalise to nothing are set aside (all of them: scored
+    against the empty string), but HasAns/NoAns follows the raw list (gold "The" alone: HasAns).
+    Unlike the official script, which leaves a question without a prediction out of the total (and
+    then fails on the breakdown), such a question scores 0."""
     exact, overlap = {}, {}
     for qid, answers in golds.items():
         scored = [a for a in answers if normalize_answer(a)] or [""]
@@ -91,11 +83,8 @@ def squad_scores(golds: dict[str, list[str]], predictions: dict[str, str]) -> di
         overlap[qid] = max(squad2_f1(a, prediction) for a in scored) if prediction is not None else 0.0
 
     def block(ids: list[str], prefix: str = "") -> dict[str, float]:
-        return {
-            f"{prefix}exact": _percent(sum(exact[q] for q in ids), len(ids)),
-            f"{prefix}f1": _percent(sum(overlap[q] for q in ids), len(ids)),
-            f"{prefix}total": len(ids),
-        }
+        sums = {"exact": sum(exact[q] for q in ids), "f1": sum(overlap[q] for q in ids)}
+        return {**{prefix + k: _percent(v, len(ids)) for k, v in sums.items()}, f"{prefix}total": len(ids)}
 
     report = block(list(golds))
     for prefix, wanted in (("HasAns_", True), ("NoAns_", False)):
@@ -105,9 +94,7 @@ def squad_scores(golds: dict[str, list[str]], predictions: dict[str, str]) -> di
     return report
 
 
-def _best_over_golds(
-    golds: dict[str, list[str]], predictions: dict[str, str], normalize: Callable[[str], str]
-) -> dict[str, float]:
+def _best_over_golds(golds: dict, predictions: dict, normalize: Callable[[str], str]) -> dict[str, float]:
     """``exact_match``, ``f1`` (maximum over each question's gold answers, SQuAD v1.1 rule) and
     ``total``. A missing prediction, or a question without any gold answer, scores 0."""
     em = score = 0.0
@@ -147,20 +134,13 @@ def hotpot_answer(gold: str, prediction: str) -> tuple[float, float, float, floa
 def supporting_facts(gold: Iterable, predicted: Iterable) -> tuple[float, float, float, float]:
     """``(em, f1, precision, recall)`` of predicted supporting facts against the gold ones, both
     taken as sets of ``(title, sentence index)`` pairs (lists from JSON are accepted). EM is set
-    equality (two empty sets: EM 1, F1 0); precision, recall and F1 are 0 where undefined."""
+    equality (two empty sets: EM 1, F1 0); F1, precision and recall are 0 without a shared fact."""
     gold_set, pred_set = {tuple(f) for f in gold}, {tuple(f) for f in predicted}
-    hits = len(gold_set & pred_set)
-    precision = hits / len(pred_set) if pred_set else 0.0
-    recall = hits / len(gold_set) if gold_set else 0.0
-    score = 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
-    return float(gold_set == pred_set), score, precision, recall
+    return (float(gold_set == pred_set), *token_overlap(list(gold_set), list(pred_set)))
 
 
 def hotpot_scores(
-    gold_answers: dict[str, str],
-    answers: dict[str, str],
-    gold_facts: dict[str, list] | None = None,
-    facts: dict[str, list] | None = None,
+    gold_answers: dict[str, str], answers: dict[str, str], gold_facts: dict | None = None, facts: dict | None = None
 ) -> dict[str, float]:
     """HotpotQA's report as percentages: ``em``, ``f1`` and ``total``; with predicted ``facts``
     also ``sp_em``, ``sp_f1``, ``joint_em`` and ``joint_f1``. ``gold_facts`` and ``facts`` map
@@ -174,16 +154,14 @@ def hotpot_scores(
     for qid, gold in gold_answers.items():
         answer = hotpot_answer(gold, answers[qid]) if qid in answers else None
         if answer is not None:
-            sums["em"] += answer[0]
-            sums["f1"] += answer[1]
+            sums.update(em=answer[0], f1=answer[1])
         if facts is None or qid not in facts:
             continue
         fact = supporting_facts(gold_facts[qid], facts[qid])
-        sums["sp_em"] += fact[0]
-        sums["sp_f1"] += fact[1]
+        sums.update(sp_em=fact[0], sp_f1=fact[1])
         if answer is not None:
             precision, recall = answer[2] * fact[2], answer[3] * fact[3]
-            sums["joint_em"] += answer[0] * fact[0]
-            sums["joint_f1"] += 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
+            joint_f1 = 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
+            sums.update(joint_em=answer[0] * fact[0], joint_f1=joint_f1)
     keys = ("em", "f1") if facts is None else ("em", "f1", "sp_em", "sp_f1", "joint_em", "joint_f1")
     return {**{k: _percent(sums[k], len(gold_answers)) for k in keys}, "total": len(gold_answers)}

@@ -1,21 +1,19 @@
 """What a task is, and the registry of task families.
 
-What this file is: the :class:`Task` protocol every dataset implements, the :class:`Predictions`
-it returns, and :class:`Family` — one per entry script: its own flags (a config dataclass), how to
-build its task from them, and the shared flags it defaults differently. Each family module
-registers itself with :func:`register`; :mod:`trbert.tasks` imports them all.
+The :class:`Task` protocol every dataset implements, the :class:`Predictions` it returns, and
+:class:`Family`, one per entry script: its own flags (a config dataclass), how to build its task
+from them, the shared flags it defaults differently. Each family module calls :func:`register`.
 
 The protocol, in the order the pipeline calls it: ``read`` a split into examples → ``featurize``
-them (a chunk at a time) into per-row arrays → ``row_loss`` (the per-row task loss the reward
-needs) and ``logit_groups`` (the distributions distillation matches) in training → ``predict``
-answers from the logits → ``score`` them against the examples.
+them (a chunk at a time) into per-row arrays → in training ``row_loss`` (the per-row task loss the
+reward needs) and ``logit_groups`` (what distillation matches) → ``predict`` → ``score``.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Protocol
 
@@ -100,21 +98,14 @@ def family(name: str) -> Family:
     return FAMILIES[name]
 
 
-def chunks(items: Iterable, size: int) -> Iterable[list]:
-    """``items`` in lists of ``size`` (the last one shorter)."""
-    chunk = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-
-
 def pad_rows(rows: Sequence[Sequence[int]], width: int, fill: int, dtype=np.int32) -> np.ndarray:
     """``[len(rows), width]`` with every row written at its start and ``fill`` after it."""
     out = np.full((len(rows), width), fill, dtype=dtype)
     for i, row in enumerate(rows):
         out[i, : len(row)] = row
     return out
+
+
+def options_for(task: type, config) -> dict:
+    """The fields of the dataclass ``task`` that the family config ``config`` has (its flags of those names)."""
+    return {f.name: getattr(config, f.name) for f in fields(task) if hasattr(config, f.name)}

@@ -1,12 +1,10 @@
 """Text classification (``run_classification.py``): IMDB, Yelp, 20News, Hyperpartisan, AG News.
 
-What this file is: the classification family — its datasets (name, labels, file, reader), the
-readers of their files (``<split>.jsonl`` with one ``{"text": str, "label": int}`` per line;
-``<split>.csv`` rows ``label,text`` with 1-based labels, Yelp's and AG News' release format), the
-features (``[CLS] text [SEP]``, head truncation, no segment ids), the loss and accuracy. Adding a
-dataset is one line in ``DATASETS``, or a module of its own calling :func:`register_dataset` (see
-:mod:`.dbpedia`). Hub datasets
-(``--dataset_name``) are read by :mod:`.hub`.
+The family's datasets (name, labels, file, reader), their readers (``<split>.jsonl``: one ``{"text":
+str, "label": int}`` per line; ``<split>.csv``: rows ``label,text`` with 1-based labels, Yelp's and
+AG News' release format), the features (``[CLS] text [SEP]``, head truncation, no segment ids), the
+loss and accuracy. A dataset is one line in ``DATASETS``, or a module calling
+:func:`register_dataset` (:mod:`.dbpedia`); hub datasets (``--dataset_name``): :mod:`.hub`.
 """
 
 from __future__ import annotations
@@ -24,7 +22,7 @@ from ..config import option
 from ..core.objective import cross_entropy_rows
 from ..errors import InputError
 from .base import Family, Predictions, pad_rows, register
-from .files import json_lines
+from .files import json_lines, require
 
 Example = tuple[str, int]  # (text, 0-based label)
 
@@ -46,16 +44,20 @@ def read_jsonl(path: Path, num_labels: int) -> Iterator[Example]:
 def read_label_csv(path: Path, num_labels: int) -> Iterator[Example]:
     """Rows ``label,text[,text...]`` (1-based labels); further columns are joined with a space
     (AG News: ``label,title,description``)."""
+    number = 0
     with open(path, encoding="utf-8", newline="") as f:
-        for number, row in enumerate(csv.reader(f), 1):
-            where = f"{path}:{number}"
-            if len(row) < 2:
-                raise InputError(f"{where}: expected 2 columns (label,text), found {len(row)}")
-            try:
-                label = int(row[0])
-            except ValueError:
-                raise InputError(f"{where}: label {row[0]!r} is not an integer") from None
-            yield " ".join(row[1:]), _label(label, num_labels, where, first=1)
+        try:  # strict: a quote left open at the end is an error, not a silently shortened last row
+            for number, row in enumerate(csv.reader(f, strict=True), 1):
+                where = f"{path}:{number}"
+                if len(row) < 2:
+                    raise InputError(f"{where}: expected 2 columns (label,text), found {len(row)}")
+                try:
+                    label = int(row[0])
+                except ValueError:
+                    raise InputError(f"{where}: label {row[0]!r} is not an integer") from None
+                yield " ".join(row[1:]), _label(label, num_labels, where, first=1)
+        except csv.Error as e:
+            raise InputError(f"{path}:{number + 1}: not valid CSV ({e})") from None
 
 
 @dataclass(frozen=True)
@@ -70,20 +72,14 @@ class ClassificationTask:
 
     def path(self, data_dir: str, split: str) -> Path:
         path = Path(data_dir) / f"{split}.{self.extension}"
-        if not path.is_file():
-            raise InputError(
-                f"{path}: data file not found (task {self.name} reads <data_dir>/{split}.{self.extension})"
-            )
+        require(path.is_file(), str(path), f"data file not found (task {self.name} reads <data_dir>/{path.name})")
         return path
 
     def read(self, data_dir: str, split: str) -> Iterator[Example]:
-        path = self.path(data_dir, split)
-        empty = True
+        path, example = self.path(data_dir, split), None
         for example in self.reader(path, self.num_labels):
-            empty = False
             yield example
-        if empty:
-            raise InputError(f"{path}: the file holds no examples")
+        require(example is not None, str(path), "the file holds no examples")
 
     def featurize(
         self, examples: Sequence[Example], tokenizer, max_length: int, split: str, first: int, counts: Counter
@@ -138,8 +134,7 @@ def get_task(name: str) -> ClassificationTask:
 
 @dataclass
 class ClassificationConfig:
-    """``run_classification.py``'s own flags: a dataset from the Hugging Face hub instead of files
-    (:mod:`.hub`; needs the ``hub`` extra)."""
+    """``run_classification.py``'s own flags: a Hugging Face hub dataset instead of files (:mod:`.hub`, ``hub`` extra)."""
 
     dataset_name: str = option(
         "",

@@ -1,9 +1,7 @@
 """DBpedia-14 ontology classification (Zhang, Zhao and LeCun 2015; not in the paper): a dataset added
-as one module (docs/design.md), read from the release as it unpacks.
-
-``<data_dir>/train.csv`` and ``test.csv`` of ``dbpedia_csv.tar.gz``: rows ``label,title,content``
-with labels 1..14 (title and content are joined). The release has no dev split: dev is every 20th
-training row (28,000 of the 560,000), train the rest.
+as one module (docs/design.md), read from ``train.csv`` and ``test.csv`` of ``dbpedia_csv.tar.gz``
+as it unpacks (rows ``label,title,content``, labels 1..14, title and content joined). The release
+has no dev split: dev is every 20th training row (28,000 of the 560,000), train the rest.
 """
 
 from __future__ import annotations
@@ -27,12 +25,8 @@ class DbpediaTask(ClassificationTask):
         return super().path(data_dir, "test" if split == "test" else "train")
 
     def read(self, data_dir: str, split: str) -> Iterator[Example]:
-        rows = super().read(data_dir, split)
-        if split == "test":
-            yield from rows
-            return
-        for number, example in enumerate(rows):
-            if (number % self.dev_every == 0) == (split == "dev"):
+        for number, example in enumerate(super().read(data_dir, split)):
+            if split == "test" or (number % self.dev_every == 0) == (split == "dev"):
                 yield example
 
 

@@ -1,8 +1,6 @@
-"""Reading the datasets' JSON files, with one clear error naming the file and line.
-
-What this file is: the helpers every reader shares — a JSON document, JSON lines (plain or
-gzip-compressed) yielded with their ``file:line``, a check that raises :class:`InputError`, one
-that refuses repeated question ids, and the path of a split's file. Nothing here knows a dataset.
+"""Reading the datasets' files, with one clear error naming the file and line: the helpers every
+reader shares (a JSON document, JSON lines, plain or gzip-compressed, with their ``file:line``, a
+check raising :class:`InputError`, the refusal of repeated question ids, a split's file path).
 """
 
 from __future__ import annotations
@@ -33,12 +31,10 @@ def _distinct(items: Iterable, where: str, qid=lambda item: item) -> Iterator:
 
 def checked_questions(examples: Iterable, where: str) -> Iterator:
     """``examples`` (with a ``qid``) as they come, refusing a repeated id and a file without any."""
-    empty = True
+    example = None
     for example in _distinct(examples, where, lambda e: e.qid):
-        empty = False
         yield example
-    if empty:
-        raise InputError(f"{where}: the file holds no questions")
+    require(example is not None, where, "the file holds no questions")
 
 
 def unique_ids(ids: Iterable[str], where: str) -> None:

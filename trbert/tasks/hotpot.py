@@ -1,16 +1,14 @@
 """HotpotQA (``run_hotpotqa.py``): paragraphs packed into one long input, answer span or yes/no,
 supporting facts.
 
-What this file is: the reader of the paragraph-packed files (one JSON object per line:
-``question``, ``answer``, ``node``: paragraphs with ``name``, ``context`` (word pieces), ``spans``
-(``[start, end]`` inclusive in ``context``), ``sent_pos`` (``[start, end)`` per sentence),
-``supp_label``; dev lines also ``qid`` and per paragraph ``doc_tokens``/``tok_to_orig_index``),
-the features (``[CLS] question [SEP]`` then ``[unused1] title [unused2] context`` per paragraph
-until ``--max_seq_length``), the loss of the three heads of :class:`trbert.heads.TRBertForHotpotQA`
-(empty sentence slots and padding masked: docs/differences.md F11), the answer and supporting-fact
-predictions and HotpotQA's metrics. Training paragraphs: the gold pair and shuffled others until
-the budget is full, the chosen set shuffled and the overflowing paragraph last — one order per
-example from a seeded generator, so the token scores stay aligned (docs/differences.md F12).
+The reader of the paragraph-packed files (one JSON object per line: ``question``, ``answer``,
+``node``: paragraphs with ``name``, ``context`` (word pieces), ``spans`` (``[start, end]`` inclusive
+in ``context``), ``sent_pos`` (``[start, end)`` per sentence), ``supp_label``; dev lines also
+``qid`` and per paragraph ``doc_tokens``/``tok_to_orig_index``), the features (``[CLS] question
+[SEP]`` then ``[unused1] title [unused2] context`` per paragraph until ``--max_seq_length``; the
+training paragraphs in one seeded order per example: docs/differences.md F12), the loss of the
+three heads of :class:`trbert.heads.TRBertForHotpotQA` (empty sentence slots and padding masked:
+docs/differences.md F11), the answer and supporting-fact predictions and HotpotQA's metrics.
 """
 
 from __future__ import annotations
@@ -47,12 +45,8 @@ class HotpotExample:
 
     def supporting_facts(self) -> list[list]:
         """Gold ``[title, sentence index]`` pairs from the paragraphs' ``supp_label``."""
-        return [
-            [node.get("name", ""), k]
-            for node in self.paragraphs
-            for k, label in enumerate(node.get("supp_label", []))
-            if label
-        ]
+        labelled = ((node.get("name", ""), node.get("supp_label", [])) for node in self.paragraphs)
+        return [[name, k] for name, labels in labelled for k, label in enumerate(labels) if label]
 
 
 def read_hotpot(path: Path) -> Iterator[HotpotExample]:
@@ -63,8 +57,7 @@ def read_hotpot(path: Path) -> Iterator[HotpotExample]:
         require(isinstance(nodes, list) and nodes, where, 'no "node" list of paragraphs')
         for node in nodes:
             require(isinstance(node.get("context"), list), where, 'a paragraph without a "context" word-piece list')
-        qid = str(item.get("qid", number))
-        yield HotpotExample(qid, item["question"], str(item.get("answer", "")), nodes, where)
+        yield HotpotExample(str(item.get("qid", number)), item["question"], str(item.get("answer", "")), nodes, where)
 
 
 @dataclass
@@ -104,13 +97,10 @@ class HotpotTask:
             "origin": np.full((n, max_length, 2), -1, dtype=np.int32),  # (paragraph, word) of every text token
         }
         for i, row in enumerate(rows):
-            k = len(row["ids"])
-            arrays["input_ids"][i, :k], arrays["token_type_ids"][i, :k] = row["ids"], row["types"]
-            arrays["origin"][i, :k] = row["origin"]
-            for key in ROW_ARRAYS:
+            for key in ("input_ids", "token_type_ids", "origin", *ROW_ARRAYS):
                 if row[key]:
                     arrays[key][i, : len(row[key])] = row[key]
-        arrays["lengths"] = np.array([len(r["ids"]) for r in rows], dtype=np.int32)
+        arrays["lengths"] = np.array([len(r["input_ids"]) for r in rows], dtype=np.int32)
         arrays["switch"] = np.array([r["switch"] for r in rows], dtype=np.int64)
         arrays["starts"][arrays["starts"][:, 0] < 0, 0] = 0  # no span ([CLS]): yes/no answers, lost answers
         arrays["ends"][arrays["ends"][:, 0] < 0, 0] = 0
@@ -118,10 +108,8 @@ class HotpotTask:
 
     def _order(self, number: int, sizes: list[int], budget: int, training: bool) -> list[int]:
         """Dev: the file's (ranked) order. Training, as the original: the gold paragraphs 0 and 1,
-        then the others in a random order until their sizes reach the budget (or run out); the
-        paragraph that reached it (or the last one taken) goes last, after the shuffled rest. So a
-        paragraph ending exactly at the budget goes last, and when all fit the last one drawn is
-        pinned at the end; when the gold pair alone fills the budget, it is shuffled alone."""
+        then the others in a random order until their sizes reach the budget (or run out); the one
+        taken last (that reached it, or the last drawn when all fit) goes after the shuffled rest."""
         order = list(range(len(sizes)))
         if not training:
             return order
@@ -137,14 +125,11 @@ class HotpotTask:
         return chosen + others[max(taken - 1, 0) : taken]
 
     def _features(self, number, example, tokenizer, max_length, training) -> dict:
-        question = tokenizer.tokenize(example.question)[:MAX_QUESTION]
-        tokens = [tokenizer.cls_token, *question, tokenizer.sep_token]
+        tokens = [tokenizer.cls_token, *tokenizer.tokenize(example.question)[:MAX_QUESTION], tokenizer.sep_token]
         types, origin = [0] * len(tokens), [(-1, -1)] * len(tokens)
         row = {key: [] for key in ROW_ARRAYS}
-        heads = [
-            ["[unused1]", *tokenizer.tokenize(str(node.get("name", "")).replace("_", " ")), "[unused2]"]
-            for node in example.paragraphs
-        ]
+        titles = [str(node.get("name", "")).replace("_", " ") for node in example.paragraphs]
+        heads = [["[unused1]", *tokenizer.tokenize(title), "[unused2]"] for title in titles]
         sizes = [len(h) + len(node["context"]) for h, node in zip(heads, example.paragraphs, strict=True)]
         limit = max_length - 1  # the paragraphs' pieces are cut here, titles included, as the original
         for p in self._order(number, sizes, limit - len(tokens), training):
@@ -160,7 +145,7 @@ class HotpotTask:
         tokens.append(tokenizer.sep_token)
         origin.append((-1, -1))
         types += [1] * (len(tokens) - len(types))
-        row.update(ids=tokenizer.convert_tokens_to_ids(tokens), types=types, origin=origin)
+        row.update(input_ids=tokenizer.convert_tokens_to_ids(tokens), token_type_ids=types, origin=origin)
         row["switch"] = SWITCH.get(example.answer.strip().lower(), 0)
         return row
 
@@ -179,7 +164,6 @@ class HotpotTask:
                 row["sent_labels"].append(int(labels[k]) if k < len(labels) else 0)
                 row["sent_ids"].append((p, k))
 
-    # ---- losses ---------------------------------------------------------------------------
     def row_loss(self, logits: torch.Tensor, batch: dict) -> torch.Tensor:
         """Per row: span loss averaged over the gold spans, switch cross-entropy, and the mean
         supporting-fact cross-entropy over real sentences (empty slots masked)."""
@@ -200,15 +184,13 @@ class HotpotTask:
         """Span start/end over the real positions ``[B, 2, T]``, the switch ``[B, 1, 3]`` and each
         sentence's (not supporting, supporting) pair ``[B, M, 2]`` weighted 1 / real sentences."""
         z = logits.float()
-        alive = batch["attention_mask"].bool()
-        span = z[:, :2].masked_fill(~alive[:, None], MASKED)
+        span = z[:, :2].masked_fill(~batch["attention_mask"].bool()[:, None], MASKED)
         valid = batch["sent_starts"] >= 0
         column = batch["sent_starts"].clamp_min(0)[:, None].expand(-1, 2, -1)
         sentences = z[:, 5:7].gather(2, column).transpose(1, 2)
         weight = valid.float() / valid.sum(1, keepdim=True).clamp_min(1)
         return [(span, None), (z[:, None, 2:5, 0], None), (sentences, weight)]
 
-    # ---- predictions and metrics ----------------------------------------------------------
     def predict(self, logits: np.ndarray, features: dict, examples: Sequence[HotpotExample]) -> Predictions:
         """The official prediction file: ``{"answer": {qid: text}, "sp": {qid: [[title, sentence]]}}``."""
         answers, facts = {}, {}
@@ -221,8 +203,7 @@ class HotpotTask:
         return Predictions(prediction, {"predictions.json": prediction})
 
     def _answer(self, logits: np.ndarray, origin: np.ndarray, example: HotpotExample) -> str:
-        """yes / no by the switch, else, as the original, the best text span over every start
-        (:func:`best_text_span`) trimmed to its word pieces (:meth:`_text`)."""
+        """yes / no by the switch, else the best text span (:func:`best_text_span`) as its text (:meth:`_text`)."""
         switch = int(np.argmax(logits[2:5, 0]))
         if switch:
             return "yes" if switch == 1 else "no"
@@ -231,11 +212,9 @@ class HotpotTask:
 
     @staticmethod
     def _text(example: HotpotExample, origin: np.ndarray, s: int, e: int) -> str:
-        """The answer of the span ``s..e`` (row positions in one paragraph's text), as the
-        original's final-text step: the part of its whole words that its word pieces cover (the
-        pieces' text in lower case: compared in lower case, as the original with the
-        ``--do_lower_case`` of its recipes; docs/differences.md N18); without ``doc_tokens``, the
-        pieces' text."""
+        """The answer of the span ``s..e`` (row positions in one paragraph's text), as the original's
+        final-text step: the part of its whole words that its word pieces cover, compared in lower
+        case when the pieces are (docs/differences.md N18); without ``doc_tokens``, the pieces' text."""
         paragraph = int(origin[s, 0])
         node = example.paragraphs[paragraph]
         first = int(np.flatnonzero(origin[:, 0] == paragraph)[0])  # the row position of the paragraph's piece 0
@@ -251,11 +230,8 @@ class HotpotTask:
         and joint EM/F1 (the original reported answer F1 only: docs/differences.md N9)."""
         gold = {e.qid: e.answer for e in examples}
         facts = {e.qid: e.supporting_facts() for e in examples}
-        labelled = any(facts.values())
-        predicted = predictions.answers
-        return hotpot_scores(
-            gold, predicted["answer"], facts if labelled else None, predicted["sp"] if labelled else None
-        )
+        answers, sp = predictions.answers["answer"], predictions.answers["sp"]
+        return hotpot_scores(gold, answers, facts, sp) if any(facts.values()) else hotpot_scores(gold, answers)
 
 
 def best_text_span(start: np.ndarray, end: np.ndarray, text: np.ndarray, max_length: int) -> tuple[int, int] | None:
@@ -295,15 +271,11 @@ class HotpotConfig:
     drop_data: bool = inert()
 
 
-def _build(config, name: str, seed: int) -> HotpotTask:
-    return HotpotTask(config.train_file, config.predict_file, config.max_answer_length, seed)
-
-
 FAMILY = register(
     Family(
         "hotpot",
         HotpotConfig,
-        _build,
+        lambda config, name, seed: HotpotTask(config.train_file, config.predict_file, config.max_answer_length, seed),
         defaults=dict(
             task_name="hotpotqa",
             max_seq_length=1024,

@@ -1,17 +1,14 @@
 """Classification datasets from the Hugging Face hub, or saved with ``save_to_disk`` (``--dataset_name``).
 
-What this file is: :func:`hub_task`, which loads a dataset with the optional ``datasets`` package
-(``pip install 'trbert[hub]'``) and returns a :class:`HubClassificationTask` — the classification
-task of :mod:`.classification` (same features, loss and accuracy) reading its examples from the
-dataset's splits instead of files. What it is not: a reader of other heads (spans, choices), nor a
-streaming reader (the dataset is loaded, i.e. downloaded, in full by ``datasets``).
+:func:`hub_task` loads a dataset with the optional ``datasets`` package (``pip install 'trbert[hub]'``;
+in full, not streamed) and returns a :class:`HubClassificationTask`: the task of :mod:`.classification`
+(same features, loss and accuracy) reading the dataset's splits instead of files. Classification only.
 
-Splits: train is ``train``; dev is the first of ``validation``, ``dev``, ``valid``, ``val`` the
-dataset has, else ``--dev_fraction`` of ``train`` drawn with a fixed seed (:data:`CARVE_SEED`, not
-``--seed``, so every stage of a pipeline sees the same carve-out) and train is the rest; test is
-``test``. Labels: a ``ClassLabel`` column is used as it is; integer, string or boolean values are
-numbered 0, 1, ... in sorted order of the values found in train (the whole train split, before
-any carve-out).
+Splits: train is ``train``; dev the first of ``validation``, ``dev``, ``valid``, ``val`` the dataset
+has, else ``--dev_fraction`` of ``train`` drawn with :data:`CARVE_SEED` (not ``--seed``: every stage
+of a pipeline sees the same carve-out), train the rest; test is ``test``. Labels: a ``ClassLabel`` as
+it is; integer, string or boolean values numbered 0, 1, ... in sorted order of the values in the
+whole train split (before any carve-out).
 """
 
 from __future__ import annotations
@@ -26,7 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import InputError
+from .base import options_for
 from .classification import ClassificationTask, Example
+from .files import require
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +36,6 @@ LABEL_TYPES = ("bool", "string", "large_string")  # besides integers: label valu
 
 
 def _datasets():
-    """The ``datasets`` package, or one clear error saying which extra installs it."""
     try:
         import datasets
     except ImportError:
@@ -47,8 +45,7 @@ def _datasets():
 
 def is_saved(source: str) -> bool:
     """Whether ``source`` is a folder written by ``save_to_disk`` (a DatasetDict or one Dataset)."""
-    folder = Path(source)
-    return (folder / "dataset_dict.json").is_file() or (folder / "state.json").is_file()
+    return any((Path(source) / name).is_file() for name in ("dataset_dict.json", "state.json"))
 
 
 def load(source: str, config: str = ""):
@@ -56,17 +53,10 @@ def load(source: str, config: str = ""):
     datasets = _datasets()
     if source.startswith((".", "/", "~")) and not Path(source).expanduser().exists():
         raise InputError(f"{source}: no such folder (--dataset_name: a hub name or a folder written by save_to_disk)")
+    if config and is_saved(source):
+        raise InputError(f"{source}: a dataset saved with save_to_disk has no configurations (no --dataset_config)")
     try:
-        if is_saved(source):
-            if config:
-                raise InputError(
-                    f"{source}: a dataset saved with save_to_disk has no configurations (no --dataset_config)"
-                )
-            loaded = datasets.load_from_disk(source)
-        else:
-            loaded = datasets.load_dataset(source, config or None)
-    except InputError:
-        raise
+        loaded = datasets.load_from_disk(source) if is_saved(source) else datasets.load_dataset(source, config or None)
     except Exception as e:  # datasets raises many kinds here (network, unknown config, bad files): one message
         raise InputError(f"--dataset_name {source}: cannot load it ({type(e).__name__}: {e})") from None
     return loaded if isinstance(loaded, datasets.DatasetDict) else datasets.DatasetDict(train=loaded)
@@ -92,17 +82,14 @@ def label_values(train, column: str, where: str) -> tuple[list, bool]:
     if not isinstance(feature, datasets.Value) or not (dtype.startswith(("int", "uint")) or dtype in LABEL_TYPES):
         raise InputError(f"{where}: label column {column!r} is {feature}; expected a ClassLabel, integers or strings")
     values = train.unique(column)
-    if None in values:
-        raise InputError(f"{where}: label column {column!r} has missing values")
+    require(None not in values, where, f"label column {column!r} has missing values")
     return sorted(values), False
 
 
 def _name(source: str, config: str) -> str:
     """A file-name-safe name for caches and messages: ``hub-<name>[-<config>]`` or ``disk-<folder>``."""
     base = (
-        f"disk-{Path(source).resolve().name}"
-        if is_saved(source)
-        else f"hub-{source}" + (f"-{config}" if config else "")
+        f"disk-{Path(source).resolve().name}" if is_saved(source) else "-".join(filter(None, ("hub", source, config)))
     )
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", base)
 
@@ -172,8 +159,7 @@ class HubClassificationTask(ClassificationTask):
                         f"{where} row {row}: label {value!r} is not one of the labels {list(self.labels)} (-1: unlabelled)"
                     )
                 yield text, label
-        if n == 0:
-            raise InputError(f"{where}: the split holds no examples")
+        require(n > 0, where, "the split holds no examples")
 
 
 def hub_task(config, name: str = "") -> HubClassificationTask:
@@ -181,8 +167,7 @@ def hub_task(config, name: str = "") -> HubClassificationTask:
     ``name`` (``--task_name``, optional) names it in caches and messages."""
     source = config.dataset_name
     dataset = load(source, config.dataset_config)
-    if "train" not in dataset:
-        raise InputError(f"{source}: no train split (the dataset has {', '.join(dataset)})")
+    require("train" in dataset, source, f"no train split (the dataset has {', '.join(dataset)})")
     train = dataset["train"]
     for column in (config.text_column, config.label_column):
         if column not in train.column_names:
@@ -191,32 +176,16 @@ def hub_task(config, name: str = "") -> HubClassificationTask:
     if getattr(text, "dtype", "") not in ("string", "large_string"):
         raise InputError(f"{source}: text column {config.text_column!r} is {text}; expected strings")
     labels, class_label = label_values(train, config.label_column, f"{source} [train]")
-    if len(labels) < 2:
-        raise InputError(f"{source}: label column {config.label_column!r} holds fewer than two classes")
-    splits = {"train": ("train", None)}
+    require(len(labels) >= 2, source, f"label column {config.label_column!r} holds fewer than two classes")
     dev = next((n for n in DEV_NAMES if n in dataset), None)
+    splits = {"train": ("train", None), "dev": (dev, None)}
     if dev is None:
-        rows, held_out = carve(len(train), config.dev_fraction, f"{source} [train]")
-        splits.update(train=("train", rows), dev=("train", held_out))
-        logger.info(
-            "%s: no validation split; %d of %d training rows held out as dev", source, len(held_out), len(train)
-        )
-    else:
-        splits["dev"] = (dev, None)
+        rows, held = carve(len(train), config.dev_fraction, f"{source} [train]")
+        splits.update(train=("train", rows), dev=("train", held))
+        logger.info("%s: no validation split; %d of %d training rows held out as dev", source, len(held), len(train))
     if "test" in dataset:
         splits["test"] = ("test", None)
-    return HubClassificationTask(
-        name or _name(source, config.dataset_config),
-        len(labels),
-        extension="",
-        reader=None,
-        source=source,
-        config=config.dataset_config,
-        text_column=config.text_column,
-        label_column=config.label_column,
-        labels=tuple(labels),
-        class_label=class_label,
-        dev_fraction=config.dev_fraction,
-        splits=splits,
-        dataset=dataset,
-    )
+    fields = dict(source=source, config=config.dataset_config, labels=tuple(labels), class_label=class_label)
+    fields.update(splits=splits, dataset=dataset, **options_for(HubClassificationTask, config))
+    task_name = name or _name(source, config.dataset_config)
+    return HubClassificationTask(task_name, len(labels), extension="", reader=None, **fields)

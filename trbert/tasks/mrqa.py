@@ -1,11 +1,10 @@
 """NewsQA and NaturalQuestions in the MRQA format (``run_mrqa.py``).
 
-What this file is: the reader of MRQA jsonl (plain or gzip-compressed; a header line, then one
-``{"context", "qas": [{"qid"|"id", "question", "answers": [str], "detected_answers": [{"text",
-"char_spans": [[start, end]]}]}]}`` per line, end inclusive) and the family's flags and defaults.
-As the original: training uses the first detected answer's first span and drops training windows
-without it (the DeFormer protocol); the context markers ``[PAR]``, ``[TLE]``, ``[DOC]`` are read as
-``[unused1]``, ``[unused2]``, ``[unused3]``.
+The reader of MRQA jsonl (plain or gzip-compressed: a header line, then one ``{"context", "qas":
+[{"qid"|"id", "question", "answers": [str], "detected_answers": [{"text", "char_spans": [[start,
+end]]}]}]}`` per line, end inclusive) and the family's flags and defaults. As the original, training
+uses the first detected answer's first span and drops training windows without it (the DeFormer
+protocol); the context markers ``[PAR]``, ``[TLE]``, ``[DOC]`` are read as ``[unused1..3]``.
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ from pathlib import Path
 
 from ..config import with_defaults
 from .answer_metrics import mrqa_scores
-from .base import Family, register
+from .base import Family, options_for, register
 from .files import json_lines, require
 from .span import QAExample, SpanConfig, SpanTask
 
@@ -45,7 +44,7 @@ def _question(context: str, question: dict, where: str) -> QAExample:
 
 
 def _build(config, name: str, seed: int) -> SpanTask:
-    options = config.span_options()
+    options = options_for(SpanTask, config)
     return SpanTask(name, read_mrqa, mrqa_scores, drop_answerless_train_windows=True, markers=MARKERS, **options)
 
 

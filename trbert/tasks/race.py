@@ -1,17 +1,14 @@
 """RACE (``run_race_classify.py``): reading comprehension with four options per question.
 
-What this file is: the RACE release reader (``<data_dir>/<split>/{middle,high}/*.txt``, each
-``{"article", "questions", "options", "answers"}``) and the two layouts of the task:
+The reader of the release (``<data_dir>/<split>/{middle,high}/*.txt``, each ``{"article",
+"questions", "options", "answers"}``) and the task's two layouts, both of ``[CLS] passage [SEP]
+question option [SEP]`` rows and scored by accuracy over questions:
 
-- binary rows (the original README's ``run_race_classify.py``): every (passage, question + option)
-  sequence is its own binary example for the classification reduction model (label 1 = the right
-  option); a question's answer is the option with the largest class-1 logit in its group of four;
+- binary rows (the original README's ``run_race_classify.py``): each option's row is a binary
+  example of the classification model (label 1: the right option); the answer is the option with
+  the largest class-1 logit among the question's four;
 - ``--shared_selection`` (the original's ``run_mcrace.py`` model): one row of four options per
-  question, one selection shared by its options (:class:`trbert.heads.SharedChoiceMixin`),
-  cross-entropy over the options.
-
-Both: ``[CLS] passage [SEP] question option [SEP]``, the passage cut to one length for the four
-options, question + option cut to ``--max_qa_length`` word pieces; accuracy over questions.
+  question sharing one selection (:class:`trbert.heads.SharedChoiceMixin`), cross-entropy over them.
 """
 
 from __future__ import annotations
@@ -25,8 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config import inert, option
-from ..errors import InputError
-from .base import Family, Predictions, register
+from .base import Family, Predictions, pad_rows, register
 from .classification import ClassificationTask
 from .files import load_json, require
 
@@ -44,12 +40,12 @@ class RaceQuestion:
 
 def read_race(folder: Path) -> list[RaceQuestion]:
     files = sorted(folder.glob("middle/*.txt")) + sorted(folder.glob("high/*.txt"))
-    if not files:
-        raise InputError(f"{folder}: no RACE files (<split>/middle/*.txt, <split>/high/*.txt)")
+    require(bool(files), str(folder), "no RACE files (<split>/middle/*.txt, <split>/high/*.txt)")
     questions = []
     for path in files:
         item = load_json(path)
         require(isinstance(item, dict) and isinstance(item.get("article"), str), str(path), 'no string "article"')
+        article = item["article"]
         parts = [item.get(k) for k in ("questions", "options", "answers")]
         require(all(isinstance(p, list) for p in parts), str(path), '"questions", "options", "answers" must be lists')
         require(len({len(p) for p in parts}) == 1, str(path), "as many options and answers as questions expected")
@@ -57,17 +53,14 @@ def read_race(folder: Path) -> list[RaceQuestion]:
             where = f"{path}: question {k}"
             require(isinstance(options, list) and len(options) == OPTIONS, where, f"expected {OPTIONS} options")
             require(answer in ("A", "B", "C", "D"), where, f"answer {answer!r} is not one of A, B, C, D")
-            require(item["article"].strip() != "", where, "empty passage")
-            questions.append(
-                RaceQuestion(item["article"], str(question), list(map(str, options)), "ABCD".index(answer), where)
-            )
+            require(article.strip() != "", where, "empty passage")
+            questions.append(RaceQuestion(article, str(question), list(map(str, options)), "ABCD".index(answer), where))
     return questions
 
 
 @dataclass(frozen=True)
 class RaceTask(ClassificationTask):
-    """Four binary rows per question (``head="classification"``) or one row of four options
-    (``head="choice"``); accuracy over questions either way."""
+    """Four binary rows per question (``head="classification"``) or one row of four options (``head="choice"``)."""
 
     name: str = "race"
     num_labels: int = 2
@@ -81,8 +74,7 @@ class RaceTask(ClassificationTask):
 
     def path(self, data_dir: str, split: str) -> Path:
         folder = Path(data_dir) / split
-        if not folder.is_dir():
-            raise InputError(f"{folder}: RACE split folder not found (<data_dir>/{split}/middle, .../high)")
+        require(folder.is_dir(), str(folder), f"RACE split folder not found (<data_dir>/{split}/middle, .../high)")
         return folder
 
     def read(self, data_dir: str, split: str) -> list[RaceQuestion]:
@@ -91,27 +83,24 @@ class RaceTask(ClassificationTask):
     def featurize(self, questions: Sequence[RaceQuestion], tokenizer, max_length, split, first, counts: Counter):
         """``[CLS] passage [SEP] question option [SEP]``: the passage cut to the same length for the
         four options, question + option cut to ``--max_qa_length`` word pieces. One row per option."""
-        rows, ends = [], []
+        ids, types, ends = [], [], []
         for q in questions:
             article = tokenizer.tokenize(q.article)
             question = tokenizer.tokenize(q.question)
             pairs = [(question + tokenizer.tokenize(o))[: self.max_qa_length] for o in q.options]
             room = max(max_length - 3 - max(len(p) for p in pairs), 0)
             first = [tokenizer.cls_token, *article[:room], tokenizer.sep_token]
-            rows += [(first + pair + [tokenizer.sep_token], len(first)) for pair in pairs]
-            # as the original: the whole question counts, also where --max_qa_length cut it (then the
-            # rows' last [SEP] is selectable too)
+            for pair in pairs:
+                ids.append(tokenizer.convert_tokens_to_ids(first + pair + [tokenizer.sep_token]))
+                types.append([0] * len(first) + [1] * (len(pair) + 1))
+            # as the original, the whole question counts even where --max_qa_length cut it (then [SEP] too)
             ends.append(len(first) + len(question))
-        n = len(rows)
         arrays = {
-            "input_ids": np.full((n, max_length), tokenizer.pad_token_id or 0, dtype=np.int32),
-            "token_type_ids": np.zeros((n, max_length), dtype=np.int8),
-            "lengths": np.array([len(t) for t, _ in rows], dtype=np.int32),
+            "input_ids": pad_rows(ids, max_length, tokenizer.pad_token_id or 0),
+            "token_type_ids": pad_rows(types, max_length, 0, np.int8),
+            "lengths": np.array([len(row) for row in ids], dtype=np.int32),
             "labels": np.array([int(c == q.answer) for q in questions for c in range(OPTIONS)], dtype=np.int64),
         }
-        for i, (tokens, first) in enumerate(rows):
-            arrays["input_ids"][i, : len(tokens)] = tokenizer.convert_tokens_to_ids(tokens)
-            arrays["token_type_ids"][i, first : len(tokens)] = 1
         if self.head == "choice":  # one row per question: [N, 4, T], the answer index, the selectable prefix
             arrays = {k: v.reshape(len(questions), OPTIONS, *v.shape[1:]) for k, v in arrays.items()}
             arrays["labels"] = arrays["labels"].argmax(1)
@@ -143,17 +132,14 @@ class RaceConfig:
 
 
 def _build(config: RaceConfig, name: str, seed: int) -> RaceTask:
-    if config.shared_selection:
-        return RaceTask(max_qa_length=config.max_qa_length, head="choice", num_labels=1)
-    return RaceTask(max_qa_length=config.max_qa_length)
+    layout = dict(head="choice", num_labels=1) if config.shared_selection else {}  # else binary rows
+    return RaceTask(max_qa_length=config.max_qa_length, **layout)
 
 
 def _resolve(stage: str, train, reduction, config: RaceConfig):
-    """The original's defaults that depend on the stage or the layout, for the flags left unset.
-    Binary rows (``run_race_classify.py``): learning rate 2e-5, no warm-up in fine-tuning and 10 %
-    of the steps in the RL stages, guide rate 0.5. ``--shared_selection`` (``run_mcrace.py``):
-    learning rate 5e-5, 10 % warm-up in every stage, fine-tuning included, guide rate 0.2
-    (docs/differences.md K10)."""
+    """The original's defaults that depend on the stage or on the layout, binary rows
+    (``run_race_classify.py``) or ``--shared_selection`` (``run_mcrace.py``), for the flags left
+    unset (docs/differences.md K10)."""
     shared = config.shared_selection
     if train.learning_rate is None:
         train = dataclasses.replace(train, learning_rate=5e-5 if shared else 2e-5)

@@ -1,12 +1,9 @@
 """Extractive question answering: the span machinery shared by SQuAD, MRQA, TriviaQA.
 
-What this file is: the span protocol for dataset families (:mod:`trbert.tasks.squad`,
-:mod:`trbert.tasks.mrqa`, :mod:`trbert.tasks.trivia`) — their shared flags (:class:`SpanConfig`),
-sliding-window features (``[CLS] question [SEP] window [SEP]`` with ``--max_seq_length``,
-``--doc_stride``, ``--max_query_length``) with the character-to-token answer alignment, the per-row
-span loss the reward needs, n-best decoding with ``--n_best_size`` / ``--max_answer_length`` and
-SQuAD 2.0 null answers (``--null_score_diff_threshold``). The families only read files into
-:class:`QAExample` and name their metric.
+The families (:mod:`.squad`, :mod:`.mrqa`, :mod:`.trivia`) only read files into :class:`QAExample`
+and name their metric; here: their shared flags (:class:`SpanConfig`), sliding-window features
+(``[CLS] question [SEP] window [SEP]``) with the character-to-token answer alignment, the per-row
+span loss, n-best decoding and SQuAD 2.0 null answers.
 
 Feature arrays, one row per window: ``input_ids``/``token_type_ids [N, T]``, ``lengths``,
 ``start``/``end`` (gold token positions; 0 = [CLS] = no answer in this window), ``example`` (the
@@ -28,9 +25,9 @@ import torch
 
 from ..config import inert, option
 from ..core.encoder import MASKED
-from ..errors import InputError
+from ..core.objective import cross_entropy_rows
 from .base import Predictions
-from .files import checked_questions, split_file
+from .files import checked_questions, require, split_file
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +48,7 @@ class QAExample:
 
 @dataclass
 class SpanConfig:
-    """Flags of the span-QA scripts (``run_squad.py``, ``run_mrqa.py``, ``run_triviaqa.py``, ``run_hotpotqa.py``)."""
+    """Flags of the span-QA scripts (``run_squad.py``, ``run_mrqa.py``, ``run_triviaqa.py``)."""
 
     train_file: str = option("", "training file inside --data_dir")
     predict_file: str = option("", "evaluation file inside --data_dir")
@@ -63,12 +60,6 @@ class SpanConfig:
     max_answer_length: int = option(30, "longest answer in word pieces")
     verbose_logging: bool = inert()
     threads: int = inert(1, "inert (feature conversion runs in the fast tokenizer)")
-
-    def span_options(self) -> dict:
-        """The fields :class:`SpanTask` takes."""
-        keys = ("train_file", "predict_file", "doc_stride", "max_query_length", "n_best_size", "max_answer_length")
-        extra = ("version_2_with_negative", "null_score_diff_threshold")
-        return {k: getattr(self, k) for k in keys + extra}
 
 
 @dataclass
@@ -94,13 +85,8 @@ class SpanTask:
 
     @property
     def settings(self) -> dict:
-        """Everything besides the text and tokenizer that changes the features (the cache key)."""
-        return {
-            "doc_stride": self.doc_stride,
-            "max_query_length": self.max_query_length,
-            "drop_answerless_train_windows": self.drop_answerless_train_windows,
-            "markers": list(self.markers),
-        }
+        keys = ("doc_stride", "max_query_length", "drop_answerless_train_windows")
+        return {**{k: getattr(self, k) for k in keys}, "markers": list(self.markers)}
 
     def path(self, data_dir: str, split: str) -> Path:
         return split_file(data_dir, split, self.train_file, self.predict_file)
@@ -109,31 +95,24 @@ class SpanTask:
         path = self.path(data_dir, split)
         return checked_questions(self.reader(path), str(path))
 
-    # ---- features -------------------------------------------------------------------------
     def featurize(
         self, examples: Sequence[QAExample], tokenizer, max_length: int, split: str, first: int, counts: Counter
     ) -> dict[str, np.ndarray]:
-        tokenizer = self._marker_tokenizer(tokenizer)
+        if self.markers:  # a copy of the tokenizer that reads each context marker ([PAR]...) as one token
+            tokenizer = copy.deepcopy(tokenizer)
+            tokenizer.add_tokens(list(self.markers), special_tokens=True)
         rows: list[dict] = []
         for number, example in enumerate(examples, first):
             rows += self._windows(number, example, tokenizer, max_length, split == "train", counts)
-        arrays = _stack(rows, max_length, tokenizer.pad_token_id or 0)
-        if self.markers:  # the markers' own ids -> the reserved word pieces they stand for
-            added = tokenizer.convert_tokens_to_ids(list(self.markers))
-            unused = tokenizer.convert_tokens_to_ids([f"[unused{i + 1}]" for i in range(len(self.markers))])
-            lookup = dict(zip(added, unused, strict=True))
-            ids = arrays["input_ids"]
-            for marker, reserved in lookup.items():
-                ids[ids == marker] = reserved
+        arrays = window_arrays((len(rows),), max_length, tokenizer.pad_token_id or 0)
+        for i, row in enumerate(rows):
+            put_window(arrays, i, row)
+        for key in ("start", "end", "example"):
+            arrays[key] = np.array([r[key] for r in rows], dtype=np.int64)
+        ids = arrays["input_ids"]
+        for k, marker in enumerate(tokenizer.convert_tokens_to_ids(list(self.markers))):
+            ids[ids == marker] = tokenizer.convert_tokens_to_ids(f"[unused{k + 1}]")  # what the marker stands for
         return arrays
-
-    def _marker_tokenizer(self, tokenizer):
-        """A copy of ``tokenizer`` that reads each context marker (``[PAR]``...) as one token."""
-        if not self.markers:
-            return tokenizer
-        copied = copy.deepcopy(tokenizer)
-        copied.add_tokens(list(self.markers), special_tokens=True)
-        return copied
 
     def _question(self, example: QAExample, tokenizer, counts: Counter) -> str:
         """The question cut to ``--max_query_length`` word pieces (at a piece boundary)."""
@@ -155,25 +134,16 @@ class SpanTask:
         return start, start + len(text)
 
     def _tokenized_windows(self, example: QAExample, tokenizer, max_length: int, counts: Counter) -> list[dict]:
-        """``[CLS] question [SEP] window [SEP]`` for every window of the context: ``ids``,
-        ``types``, ``context`` (positions of context tokens), ``offsets [T, 2]`` (their character
-        spans, -1 elsewhere) and ``max_context``. Windows start ``--doc_stride`` word pieces apart
-        (-1: one window length, no overlap)."""
+        """``[CLS] question [SEP] window [SEP]`` for every window of the context: ``input_ids``,
+        ``token_type_ids``, ``context`` (positions of context tokens), ``offsets [T, 2]`` (their
+        character spans, -1 elsewhere) and ``max_context``. Windows start ``--doc_stride`` word
+        pieces apart (-1: one window length, no overlap)."""
         question = self._question(example, tokenizer, counts)
-        question_length = len(tokenizer(question, add_special_tokens=False)["input_ids"])
-        window = max_length - question_length - 3
-        if window < 1:
-            raise InputError(f"{example.where}: --max_seq_length {max_length} leaves no room for the context")
+        window = max_length - len(tokenizer(question, add_special_tokens=False)["input_ids"]) - 3  # context room
+        require(window >= 1, example.where, f"--max_seq_length {max_length} leaves no room for the context")
         step = window if self.doc_stride < 0 else min(self.doc_stride, window)
-        encoded = tokenizer(
-            question,
-            example.context,
-            truncation="only_second",
-            max_length=max_length,
-            stride=window - step,
-            return_overflowing_tokens=True,
-            return_offsets_mapping=True,
-        )
+        windows = dict(truncation="only_second", stride=window - step, return_overflowing_tokens=True)
+        encoded = tokenizer(question, example.context, max_length=max_length, return_offsets_mapping=True, **windows)
         rows = []
         for w in range(len(encoded["input_ids"])):
             sequence = encoded.sequence_ids(w)
@@ -182,7 +152,7 @@ class SpanTask:
             if context:
                 offsets[context] = [encoded["offset_mapping"][w][i] for i in context]
             types = encoded["token_type_ids"][w] if "token_type_ids" in encoded else [int(s == 1) for s in sequence]
-            rows.append({"ids": encoded["input_ids"][w], "types": types, "context": context, "offsets": offsets})
+            rows.append(dict(input_ids=encoded["input_ids"][w], token_type_ids=types, context=context, offsets=offsets))
         _mark_max_context(rows)
         return rows
 
@@ -199,7 +169,8 @@ class SpanTask:
         for row in self._tokenized_windows(example, tokenizer, max_length, counts):
             if not row["context"]:
                 continue
-            row["start"], row["end"] = _locate(row["offsets"], row["context"], answer)
+            found = token_span(row["offsets"], row["context"], answer) if answer is not None else None
+            row["start"], row["end"] = found or (0, 0)  # (0, 0): [CLS], not in this window
             if training and self.drop_answerless_train_windows and answer is not None and row["start"] == 0:
                 counts["dropped_windows"] += 1
                 continue
@@ -207,13 +178,10 @@ class SpanTask:
             windows.append(row)
         return windows
 
-    # ---- loss -----------------------------------------------------------------------------
     def row_loss(self, logits: torch.Tensor, batch: dict) -> torch.Tensor:
-        """Per-row span loss from ``logits [B, 2, T]``: ``(CE_start + CE_end) / 2``, padding masked
-        (docs/differences.md N12)."""
+        """Per-row ``(CE_start + CE_end) / 2`` from ``logits [B, 2, T]``, padding masked (docs/differences.md N12)."""
         z = self.logit_groups(logits, batch)[0][0]
-        ce = torch.nn.functional.cross_entropy
-        return (ce(z[:, 0], batch["start"], reduction="none") + ce(z[:, 1], batch["end"], reduction="none")) / 2
+        return (cross_entropy_rows(z[:, 0], batch["start"]) + cross_entropy_rows(z[:, 1], batch["end"])) / 2
 
     def logit_groups(self, logits: torch.Tensor, batch: dict):
         """Start and end distributions over the row's real positions ``[B, 2, T]``; distillation
@@ -221,9 +189,7 @@ class SpanTask:
         alive = batch["attention_mask"].bool()[:, None, :]
         return [(logits.float().masked_fill(~alive, MASKED), None)]
 
-    # ---- decoding and metric --------------------------------------------------------------
     def predict(self, logits: np.ndarray, features: dict, examples: Sequence[QAExample]) -> Predictions:
-        """Answers ``{qid: text}`` (and SQuAD 2.0's null-score differences) from window logits."""
         answers, odds = self.decode(logits, features, examples)
         files = {"predictions.json": answers}
         if self.version_2_with_negative:
@@ -286,12 +252,6 @@ def token_span(offsets: np.ndarray, context: list[int], span: tuple[int, int]) -
     return int(inside[offsets[inside, 1] > span[0]][0]), int(inside[offsets[inside, 0] < span[1]][-1])
 
 
-def _locate(offsets: np.ndarray, context: list[int], answer) -> tuple[int, int]:
-    """Token positions of the answer inside this window, or (0, 0) ([CLS]: not in this window)."""
-    found = token_span(offsets, context, answer) if answer is not None else None
-    return found or (0, 0)
-
-
 def _mark_max_context(windows: list[dict]) -> None:
     """A token seen in several windows is decoded only in the one where it has the most context
     on its shorter side (ties to the longer window), as the SQuAD reference code does."""
@@ -304,25 +264,22 @@ def _mark_max_context(windows: list[dict]) -> None:
             if score > best.get(key, (-1.0, -1))[0]:
                 best[key] = (score, w)
     for w, row in enumerate(windows):
-        starts = row["offsets"][:, 0]
-        row["max_context"] = np.array([s >= 0 and best[int(s)][1] == w for s in starts], dtype=bool)
+        row["max_context"] = np.array([s >= 0 and best[int(s)][1] == w for s in row["offsets"][:, 0]], dtype=bool)
 
 
-def _stack(rows: list[dict], max_length: int, pad: int) -> dict[str, np.ndarray]:
-    n = len(rows)
-    arrays = {
-        "input_ids": np.full((n, max_length), pad, dtype=np.int32),
-        "token_type_ids": np.zeros((n, max_length), dtype=np.int8),
-        "offsets": np.full((n, max_length, 2), -1, dtype=np.int32),
-        "max_context": np.zeros((n, max_length), dtype=bool),
+def window_arrays(shape: tuple, max_length: int, pad: int) -> dict[str, np.ndarray]:
+    """Empty arrays of ``shape`` windows (``[N]``, or ``[N, S]``); a filler window holds one token, its [CLS]."""
+    return {
+        "input_ids": np.full((*shape, max_length), pad, dtype=np.int32),
+        "token_type_ids": np.zeros((*shape, max_length), dtype=np.int8),
+        "lengths": np.ones(shape, dtype=np.int32),
+        "offsets": np.full((*shape, max_length, 2), -1, dtype=np.int32),
+        "max_context": np.zeros((*shape, max_length), dtype=bool),
     }
-    for i, row in enumerate(rows):
-        k = len(row["ids"])
-        arrays["input_ids"][i, :k] = row["ids"]
-        arrays["token_type_ids"][i, :k] = row["types"]
-        arrays["offsets"][i, :k] = row["offsets"]
-        arrays["max_context"][i, :k] = row["max_context"]
-    arrays["lengths"] = np.array([len(r["ids"]) for r in rows], dtype=np.int32)
-    for key in ("start", "end", "example"):
-        arrays[key] = np.array([r[key] for r in rows], dtype=np.int64)
-    return arrays
+
+
+def put_window(arrays: dict[str, np.ndarray], at, row: dict) -> None:
+    """Write one tokenized window (:meth:`SpanTask._tokenized_windows`) at index ``at`` of ``arrays``."""
+    k = arrays["lengths"][at] = len(row["input_ids"])
+    for key in ("input_ids", "token_type_ids", "offsets", "max_context"):
+        arrays[key][at][:k] = row[key]

@@ -1,9 +1,8 @@
 """SQuAD 2.0 (``run_squad.py``): the official JSON files, span features, the official v2.0 metric.
 
-What this file is: the reader of ``{"data": [{"paragraphs": [{"context", "qas": [{"id",
-"question", "answers": [{"text", "answer_start"}], "is_impossible"}]}]}]}`` into
-:class:`~trbert.tasks.span.QAExample` (one clear error naming the file and question for malformed
-input) and the family's flags and defaults. Windows, loss and decoding: :mod:`trbert.tasks.span`.
+The reader of ``{"data": [{"paragraphs": [{"context", "qas": [{"id", "question", "answers":
+[{"text", "answer_start"}], "is_impossible"}]}]}]}`` into :class:`~trbert.tasks.span.QAExample`
+(errors name the file and question) and the family's flags and defaults; the rest: :mod:`.span`.
 """
 
 from __future__ import annotations
@@ -12,7 +11,7 @@ from pathlib import Path
 
 from ..config import with_defaults
 from .answer_metrics import squad_scores
-from .base import Family, register
+from .base import Family, options_for, register
 from .files import load_json, require
 from .span import QAExample, SpanConfig, SpanTask
 
@@ -30,32 +29,22 @@ def read_squad(path: Path) -> list[QAExample]:
 
 
 def _question(context: str, question: dict, where: str) -> QAExample:
-    require(
-        isinstance(question, dict) and {"id", "question"} <= question.keys(),
-        where,
-        'a question without "id" or "question"',
-    )
+    keys = {"id", "question"}
+    require(isinstance(question, dict) and keys <= question.keys(), where, 'a question without "id" or "question"')
     where = f"{where}, question {question['id']}"
     answers = question.get("answers", [])
     require(isinstance(answers, list), where, '"answers" must be a list')
     for answer in answers:
         require(isinstance(answer, dict) and isinstance(answer.get("text"), str), where, 'an answer without "text"')
         start = answer.get("answer_start")
-        require(
-            isinstance(start, int) and not isinstance(start, bool), where, f"answer_start {start!r} is not an integer"
-        )
+        integer = isinstance(start, int) and not isinstance(start, bool)
+        require(integer, where, f"answer_start {start!r} is not an integer")
     impossible = bool(question.get("is_impossible", False)) or not answers
-    first = answers[0] if answers else {}
+    # evaluation: the raw answer list, as the official v2.0 evaluator (a question marked is_impossible
+    # with answers listed is HasAns there); training: the first answer, none when impossible
+    start, text = (None, "") if impossible else (answers[0]["answer_start"], answers[0]["text"])
     return QAExample(
-        qid=str(question["id"]),
-        question=question["question"],
-        context=context,
-        # evaluation: the raw answer list, as the official v2.0 evaluator (a question marked
-        # is_impossible with answers listed is HasAns there); training: no answer when impossible
-        answers=[a["text"] for a in answers],
-        answer_start=None if impossible else first["answer_start"],
-        answer_text="" if impossible else first["text"],
-        where=where,
+        str(question["id"]), question["question"], context, [a["text"] for a in answers], start, text, where
     )
 
 
@@ -65,7 +54,7 @@ FAMILY = register(
     Family(
         "squad",
         SquadConfig,
-        lambda config, name, seed: SpanTask("squad", read_squad, squad_scores, **config.span_options()),
+        lambda config, name, seed: SpanTask("squad", read_squad, squad_scores, **options_for(SpanTask, config)),
         defaults=dict(task_name="squad", max_seq_length=384, learning_rate=5e-5, guide_rate=0.2),
         min_length=lambda config: config.max_query_length + 4,  # [CLS] question [SEP] context [SEP]
     )

@@ -1,12 +1,11 @@
 """TriviaQA (``run_triviaqa.py``): long documents as up to ``--max_segment`` windows of one example,
 trained with a loss normalised over all of the example's windows together.
 
-What this file is: the span family's differences for TriviaQA — the reader (a JSON list of
-``{"context", "qas": [{"question", "qid", "answers": {"Aliases": [...]}, "detected_answers":
-[{"char_spans": [[start, end]]}]}]}``, end inclusive), features with a window axis
-(``input_ids [N, S, T]``, every gold position of every window in ``starts``/``ends [N, S, A]``), the
-shared-normalisation ("OR") loss per example (loss, distillation and selector loss all per example:
-docs/differences.md F9), decoding of the best span across windows, and the official EM/F1 over aliases.
+The span family's differences: the reader (a JSON list of ``{"context", "qas": [{"question", "qid",
+"answers": {"Aliases": [...]}, "detected_answers": [{"char_spans": [[start, end]]}]}]}``, end
+inclusive), features with a window axis (``input_ids [N, S, T]``, every window's gold positions in
+``starts``/``ends [N, S, A]``), the shared-normalisation ("OR") loss, distillation and selector loss
+per example (docs/differences.md F9), the best span across windows, EM/F1 over the aliases.
 """
 
 from __future__ import annotations
@@ -23,9 +22,9 @@ import torch
 from ..config import inert, option, with_defaults
 from ..core.encoder import MASKED
 from .answer_metrics import trivia_scores
-from .base import Family, Predictions, register
+from .base import Family, Predictions, options_for, register
 from .files import load_json, require
-from .span import QAExample, SpanConfig, SpanTask, token_span
+from .span import QAExample, SpanConfig, SpanTask, put_window, token_span, window_arrays
 
 
 def read_trivia(path: Path) -> list[QAExample]:
@@ -37,16 +36,11 @@ def read_trivia(path: Path) -> list[QAExample]:
         require(isinstance(entry, dict) and isinstance(entry.get("context"), str), where, 'no string "context"')
         for question in entry.get("qas", []):
             require(isinstance(question.get("question"), str), where, 'a question without "question"')
-            aliases = (question.get("answers") or {}).get("Aliases", [])
-            spans = [
-                (int(s), int(e) + 1)
-                for answer in question.get("detected_answers", [])
-                for s, e in answer.get("char_spans", [])
-            ]
+            aliases = list((question.get("answers") or {}).get("Aliases", []))
+            detected = question.get("detected_answers", [])
+            spans = [(int(s), int(e) + 1) for answer in detected for s, e in answer.get("char_spans", [])]
             qid = str(question.get("qid", f"{number}-{len(examples)}"))
-            examples.append(
-                QAExample(qid, question["question"], entry["context"], list(aliases), where=where, spans=spans)
-            )
+            examples.append(QAExample(qid, question["question"], entry["context"], aliases, where=where, spans=spans))
     return examples
 
 
@@ -58,23 +52,14 @@ class TriviaTask(SpanTask):
 
     @property
     def settings(self) -> dict:
-        own = {"max_segment": self.max_segment, "max_num_answers": self.max_num_answers}
-        return {**super().settings, **own, "max_doc_len": self.max_doc_len}
+        return {**super().settings, **{k: getattr(self, k) for k in ("max_segment", "max_num_answers", "max_doc_len")}}
 
-    def featurize(
-        self, examples: Sequence[QAExample], tokenizer, max_length: int, split: str, first: int, counts: Counter
-    ) -> dict[str, np.ndarray]:
+    def featurize(self, examples: Sequence[QAExample], tokenizer, max_length, split, first, counts: Counter) -> dict:
         n, s, a = len(examples), self.max_segment, self.max_num_answers
-        arrays = {
-            "input_ids": np.full((n, s, max_length), tokenizer.pad_token_id or 0, dtype=np.int32),
-            "token_type_ids": np.zeros((n, s, max_length), dtype=np.int8),
-            "lengths": np.ones((n, s), dtype=np.int32),  # a filler window holds [CLS] only
-            "offsets": np.full((n, s, max_length, 2), -1, dtype=np.int32),
-            "max_context": np.zeros((n, s, max_length), dtype=bool),
-            "starts": np.full((n, s, a), -1, dtype=np.int64),
-            "ends": np.full((n, s, a), -1, dtype=np.int64),
-        }
-        arrays["input_ids"][:, :, 0] = tokenizer.cls_token_id
+        arrays = window_arrays((n, s), max_length, tokenizer.pad_token_id or 0)
+        arrays["input_ids"][:, :, 0] = tokenizer.cls_token_id  # a filler window holds [CLS] only
+        arrays["starts"] = np.full((n, s, a), -1, dtype=np.int64)
+        arrays["ends"] = arrays["starts"].copy()
         for i, example in enumerate(examples):
             self._fill(arrays, i, example, tokenizer, max_length, counts)
         return arrays
@@ -85,14 +70,11 @@ class TriviaTask(SpanTask):
             return
         found, example = False, self._cut(example, tokenizer)
         for w, row in enumerate(self._tokenized_windows(example, tokenizer, max_length, counts)[: self.max_segment]):
-            k = len(row["ids"])
-            arrays["input_ids"][i, w, :k], arrays["token_type_ids"][i, w, :k] = row["ids"], row["types"]
-            arrays["lengths"][i, w] = k
-            arrays["offsets"][i, w, :k], arrays["max_context"][i, w, :k] = row["offsets"], row["max_context"]
-            starts, ends = _gold_positions(row["offsets"], row["context"], example.spans)
-            found |= len(starts) > 0
-            starts, ends = starts[: self.max_num_answers], ends[: self.max_num_answers]
-            arrays["starts"][i, w, : len(starts)], arrays["ends"][i, w, : len(ends)] = starts, ends
+            put_window(arrays, (i, w), row)
+            gold = sorted({token_span(row["offsets"], row["context"], span) for span in example.spans} - {None})
+            found |= len(gold) > 0
+            gold = np.array(gold[: self.max_num_answers], dtype=np.int64).reshape(-1, 2)  # [G, 2]: (start, end)
+            arrays["starts"][i, w, : len(gold)], arrays["ends"][i, w, : len(gold)] = gold[:, 0], gold[:, 1]
         if not found:  # no gold anywhere: [CLS] of every window (as the original)
             counts["questions_without_gold_span"] += 1
             arrays["starts"][i, :, 0] = arrays["ends"][i, :, 0] = 0
@@ -112,8 +94,7 @@ class TriviaTask(SpanTask):
         """Per example: ``-(logsumexp over gold positions of all windows - logsumexp over all
         positions of all windows)``, start and end averaged; ``logits [B, S, 2, T]``."""
         z = self.logit_groups(logits, batch)[0][0]  # [B, 2, S * T]
-        t = logits.shape[-1]
-        window = torch.arange(logits.shape[1], device=z.device)[None, :, None] * t
+        window = torch.arange(logits.shape[1], device=z.device)[None, :, None] * logits.shape[-1]  # [1, S, 1]
         losses = []
         for i, key in enumerate(("starts", "ends")):
             gold = batch[key]
@@ -131,29 +112,17 @@ class TriviaTask(SpanTask):
 
     def decode(self, logits: np.ndarray, arrays: dict, examples: list[QAExample]):
         """The best span over all windows of each example (no null answer in TriviaQA)."""
-        answers = {}
-        for i, example in enumerate(examples):
-            best = (-np.inf, "")
-            for w in range(logits.shape[1]):
-                offsets = arrays["offsets"][i, w]
-                span = self._best_span(
-                    logits[i, w, 0], logits[i, w, 1], offsets, arrays["max_context"][i, w], arrays["lengths"][i, w]
-                )
-                if span is not None and span[0] > best[0]:
-                    best = (span[0], example.context[offsets[span[1]][0] : offsets[span[2]][1]])
-            if np.isfinite(best[0]):  # a question without any span is left unanswered (scores 0)
-                answers[example.qid] = best[1]
-        return answers, {}
+        n, s = logits.shape[:2]
+        flat = {k: arrays[k].reshape(n * s, *arrays[k].shape[2:]) for k in ("offsets", "max_context", "lengths")}
+        flat["example"] = np.repeat(np.arange(n), s)  # the windows as rows of their example, as SpanTask decodes
+        best = self.best_spans(logits.reshape(n * s, *logits.shape[2:]), flat)
+        # a question without any span is left unanswered (scores 0)
+        answered = [(examples[i], span) for i, (_, score, span) in best.items() if np.isfinite(score)]
+        return {e.qid: e.context[span[0] : span[1]] for e, span in answered}, {}
 
     def predict(self, logits: np.ndarray, features: dict, examples: Sequence[QAExample]) -> Predictions:
         answers, _ = self.decode(logits, features, examples)
         return Predictions(answers, {"predictions.json": answers})
-
-
-def _gold_positions(offsets: np.ndarray, context: list[int], spans) -> tuple[list[int], list[int]]:
-    """Token positions of every gold character span inside this window, duplicates removed."""
-    found = sorted({pair for pair in (token_span(offsets, context, span) for span in spans) if pair is not None})
-    return [s for s, _ in found], [e for _, e in found]
 
 
 @dataclass
@@ -178,16 +147,7 @@ class TriviaConfig(
 
 
 def _build(config, name: str, seed: int) -> TriviaTask:
-    options = config.span_options()
-    return TriviaTask(
-        "triviaqa",
-        read_trivia,
-        trivia_scores,
-        max_segment=config.max_segment,
-        max_num_answers=config.max_num_answers,
-        max_doc_len=config.max_doc_len,
-        **options,
-    )
+    return TriviaTask("triviaqa", read_trivia, trivia_scores, **options_for(TriviaTask, config))
 
 
 FAMILY = register(

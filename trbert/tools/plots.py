@@ -1,8 +1,5 @@
-"""Pictures: the accuracy–cost curve of ``python -m trbert tradeoff``.
-
-What this file is: matplotlib drawing only, and the check that it is installed (a dependency; an environment
-installed without dependencies may lack it), made before any long work starts.
-"""
+"""Pictures: the accuracy–cost curve of ``python -m trbert tradeoff``, drawn with matplotlib, and the check,
+made before any long work starts, that matplotlib is installed (a dependency an environment may still lack)."""
 
 from __future__ import annotations
 
@@ -38,30 +35,21 @@ def plot_tradeoff(payload: dict, path: Path) -> None:
     panels = [("FLOPs speed-up (x)", lambda p: p["flops_speedup"])]
     if batches:
         panels.append((f"measured speed-up at batch {batches[-1]} (x)", lambda p: p["speedup"].get(batches[-1], 0.0)))
+    reference = f"full model ({full['metric']:.3f})"
     fig, axes = plt.subplots(1, len(panels), figsize=(6.2 * len(panels), 4.6), squeeze=False)
     for ax, (label, x) in zip(axes[0], panels, strict=True):
-        ax.axhline(
-            full["metric"], color="black", linestyle="--", linewidth=1, label=f"full model ({full['metric']:.3f})"
-        )
+        ax.axhline(full["metric"], color="black", linestyle="--", linewidth=1, label=reference)
         for method, (colour, marker, name) in STYLE.items():
             line = sorted((p for p in points if p["method"] == method), key=x)  # its frontier, by cost
             if not line:
                 continue
-            xs, ys = [x(p) for p in line], [p["metric"] for p in line]
-            ax.errorbar(
-                xs, ys, yerr=[p["metric_std"] for p in line], color=colour, marker=marker, label=name, capsize=3
-            )
-            if method == "tr-bert":
-                for p, xv, yv in zip(line, xs, ys, strict=True):
-                    ax.annotate(
-                        p["setting"].replace("alpha=", "α="),
-                        (xv, yv),
-                        textcoords="offset points",
-                        xytext=(4, 5),
-                        fontsize=8,
-                    )
-        ax.set_xlabel(label)
-        ax.set_ylabel(metric)
+            xs, ys, sd = [x(p) for p in line], [p["metric"] for p in line], [p["metric_std"] for p in line]
+            ax.errorbar(xs, ys, yerr=sd, color=colour, marker=marker, label=name, capsize=3)
+            if method == "tr-bert":  # its points are labelled with their alpha
+                for p, xy in zip(line, zip(xs, ys, strict=True), strict=True):
+                    alpha = p["setting"].replace("alpha=", "α=")
+                    ax.annotate(alpha, xy, textcoords="offset points", xytext=(4, 5), fontsize=8)
+        ax.set(xlabel=label, ylabel=metric)
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8, loc="lower left")
     fig.suptitle(payload["title"])

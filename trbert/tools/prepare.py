@@ -121,7 +121,12 @@ def split_hyperpartisan(articles, seed: int = 42, original_sizes: bool = False) 
     return splits
 
 
-def write_splits(splits: dict[str, list[dict]], out_dir: Path) -> None:
+def write_splits(splits: dict[str, list[dict]], out_dir: Path, replace: bool = False) -> None:
+    """``<split>.jsonl`` files in ``out_dir``, a new or empty folder (``replace``: the demo's own folder,
+    whose files are written again)."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not (out_dir.is_dir() and (replace or not any(out_dir.iterdir()))):
+        raise InputError(f"{out_dir}: already exists and is not an empty folder; choose a new --output_dir")
     for split, rows in splits.items():
         write_jsonl(Path(out_dir) / f"{split}.jsonl", rows)
         logger.info("%s: %d examples", Path(out_dir) / f"{split}.jsonl", len(rows))

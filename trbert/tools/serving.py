@@ -59,6 +59,11 @@ class TRQuestionAnsweringPipeline(Pipeline):
         items = inputs if isinstance(inputs, list) else [inputs]
         if not items or not all(isinstance(i, dict) and all(isinstance(i.get(k), str) for k in QA_KEYS) for i in items):
             raise ValueError("question answering needs question= and context= texts, or dicts of them (or a list)")
+        if any(not i["context"].strip() for i in items):
+            raise ValueError("question answering needs a non-empty context= text")
+        length, positions = kwargs.get("max_seq_len", 384), self.model.config.max_position_embeddings
+        if length > positions:
+            raise ValueError(f"max_seq_len {length}: the model reads at most {positions} positions")
         return super().__call__(inputs, **kwargs)
 
     def preprocess(self, inputs: dict, settings: dict):

@@ -1,21 +1,16 @@
 """The token view: one self-contained HTML page showing which tokens a TR-BERT model kept.
 
-What this file is: the pure part of ``python -m trbert show``: the data each example brings
-(``ViewExample``, ``ViewSummary``), word pieces joined back into words, the most and least often kept
-words, and the page itself (``render``), written atomically by ``write_page``. It does not run a
-model or read a data set; the caller collects, per token, how far it went and its keep
-probability at every selector.
+The pure part of ``python -m trbert show``: the data each example brings (``ViewExample``,
+``ViewSummary``), word pieces joined into words, the most and least often kept words, and the page
+(``render``, written atomically by ``write_page``). The caller runs the model and collects, per
+token, its depth and its keep probability at every selector. Depth: ``0`` = dropped at selector 1,
+..., ``S`` = reached the last layer (``S = len(kept_fraction)`` selectors).
 
-Depth of a token: ``0`` = dropped at selector 1, ``1`` = dropped at selector 2, ..., ``S`` = reached the
-last layer, with ``S`` the number of selectors (``len(kept_fraction)``).
-
-The page's fixed parts (colours per depth, the style sheet, the tooltip script) close the file. The
-page stays self-contained: nothing may name a URL, a web font or any other outside resource. Colours
-follow one light-to-dark blue scale (a single hue changes only in lightness, which every kind of
-colour blindness still sees): a word dropped at the first selector has no background, grey text and
-a strike-through; one dropped later a light blue background, darker the further it went; one that
-reached the last layer dark blue with white text. Answer spans use two hues outside that scale,
-magenta (gold, a bar below) and amber (predicted, a bar above), so they differ in position as well.
+The page's fixed parts close the file; nothing may name a URL, web font or other outside resource.
+Depths follow one light-to-dark blue scale (lightness only, which every colour blindness sees):
+dropped at the first selector: no background, grey struck-through text; dropped later: light blue,
+darker the further it went; the last layer: dark blue, white text. Answer spans use two hues outside
+that scale and differ in position too: magenta gold (a bar below), amber predicted (a bar above).
 """
 
 from __future__ import annotations
@@ -117,8 +112,7 @@ def join_wordpieces(
     token is always a word of its own. A word counts as dropped only if every piece was."""
     words: list[Word] = []
     for t, piece in enumerate(tokens):
-        joins = piece.startswith(CONTINUATION) and not special[t] and words and not words[-1].special
-        if joins:
+        if piece.startswith(CONTINUATION) and not special[t] and words and not words[-1].special:
             word = words[-1]
             word.text += piece[len(CONTINUATION) :]
             word.depth = max(word.depth, depth[t])
@@ -132,9 +126,7 @@ def join_wordpieces(
 
 
 def _max_known(a: float | None, b: float | None) -> float | None:
-    if a is None:
-        return b
-    return a if b is None else max(a, b)
+    return b if a is None else a if b is None else max(a, b)
 
 
 def token_to_word(words: list[Word]) -> list[int]:
@@ -152,13 +144,10 @@ def word_keep_rates(
     seen: Counter[str] = Counter()
     kept: Counter[str] = Counter()
     for ex in examples:
-        last = len(ex.kept_fraction)
         for word in join_wordpieces(ex.tokens, ex.depth, ex.probs, ex.special):
-            if word.special:
-                continue
-            key = word.text.casefold()
-            seen[key] += 1
-            kept[key] += word.depth == last
+            if not word.special:
+                seen[word.text.casefold()] += 1
+                kept[word.text.casefold()] += word.depth == len(ex.kept_fraction)
     rates = [WordRate(w, kept[w] / n, n) for w, n in seen.items() if n >= min_count]
     most = sorted(rates, key=lambda r: (-r.rate, -r.count, r.word))[: min(top_k, (len(rates) + 1) // 2)]
     listed = {r.word for r in most}
@@ -174,13 +163,8 @@ def _pct(x: float) -> str:
     return f"{100 * x:.1f}%"
 
 
-def _num(x: float) -> str:
-    return f"{x:.4g}"
-
-
 def selector_names(summary: ViewSummary) -> list[str]:
-    n = len(summary.kept_fraction)
-    layers = summary.selector_layers or [None] * n
+    layers = summary.selector_layers or [None] * len(summary.kept_fraction)
     return [f"selector {s + 1}" + (f" (layer {layer})" if layer is not None else "") for s, layer in enumerate(layers)]
 
 
@@ -198,13 +182,6 @@ def _tooltip(word: Word, summary: ViewSummary) -> str:
     return "\n".join(lines)
 
 
-def _word_html(word: Word, summary: ViewSummary, gold: set[int], pred: set[int], index: int) -> str:
-    classes = ["w", f"d{word.depth}"] + ["sp"] * word.special
-    classes += ["gold"] * (index in gold) + ["pred"] * (index in pred)
-    title = _e(_tooltip(word, summary))
-    return f'<span class="{" ".join(classes)}" data-depth="{word.depth}" title="{title}">{_e(word.text)}</span>'
-
-
 def _span_words(span: tuple[int, int] | None, owner: list[int]) -> set[int]:
     return set() if span is None else {owner[t] for t in range(span[0], span[1] + 1)}
 
@@ -216,7 +193,9 @@ def _text_html(ex: ViewExample, summary: ViewSummary) -> str:
     gold, pred = _span_words(ex.gold_span, owner), _span_words(ex.predicted_span, owner)
     parts = []
     for i, word in enumerate(words):
-        parts.append(_word_html(word, summary, gold, pred, i))
+        classes = ["w", f"d{word.depth}"] + ["sp"] * word.special + ["gold"] * (i in gold) + ["pred"] * (i in pred)
+        title, text = _e(_tooltip(word, summary)), _e(word.text)
+        parts.append(f'<span class="{" ".join(classes)}" data-depth="{word.depth}" title="{title}">{text}</span>')
         if word.special and word.text == "[SEP]" and i < len(words) - 1:
             parts.append('<span class="seg"></span>')
     return '<div class="text">' + " ".join(parts) + "</div>"
@@ -236,15 +215,12 @@ def _example_html(i: int, ex: ViewExample, summary: ViewSummary) -> str:
         f'<span><span class="label">gold</span> <span class="answer">{_e(ex.gold)}</span></span>'
         f'<span><span class="label">predicted</span> <span class="answer">{_e(ex.predicted)}</span></span></div>'
     )
-    kept = "".join(
-        f"<span>{_e(name)}: {_pct(k)} kept{_bar(k)}</span>"
-        for name, k in zip(selector_names(summary), ex.kept_fraction, strict=True)
-    )
+    named = zip(selector_names(summary), ex.kept_fraction, strict=True)
+    kept = "".join(f"<span>{_e(name)}: {_pct(k)} kept{_bar(k)}</span>" for name, k in named)
     share = ex.mflops / ex.full_mflops if ex.full_mflops else 0.0
     flops = f"<span>{ex.mflops:.1f} of {ex.full_mflops:.1f} MFLOPs ({_pct(share)} of the full model)</span>"
-    question = ""
-    if ex.question is not None:
-        question = f'<div class="question"><span class="label">question</span> {_e(ex.question)}</div>'
+    label = '<span class="label">question</span>'
+    question = f'<div class="question">{label} {_e(ex.question)}</div>' if ex.question is not None else ""
     return (
         f'<article class="example" data-example="{i}" id="example-{i}">{head}'
         f'<div class="meta">{kept}{flops}</div>{question}{_text_html(ex, summary)}</article>'
@@ -258,14 +234,12 @@ def _chips(rates: list[WordRate]) -> str:
 
 
 def _summary_html(summary: ViewSummary, shown: int) -> str:
+    kept = zip(selector_names(summary), summary.kept_fraction, strict=True)
     stats = [
-        (_num(summary.metric), _e(summary.metric_name), ""),
+        (f"{summary.metric:.4g}", _e(summary.metric_name), ""),
         (f"{summary.flops_speedup:.2f}×", "FLOPs speed-up", ""),
     ]
-    stats += [
-        (_pct(k), f"mean kept at {_e(name)}", _bar(k))
-        for name, k in zip(selector_names(summary), summary.kept_fraction, strict=True)
-    ]
+    stats += [(_pct(k), f"mean kept at {_e(name)}", _bar(k)) for name, k in kept]
     cards = "".join(
         f'<div class="stat"><b>{value}</b><span class="lab">{label}</span>{bar}</div>' for value, label, bar in stats
     )
@@ -280,10 +254,8 @@ def _summary_html(summary: ViewSummary, shown: int) -> str:
 
 
 def _legend_html(summary: ViewSummary, spans: bool) -> str:
-    items = [
-        f'<span><span class="w d{k}" data-depth="{k}">word</span>{_e(name)}</span>'
-        for k, name in enumerate(depth_names(summary))
-    ]
+    depths = enumerate(depth_names(summary))
+    items = [f'<span><span class="w d{k}" data-depth="{k}">word</span>{_e(name)}</span>' for k, name in depths]
     last = len(summary.kept_fraction)
     items.append(f'<span><span class="w d{last} sp">[CLS]</span>special token</span>')
     if spans:  # question answering: the answers are marked in the text
@@ -324,29 +296,24 @@ MIDDLE_RANGE = ("#d3e4f5", "#82b3de")
 
 def _mix(a: str, b: str, t: float) -> str:
     """The colour a fraction ``t`` of the way from hex colour ``a`` to hex colour ``b``."""
-    ca = [int(a[i : i + 2], 16) for i in (1, 3, 5)]
-    cb = [int(b[i : i + 2], 16) for i in (1, 3, 5)]
+    ca, cb = ([int(c[i : i + 2], 16) for i in (1, 3, 5)] for c in (a, b))
     return "#" + "".join(f"{round(x + (y - x) * t):02x}" for x, y in zip(ca, cb, strict=True))
 
 
 def depth_colours(n_selectors: int) -> list[tuple[str, str]]:
     """``(background, text colour)`` for every depth ``0 .. n_selectors``; ``transparent`` for depth 0."""
-    colours = [("transparent", DROPPED_TEXT)]
-    middle = n_selectors - 1
-    for k in range(1, n_selectors):
-        t = (k - 1) / (middle - 1) if middle > 1 else 0.0
-        colours.append((_mix(*MIDDLE_RANGE, t), "#10243a"))
-    colours.append((LAST_BACKGROUND, "#ffffff"))
-    return colours
+    steps = max(n_selectors - 2, 1)  # the intermediate depths 1 .. S-1 spread over MIDDLE_RANGE
+    middle = [(_mix(*MIDDLE_RANGE, (k - 1) / steps), "#10243a") for k in range(1, n_selectors)]
+    return [("transparent", DROPPED_TEXT), *middle, (LAST_BACKGROUND, "#ffffff")]
 
 
 def depth_css(n_selectors: int) -> str:
     """One rule ``.dK`` per depth K; depth 0 is also struck through and faded."""
-    rules = []
-    for k, (background, text) in enumerate(depth_colours(n_selectors)):
-        extra = "text-decoration:line-through;text-decoration-color:#a9aeb5;" if k == 0 else ""
-        rules.append(f".d{k}{{background:{background};color:{text};{extra}}}")
-    return "\n".join(rules)
+    strike = "text-decoration:line-through;text-decoration-color:#a9aeb5;"
+    return "\n".join(
+        f".d{k}{{background:{background};color:{text};{strike if k == 0 else ''}}}"
+        for k, (background, text) in enumerate(depth_colours(n_selectors))
+    )
 
 
 STYLE = """

@@ -14,6 +14,7 @@ FLOPs, kept fractions) and timed against the full model at batch 1 and 64, alter
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import shlex
 import statistics
@@ -28,13 +29,13 @@ from ..core.flops import FlopsCounter, mflops
 from ..core.policy import Counted, Policy, Threshold
 from ..core.seeding import example_seeds
 from ..errors import InputError
-from ..store.checkpoint import backbone_of, find_artifact, read_manifest
+from ..store.checkpoint import backbone_of, find_artifact, read_manifest, weights_digest
 from ..store.outputs import atomic_write, read_json, write_json
 from ..tasks import family
 from ..train.cli import Job, parse_args, parse_overrides
 from ..train.distributed import progress, setup
 from ..train.inference import full_macs, predict, report
-from ..train.pipeline import eval_set, load_tokenizer, make_task, model_at, run
+from ..train.pipeline import eval_set, features, load_tokenizer, make_task, model_at, run
 from ..train.stages import SCORES, TEACHER
 from . import ModelCommand
 from .plots import plot_tradeoff, require_matplotlib
@@ -87,34 +88,62 @@ class Sweep:
         return Path(self.options.output_dir)
 
 
-def _finished(folder: Path, job: Job) -> bool:
-    if read_manifest(folder).get("stage") != job.stage:
+def fine_tuned(model_dir: Path, head: str) -> None:
+    """Refuse, before anything is written, a model that is not a fine-tuned baseline for ``head``."""
+    stage = read_manifest(model_dir).get("stage")
+    if stage == "finetune":
+        return
+    if stage:
+        raise InputError(f"{model_dir}: a {stage} checkpoint; tradeoff starts from the fine-tuned baseline")
+    wanted = {"classification": "ForSequenceClassification", "span": "ForQuestionAnswering"}.get(head, "-")
+    architectures = read_json(model_dir / "config.json", "model config").get("architectures") or []
+    if not any(a.endswith(wanted) for a in architectures):
+        raise InputError(f"{model_dir}: not a fine-tuned {head} model ({', '.join(architectures) or 'no head'}): "
+                         "fine-tune it first (--do_train --model_type bert)")  # fmt: skip
+
+
+def _reusable(job: Job, baseline: str | None, dataset: dict) -> bool:
+    """A finished point is reused only when its stage, every flag, its training data and the weights of
+    the fine-tuned model it descends from all match this sweep's; else it is trained again (saying why)."""
+    folder = Path(job.run.output_dir)
+    manifest = read_manifest(folder)
+    if manifest.get("stage") != job.stage:
         return False
-    return float(read_json(folder / "training_args.json", "training arguments").get("alpha", -1)) == job.reduction.alpha
+    made = read_json(folder / "training_args.json", "training arguments")
+    now = json.loads(json.dumps(job.flags(), default=str))
+    why = [f"--{k}" for k in sorted(now) if made.get(k) != now[k]]
+    why += ["the training data"] * (manifest.get("dataset") != dataset)
+    why += ["the fine-tuned model's weights"] * (manifest.get("baseline_sha256") != baseline)
+    if why:
+        logger.info("%s: trained again (%s differ from the sweep's)", folder, ", ".join(why))
+    return not why
 
 
 def train_points(sweep: Sweep) -> dict[float, Path]:
-    """Stage files of the fine-tuned model (made if missing), then RL and joint training per α."""
+    """Stage files of the fine-tuned model (made if missing), then RL and joint training per α; every
+    job is checked before the first runs."""
     job, base = sweep.job, sweep.job.run.model_name_or_path
+    auto = "distil" * (job.run.model_type == "distilbert") + "autobert"
+    plan = {}
+    for alpha in sweep.options.alphas:
+        rl, both = (str(sweep.output_dir / f"alpha_{alpha:g}" / name) for name in ("rl", "both"))
+        common = dict(model_type=auto, alpha=alpha, do_train=True, do_eval=False, overwrite_output_dir=True)
+        plan[alpha] = [
+            job.updated(**common, model_name_or_path=base, output_dir=rl, train_rl=True, **sweep.rl),
+            job.updated(**common, model_name_or_path=rl, output_dir=both, train_both=True, train_teacher=True,
+                        **sweep.joint),
+        ]  # fmt: skip
     missing = {flag: True for flag, art in (("do_eval_grad", SCORES), ("do_eval_logits", TEACHER))
                if not find_artifact(base, art.filename)}  # fmt: skip
     if missing:
         run(job.updated(do_eval=False, **missing))
-    auto = "distil" * (job.run.model_type == "distilbert") + "autobert"
-    points = {}
-    for alpha in sweep.options.alphas:
-        rl, both = (sweep.output_dir / f"alpha_{alpha:g}" / name for name in ("rl", "both"))
-        common = dict(model_type=auto, alpha=alpha, do_train=True, do_eval=False, overwrite_output_dir=True)
-        stages = [
-            job.updated(**common, model_name_or_path=base, output_dir=str(rl), train_rl=True, **sweep.rl),
-            job.updated(**common, model_name_or_path=str(rl), output_dir=str(both), train_both=True,
-                        train_teacher=True, **sweep.joint),
-        ]  # fmt: skip
+    _, dataset = features(job, make_task(job), "train", load_tokenizer(job, base))
+    baseline = weights_digest(base)
+    for stages in plan.values():
         for stage in stages:
-            if not _finished(Path(stage.run.output_dir), stage):
+            if not _reusable(stage, baseline, dataset):
                 run(stage)
-        points[alpha] = both
-    return points
+    return {alpha: Path(stages[-1].run.output_dir) for alpha, stages in plan.items()}
 
 
 def truncated(features: dict, k: int, sep_id: int) -> dict:
@@ -305,9 +334,12 @@ def main(opts: TradeoffOptions, rest: list[str]) -> list[Point]:
     if not (model_dir / "config.json").is_file():
         raise InputError(f"{model_dir}: no fine-tuned model here (config.json missing)")
     require_matplotlib()
+    if Path(opts.output_dir).exists() and not Path(opts.output_dir).is_dir():
+        raise InputError(f"{opts.output_dir}: a file, not a folder; --output_dir names the sweep's folder")
     where = f"tradeoff ({opts.family})"
     given = dict(model_type=backbone_of(model_dir), model_name_or_path=str(model_dir), output_dir=str(model_dir))
     job = parse_args(rest, opts.family, where, given={**given, "do_eval": True})
+    fine_tuned(model_dir, make_task(job).head)
     stages = {name: parse_overrides(shlex.split(getattr(opts, name)), opts.family, f"{where} --{name}")
               for name in ("rl", "joint")}  # fmt: skip
     sweep = Sweep(opts, job, **stages)

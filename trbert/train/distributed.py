@@ -123,6 +123,8 @@ def gather_into(out: np.ndarray | None, index: np.ndarray, values: np.ndarray, w
 
 def all_succeed(ok: bool, world: World) -> bool:
     """Whether every rank succeeded (a collective: every rank calls it with its own outcome)."""
+    if not world.active:
+        return ok
     t = _comm(torch.tensor([int(ok)]), world)
     td.all_reduce(t, op=td.ReduceOp.MIN)
     return bool(t.item())

@@ -21,10 +21,11 @@ from transformers import get_linear_schedule_with_warmup
 
 from ..config import EvalConfig, Precision, TrainConfig
 from ..core.seeding import example_seeds
+from ..errors import InputError
 from ..store.outputs import write_results
 from ..store.resume import Position, Saver, restore
 from .data import loader_of, to_device
-from .distributed import World, barrier, progress, restore_rng, rng_states, wrap
+from .distributed import World, all_succeed, barrier, progress, restore_rng, rng_states, wrap
 from .inference import EvalSet, evaluate
 from .stages import Stage, StepContext
 
@@ -101,6 +102,27 @@ def epoch_slices(n: int, seed: int, epoch: int, global_batch: int, world: World)
     return slices
 
 
+class NonFinite:
+    """The first optimizer step whose loss (or, without a gradient scaler, gradient norm) was not
+    finite, kept on the device so that no step waits for the host; :meth:`check` raises (a
+    collective: every rank calls it at the same step)."""
+
+    def __init__(self, device):
+        self.first = torch.full((), -1, dtype=torch.long, device=device)
+
+    def see(self, value: torch.Tensor, step: int) -> None:
+        bad = ~torch.isfinite(value.detach().float())
+        self.first = torch.where(bad & (self.first < 0), step, self.first)
+
+    def check(self, stage: str, world: World) -> None:
+        first = int(self.first)
+        if not all_succeed(first < 0, world):
+            raise InputError(
+                f"{stage}: the loss became NaN or infinite at optimizer step {max(first, 0) + 1}; the stage stops "
+                "and saves nothing of it (lower --learning_rate, check --alpha / --temperature and the stage files)"
+            )
+
+
 @dataclass
 class Validation:
     """What ``--evaluate_during_training`` evaluates each step checkpoint on."""
@@ -124,6 +146,7 @@ def train(model, task, features, stage: Stage, ctx: StepContext, precision: Prec
     logger.info("stage %s: %d examples, %d ranks, %d epochs, %d optimizer steps", stage.name, n, world.size, epochs, ctx.total_steps)  # fmt: skip
     model.train()
     sums: dict[str, torch.Tensor] = {}
+    watch = NonFinite(device)
     for epoch in range(at.epoch, epochs):
         slices = epoch_slices(n, cfg.seed, epoch, global_batch, world)
         first = at.micro if epoch == at.epoch else 0
@@ -138,14 +161,21 @@ def train(model, task, features, stage: Stage, ctx: StepContext, precision: Prec
                 run.scaler.scale(loss * slices[micro][1] / accumulation).backward()
             for name, value in scalars.items():
                 sums[name] = sums.get(name, 0.0) + value.detach().float()
+            watch.see(loss, ctx.step)
             if not last:
                 continue  # (as the original, a remainder at the end of an epoch joins the next step)
-            _optimizer_step(run, cfg)
+            norm = _optimizer_step(run, cfg)
+            if not run.scaler.is_enabled():  # (a scaler skips the steps its scale overflowed)
+                watch.see(norm, ctx.step)
             ctx.step += 1
-            if cfg.logging_steps > 0 and ctx.step % cfg.logging_steps == 0 and world.is_main:
+            logs, saves = (cfg.logging_steps > 0 and ctx.step % cfg.logging_steps == 0), cfg.save_steps > 0
+            saves = saves and ctx.step % cfg.save_steps == 0
+            if logs or saves or ctx.step >= ctx.total_steps:
+                watch.check(stage.name, world)
+            if logs and world.is_main:
                 _log(sums, ctx.step, cfg.logging_steps * accumulation, run.scheduler.get_last_lr()[0], writer)
                 sums = {}
-            if cfg.save_steps > 0 and ctx.step % cfg.save_steps == 0:
+            if saves:
                 done = micro + 1 == per_epoch
                 at, rng = Position(ctx.step, epoch + done, 0 if done else micro + 1), rng_states(world)
                 path = saver.step(model, at, run, rng, world.size) if world.is_main else saver.path(at.step)
@@ -154,6 +184,7 @@ def train(model, task, features, stage: Stage, ctx: StepContext, precision: Prec
                     _validate(model, task, validation, precision, world, path, writer, ctx.step)
             if ctx.step >= ctx.total_steps:
                 return ctx.step
+    watch.check(stage.name, world)
     return ctx.step
 
 
@@ -167,13 +198,15 @@ def _resume(run: Optimization, state: dict | None, world: World) -> Position:
     return at
 
 
-def _optimizer_step(run: Optimization, cfg: TrainConfig) -> None:
+def _optimizer_step(run: Optimization, cfg: TrainConfig) -> torch.Tensor:
+    """Unscale, clip, step, schedule; returns the gradient norm before clipping."""
     run.scaler.unscale_(run.optimizer)
-    torch.nn.utils.clip_grad_norm_(run.params, cfg.max_grad_norm)
+    norm = torch.nn.utils.clip_grad_norm_(run.params, cfg.max_grad_norm)
     run.scaler.step(run.optimizer)
     run.scaler.update()
     run.scheduler.step()
     run.optimizer.zero_grad(set_to_none=True)
+    return norm
 
 
 def _log(sums: dict, step: int, count: int, lr: float, writer) -> None:

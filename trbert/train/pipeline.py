@@ -10,6 +10,7 @@ directory's lock.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import random
 import sys
@@ -24,14 +25,26 @@ from ..errors import InputError, exit_code
 from ..store.checkpoint import (
     MANIFEST,
     TRAINED_SELECTORS,
+    baseline_digest,
     baseline_of,
     find_artifact,
+    has_selectors,
     load_model,
+    model_config,
     read_manifest,
     save_checkpoint,
     weights_digest,
 )
-from ..store.outputs import OutputLock, StageFile, clean_leftovers, load_array, replace_run, write_json, write_results
+from ..store.outputs import (
+    OutputLock,
+    StageFile,
+    clean_leftovers,
+    load_array,
+    read_json,
+    replace_run,
+    write_json,
+    write_results,
+)
 from ..store.resume import STATE, Saver, fixed_values, read_training_state, resolve, step_checkpoints, step_of
 from ..tasks import FAMILIES
 from .cli import Job, parse_args
@@ -69,6 +82,8 @@ def set_seed(seed: int) -> None:
 def load_tokenizer(job: Job, path: str):
     options = {"do_lower_case": True} if job.run.do_lower_case else {}
     name = job.run.tokenizer_name or path
+    if Path(path).is_dir():
+        model_config(path)  # one clear message if the model's config is missing or broken (before the tokenizer)
     try:
         return AutoTokenizer.from_pretrained(name, cache_dir=job.run.cache_dir or None, **options)
     except (OSError, ValueError) as e:
@@ -108,9 +123,16 @@ def eval_set(job: Job, task, tokenizer, world: World | None = None) -> EvalSet:
     return EvalSet(split, arrays, list(task.read(job.run.data_dir, split)))
 
 
-def model_at(job: Job, task, path: str, world: World):
+def model_at(job: Job, task, path: str, world: World, tokenizer=None):
+    """The model in ``path`` for ``job``'s task and type, on the rank's device; with ``tokenizer``,
+    checked to have an embedding for every token id the tokenizer makes."""
     hub = {"cache_dir": job.run.cache_dir} if job.run.cache_dir else {}
     model = load_model(path, job.run.model_type, task.num_labels, task.head, **hub)
+    if tokenizer is not None and len(tokenizer) > model.config.vocab_size:
+        raise InputError(
+            f"{path}: the tokenizer ({job.run.tokenizer_name or path}) has {len(tokenizer)} tokens, the model "
+            f"embeds {model.config.vocab_size}: use the model's own tokenizer"
+        )
     old = model.extend_positions(job.run.max_seq_length)
     if old < job.run.max_seq_length:
         logger.info(
@@ -131,6 +153,8 @@ def policy_for(job: Job):
 def check_output_dir(job: Job) -> None:
     """Refuse to overwrite a finished model or an unfinished run's step checkpoints by accident."""
     out, run = Path(job.run.output_dir), job.run
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: a file, not a folder; --output_dir names the folder the model goes into")
     if run.resume_from_checkpoint or run.overwrite_output_dir or not out.is_dir():
         return
     if step_checkpoints(out):
@@ -149,7 +173,7 @@ def stage_inputs(job: Job, stage, fingerprint: dict, arrays: dict, model) -> Non
     """Add the stage files this stage reads to ``arrays``, each checked: same dataset, full shape,
     made by the fine-tuned model the starting checkpoint descends from."""
     start = job.run.model_name_or_path
-    made_by = weights_digest(baseline_of(start))
+    made_by = baseline_digest(start) or weights_digest(baseline_of(start))  # as recorded when it was made
     for artifact in stage.needs(job.reduction):
         path = getattr(job.run, artifact.path_flag) or find_artifact(start, artifact.filename)
         if not path:
@@ -174,8 +198,8 @@ def run_training(job: Job, task, world: World) -> None:
     check_output_dir(job)
     resume = job.run.resume_from_checkpoint
     start = resolve(resume, out) if resume else job.run.model_name_or_path
-    model = model_at(job, task, str(start), world)
     tokenizer = load_tokenizer(job, job.run.model_name_or_path)
+    model = model_at(job, task, str(start), world, tokenizer)
     arrays, fingerprint = features(job, task, "train", tokenizer, world)
     who = identity(job, fingerprint)
     state = read_training_state(start, {**who, "stage": stage.name, "world_size": world.size}) if resume else None
@@ -200,7 +224,7 @@ def run_training(job: Job, task, world: World) -> None:
         train(model, task, arrays, stage, ctx, job.precision, world, saver, writer, validate, state)
         if world.is_main:
             writer.close()
-            save_checkpoint(model, tokenizer, out, job.flags(), stage.name, job.run.model_name_or_path)
+            save_checkpoint(model, tokenizer, out, job.flags(), stage.name, job.run.model_name_or_path, fingerprint)
             if stage.trains in ("selectors", "all"):
                 health = selector_health(model, with_scores(job, arrays, fingerprint, model), world)
                 warn_if_untrained(health, f"{out} ({stage.name})")
@@ -233,10 +257,13 @@ def write_training_set_output(job: Job, task, world: World, artifact) -> None:
     out = Path(job.run.output_dir)
     if not (out / "config.json").is_file():
         raise InputError(f"{out}: no model here; {artifact.made_by[:-22].strip()} reads the model in --output_dir")
-    model = model_at(job, task, str(out), world)
-    arrays, fingerprint = features(job, task, "train", load_tokenizer(job, str(out)), world)
+    tokenizer = load_tokenizer(job, str(out))
+    model = model_at(job, task, str(out), world, tokenizer)
+    arrays, fingerprint = features(job, task, "train", tokenizer, world)
     shape = score_shape(model, arrays) if artifact is SCORES else output_shape(model, arrays)
     with writing(out, world):
+        if world.is_main:
+            clean_leftovers(out)
         sink = StageFile(out / artifact.filename, shape) if world.is_main else None
         try:
             target = sink.array if sink is not None else None
@@ -267,26 +294,52 @@ def evaluate_checkpoint(job: Job, task, path, world: World) -> dict | None:
     check_selectors(job, path)
     tokenizer = load_tokenizer(job, str(path))
     data = eval_set(job, task, tokenizer, world)
-    model = quantized(model_at(job, task, str(path), world), job.evaluation.quantize)
+    model = quantized(model_at(job, task, str(path), world, tokenizer), job.evaluation.quantize)
     with writing(path, world):
+        if world.is_main:
+            clean_leftovers(path)
         report, predictions = evaluate(model, task, data, policy_for(job), job.evaluation, job.precision, world)
         if world.is_main:
-            report["checkpoint"] = str(path)
+            report.update(checkpoint=str(path), evaluated_as=variant(job, path) or "itself")
             if isinstance(policy_for(job), Threshold):
                 report["selector_health"] = selector_health(model, data.features, world)
                 warn_if_untrained(report["selector_health"], str(path))
-            write_results(path, report, predictions)
+            write_results(path, report, predictions, variant(job, path))
             logger.info("%s on %s: %s", path, data.split, ", ".join(f"{k} = {v}" for k, v in report.items()))
     return report
+
+
+def variant(job: Job, path) -> str:
+    """What sets this evaluation apart from the checkpoint's own (its kind, at full precision, on dev):
+    the results of another (the full model of a TR-BERT checkpoint, int8, fp16, the batch-uniform
+    selection, test) go to their own files, ``eval_results_<variant>.json``, never over another's."""
+    trained = read_manifest(path).get("stage") in TRAINED_SELECTORS
+    args = Path(path) / "training_args.json"
+    made = read_json(args, "training arguments") if args.is_file() else {}
+
+    def precision(p) -> str:
+        return "fp16" if p.get("fp16") else "bf16" if p.get("bf16") else "fp32"
+
+    now = precision(dataclasses.asdict(job.precision))
+    parts = [
+        job.run.model_type if (kind_of(job.run.model_type) == "auto") != trained else "",
+        "uniform" if job.evaluation.batch_uniform_selection and trained else "",
+        job.evaluation.quantize if job.evaluation.quantize != "none" else "",
+        now if now != precision(made) else "",  # the precision it was trained at is its own
+        "test" if job.run.do_test else "",
+    ]
+    return "_".join(p for p in parts if p)
 
 
 def check_selectors(job: Job, path: Path) -> None:
     """TR-BERT evaluation needs trained selectors; a baseline evaluation ignores them (said once)."""
     stage = read_manifest(path).get("stage")
-    if kind_of(job.run.model_type) == "auto" and stage in ("finetune",):
+    untrained = stage == "finetune" or (stage is None and not has_selectors(path))
+    if kind_of(job.run.model_type) == "auto" and untrained:
+        what = f"a {stage} checkpoint" if stage else "the checkpoint holds none"
         raise InputError(
-            f"{path}: its selectors were never trained (a {stage} checkpoint): evaluating it with "
-            f"--model_type {job.run.model_type} would measure random selections; train them with --train_rl, "
+            f"{path}: its selectors were never trained ({what}): evaluating it with --model_type "
+            f"{job.run.model_type} would measure random selections; train them with --train_rl, "
             "or evaluate with --model_type bert / distilbert"
         )
     if kind_of(job.run.model_type) == "plain" and stage in TRAINED_SELECTORS:
@@ -302,7 +355,20 @@ def run_evaluation(job: Job, task, world: World) -> list[dict]:
         paths += sorted(
             (p for p in out.glob("checkpoint-*") if (p / STATE).is_file() or (p / MANIFEST).is_file()), key=step_of
         )
-    return [evaluate_checkpoint(job, task, p, world) for p in paths]
+    reports, broken = [], []
+    for path in paths:
+        try:
+            reports.append(evaluate_checkpoint(job, task, path, world))
+        except InputError as e:
+            if path == out:
+                raise
+            logger.error("%s", e)  # a truncated step checkpoint: the others are still evaluated
+            broken.append(path.name)
+    if broken:
+        raise InputError(
+            f"{out}: {', '.join(broken)} could not be evaluated (see above); the others' results are written"
+        )
+    return reports
 
 
 def run(job: Job) -> list[dict]:
