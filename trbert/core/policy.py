@@ -113,7 +113,7 @@ class Probe(Policy):
 
 @dataclass
 class Sample(Policy):
-    """RL: ``a ~ Bernoulli(p)`` from per-row ``seeds [R]`` (noise keyed by original position), or, on
+    """RL: ``a ~ Bernoulli(p)`` from per-row ``seeds [R]`` (noise keyed by the row's columns), or, on
     ``guided_rows [R]``, the imitation target from the token scores ``guide [R, selectors, T]``
     (docs/differences.md K3)."""
 
@@ -129,7 +129,7 @@ class Sample(Policy):
             with torch.no_grad():
                 guide = self.guide[:, site.w].gather(1, site.positions)
                 target = guided_target(prob.detach(), guide, site.alive)
-        noise = uniform(self.seeds, -1 - site.w, (site.width,)).gather(1, site.positions)
+        noise = uniform(self.seeds, -1 - site.w, tuple(site.alive.shape[1:]))  # by column of the padded loop
         return sample_keep(prob, noise, target, self.guided_rows)
 
     def windows(self, b: int, s: int) -> Sample:
