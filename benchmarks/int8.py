@@ -55,9 +55,9 @@ def main(argv=None) -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", default="benchmarks/results/int8_cpu")
     args = parser.parse_args(argv)
-    common = ["--task_name", args.task_name, "--data_dir", args.data_dir, "--max_seq_length", str(args.max_seq_length)]
-    job = parse_args([*common, "--model_type", "autobert", "--model_name_or_path", args.trbert, "--output_dir",
-                      args.trbert, "--do_eval", "--per_gpu_eval_batch_size", str(args.batch)])  # fmt: skip
+    job = parse_args([], given=dict(task_name=args.task_name, data_dir=args.data_dir, max_seq_length=args.max_seq_length,
+                                    model_type="autobert", model_name_or_path=args.trbert, output_dir=args.trbert,
+                                    do_eval=True, per_gpu_eval_batch_size=args.batch))  # fmt: skip
     task, world = make_task(job), World()
     arrays, _ = features(job, task, "dev", load_tokenizer(job, args.trbert))
     gold = np.asarray(arrays["labels"])

@@ -22,30 +22,24 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's trbert, not an installed one
 
-from trbert.train.cli import parse_args  # noqa: E402
+from trbert.train.cli import Job, parse_args, parse_overrides  # noqa: E402
 from trbert.train.pipeline import run, setup_logging  # noqa: E402
 
 
-def stage(flags: list[str], *extra: str) -> dict:
-    job = parse_args([*flags, *extra, "--overwrite_output_dir"])
-    results = run(job)
-    return results[0] if results else {}
-
-
-def row(args, flags, rate: float, epochs: int) -> dict:
+def row(args, base: Job, joint: dict, rate: float, epochs: int) -> dict:
+    """Selector RL at ``rate`` for ``epochs``, then joint training; both evaluated on dev."""
     out = Path(args.output_dir) / f"rate_{rate:g}_epochs_{epochs}"
     rl, both = str(out / "rl"), str(out / "both")
     started = time.perf_counter()
-    common = ["--model_type", "autobert", "--do_train", "--per_gpu_train_batch_size", "8"]
-    stage(flags, *common, "--model_name_or_path", args.model_dir, "--output_dir", rl, "--train_rl",
-          "--selector_learning_rate", str(rate), "--num_train_epochs", str(epochs), "--guide_rate", "0.5")  # fmt: skip
-    rl_eval = stage(flags, "--model_type", "autobert", "--model_name_or_path", rl, "--output_dir", rl,
-                    "--do_eval", "--per_gpu_eval_batch_size", "64")  # fmt: skip
-    stage(flags, *common, "--model_name_or_path", rl, "--output_dir", both, "--train_both", "--train_teacher",
-          *shlex.split(args.joint))  # fmt: skip
-    joint = stage(flags, "--model_type", "autobert", "--model_name_or_path", both, "--output_dir", both,
-                  "--do_eval", "--per_gpu_eval_batch_size", "64")  # fmt: skip
-    return {"selector_rate": rate, "rl_epochs": epochs, "rl": _summary(rl_eval), "joint": _summary(joint),
+    auto = dict(model_type="autobert", overwrite_output_dir=True)
+    train = dict(auto, do_train=True, do_eval=False, per_gpu_train_batch_size=8)
+    evaluate = dict(auto, per_gpu_eval_batch_size=64)
+    run(base.updated(**train, model_name_or_path=args.model_dir, output_dir=rl, train_rl=True,
+                     selector_learning_rate=rate, num_train_epochs=float(epochs), guide_rate=0.5))  # fmt: skip
+    rl_eval = run(base.updated(**evaluate, model_name_or_path=rl, output_dir=rl))[0]
+    run(base.updated(**train, model_name_or_path=rl, output_dir=both, train_both=True, train_teacher=True, **joint))
+    joint_eval = run(base.updated(**evaluate, model_name_or_path=both, output_dir=both))[0]
+    return {"selector_rate": rate, "rl_epochs": epochs, "rl": _summary(rl_eval), "joint": _summary(joint_eval),
             "minutes": (time.perf_counter() - started) / 60}  # fmt: skip
 
 
@@ -79,13 +73,15 @@ def main(argv=None) -> None:
         "--joint", default="--learning_rate 2e-5 --max_steps 150 --per_gpu_train_batch_size 4", help="joint-stage flags"
     )
     args, flags = parser.parse_known_args(argv)
-    flags = [f for f in flags if f != "--"]
+    given = dict(model_type="bert", model_name_or_path=args.model_dir, output_dir=args.model_dir, do_eval=True)
+    base = parse_args([f for f in flags if f != "--"], given=given)  # the entry script's flags, parsed once
+    joint = parse_overrides(shlex.split(args.joint), "classification", "selector_lr.py --joint")
     setup_logging()
     rows, out = [], Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     for epochs in args.epochs:
         for rate in args.rates:
-            rows.append(row(args, flags, rate, epochs))
+            rows.append(row(args, base, joint, rate, epochs))
             (out / "selector_lr.json").write_text(json.dumps({"command": sys.argv, "rows": rows}, indent=2))
             (out / "selector_lr.md").write_text(f"`{' '.join(sys.argv)}`\n\n" + table(rows))
     sys.stdout.write(table(rows))

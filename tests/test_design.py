@@ -39,3 +39,18 @@ def test_the_wings_import_one_way(wing):
         if _imports(path) - ALLOWED[wing]
     }
     assert not wrong, wrong
+
+
+def test_the_budgets_hold():
+    """core/ at most 1,500 lines; everything but the release converters at most 7,200; no function
+    over 50 lines."""
+    core = sum(len(p.read_text().splitlines()) for p in (PACKAGE / "core").glob("*.py"))
+    rest = sum(len(p.read_text().splitlines()) for p in PACKAGE.rglob("*.py") if "releases" not in p.parts)
+    assert core <= 1500 and rest <= 7200, (core, rest)
+    long = [
+        f"{path.relative_to(PACKAGE)}:{node.name}"
+        for path in PACKAGE.rglob("*.py")
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.FunctionDef) and node.end_lineno - node.lineno >= 50
+    ]
+    assert not long, long

@@ -1,15 +1,8 @@
-"""``trbert`` command: the demo, the accuracy-cost curve, the token view and the data helpers.
+"""``python -m trbert``: the demo, the accuracy-cost curve (``tradeoff``), the token view (``show``),
+the data helpers (``demo-data``, ``split-hyperpartisan``, ``rank``) and ``prepare <dataset>``.
 
-trbert demo [--output_dir demo_out]          # whole pipeline on the built-in demo task, prints the table
-trbert demo-data --output_dir DIR            # Rotten Tomatoes snippets -> IMDB-format jsonl splits
-trbert split-hyperpartisan [...]             # = split_hyperpartisan.py
-trbert rank --model_dir DIR                  # = trans_imdb_rank.py
-trbert prepare <dataset> --source PATH --output_dir DIR   # a public release -> the split files (trbert/releases)
-trbert tradeoff --model_dir M --output_dir O [--alphas ...] <entry-script flags>   # accuracy-cost curve
-trbert show --model_dir M --output PAGE.html [--examples N] <entry-script flags>   # which tokens were kept
-
-Each command's flags are a dataclass of its module; ``tradeoff`` and ``show`` hand the rest of the
-command line to the entry script's parser of their ``--family``, once.
+Each command's flags are a dataclass of its module (listed in ``COMMANDS``); ``tradeoff`` and
+``show`` hand the rest of the command line to the entry script's parser of their ``--family``, once.
 """
 
 from __future__ import annotations

@@ -1,15 +1,12 @@
 """Typed configuration: every flag of the entry scripts, declared once as a dataclass field.
 
-What this file is: the shared configs — :class:`RunArgs` (what to run on which files; only the
-pipeline reads it), :class:`TrainConfig` (optimisation), :class:`ReductionConfig` (the TR-BERT
-objective), :class:`EvalConfig` (inference) and :class:`Precision` — and :func:`option`, which
-attaches a flag's help text to a field. A task family adds its own config next to its reader
-(:mod:`trbert.tasks`). The command line is built from these fields by :mod:`trbert.cli`; the
-training loop, stages, objective and models take these objects, never a parsed namespace.
-
-Field metadata: ``help``; ``choices``; ``fixed`` (a resumed run must keep the value: read by
-:mod:`trbert.resume`); ``required`` (no usable default: the flag must be given unless a family
-supplies one).
+The shared configs — :class:`RunArgs` (what to run on which files), :class:`TrainConfig`
+(optimisation), :class:`ReductionConfig` (the TR-BERT objective), :class:`EvalConfig` (inference),
+:class:`Precision` — and :func:`option`, a field that is also a flag with its help. A task family
+adds its own config next to its reader (:mod:`trbert.tasks`); :mod:`trbert.train.cli` builds the
+command line from the fields; the loop, stages and models take these objects, never a namespace.
+Field metadata: ``help``, ``choices``, ``fixed`` (a resumed run must keep the value),
+``required`` (no usable default: given unless a family supplies one).
 """
 
 import contextlib
@@ -48,26 +45,13 @@ def with_defaults(cls, name: str, **defaults):
 class RunArgs:
     """Which model, data and stages one invocation runs, and where it writes."""
 
-    # data_dir and task_name are required unless run_classification.py reads --dataset_name (checked
-    # by trbert.cli.validate, which knows the family's flags)
+    # data_dir and task_name are required unless --dataset_name (checked by trbert.train.cli.validate)
     data_dir: str = option("", "directory with the split files (train/dev/test); required unless --dataset_name")
-    task_name: str = option(
-        "",
-        "imdb, yelp_f (or yelp_*), 20news, hyperpartisan, agnews; run_mrqa.py: newsqa, naturalqa...;"
-        " with --dataset_name: optional, names it in caches",
-        fixed=True,
-    )
-    model_type: str = option(
-        help="bert/distilbert: baseline; auto*: TR-BERT; init*: selector warm start",
-        choices=MODEL_TYPES,
-        required=True,
-        fixed=True,
-    )
+    task_name: str = option("", "imdb, yelp_f, 20news, hyperpartisan, agnews, dbpedia; newsqa...", fixed=True)
+    model_type: str = option(help="bert/distilbert, auto*: TR-BERT, init*: warm start", choices=MODEL_TYPES,
+                             required=True, fixed=True)  # fmt: skip
     model_name_or_path: str = option(help="checkpoint directory or hub name to start training from", required=True)
-    output_dir: str = option(
-        help="where the trained model goes; also the model read by --do_eval, --do_eval_grad, --do_eval_logits",
-        required=True,
-    )
+    output_dir: str = option(help="where the model goes; --do_eval(_grad, _logits) read the model there", required=True)
     config_name: str = inert("", "inert (the config comes with the checkpoint)")
     tokenizer_name: str = option("", "tokenizer to use instead of the checkpoint's")
     cache_dir: str = option("", "Hugging Face download cache")
@@ -94,7 +78,7 @@ class RunArgs:
     teacher_npy_path: str = option("", "teacher logits for --train_teacher (default: found next to the checkpoint)")
     rank_path: str = option("", "NEW: rank targets for --train_init (default: found next to the checkpoint)")
     features_cache_dir: str = option(
-        "", "NEW: feature cache (default <data_dir>/cached_features; --dataset_name: <datasets cache>/trbert_features)"
+        "", "NEW: feature cache (default <data_dir>/cached_features, or the datasets cache)"
     )
 
 
@@ -105,13 +89,11 @@ class TrainConfig:
     per_gpu_train_batch_size: int = option(8, "examples per batch (RL stages run 8 rows each)", fixed=True)
     learning_rate: float = option(3e-5, "peak learning rate", fixed=True)
     selector_learning_rate: float = option(
-        None,
-        "NEW: peak learning rate of the selectors in every stage that trains them (default: --learning_rate)",
-        fixed=True,
+        None, "NEW: the selectors' own peak rate (default: --learning_rate)", fixed=True
     )
     gradient_accumulation_steps: int = option(1, "micro-batches per optimizer step", fixed=True)
     weight_decay: float = option(
-        0.0, "AdamW weight decay (not on parameters named *bias* or *LayerNorm.weight*, as the original)", fixed=True
+        0.0, "AdamW weight decay (not on *bias* / *LayerNorm.weight*, as the original)", fixed=True
     )
     adam_epsilon: float = option(1e-8, "AdamW epsilon", fixed=True)
     max_grad_norm: float = option(1.0, "gradient clipping norm", fixed=True)
@@ -124,7 +106,7 @@ class TrainConfig:
     evaluate_during_training: bool = option(False, "evaluate every step checkpoint")
     seed: int = option(42, "seed of sampling, shuffling and initialisation", fixed=True)
     example_seeded_dropout: bool = option(
-        False, "NEW: dropout masks seeded per example (runs equal across world sizes and resumes; slower)", fixed=True
+        False, "NEW: dropout seeded per example (equal across world sizes)", fixed=True
     )
 
     def rates(self) -> tuple[float, float]:
@@ -142,12 +124,8 @@ class ReductionConfig:
     beta: float = option(1.0, "weight of the REINFORCE term in --train_both", fixed=True)
     temperature: float = option(1.0, "distillation temperature", fixed=True)
     train_teacher: bool = option(False, "with --train_both: distil from the fine-tuned model's logits", fixed=True)
-    length_penalty: str = option(
-        "padded",
-        "NEW: kept fraction relative to the padded length (original) or the true length",
-        choices=("padded", "true"),
-        fixed=True,
-    )
+    length_penalty: str = option("padded", "NEW: kept fraction of the padded (original) or true length",
+                                 choices=("padded", "true"), fixed=True)  # fmt: skip
 
 
 @dataclass
@@ -155,24 +133,13 @@ class EvalConfig:
     """Inference: batch size, selection mode and the fast path."""
 
     per_gpu_eval_batch_size: int = option(8, "evaluation batch size (1 for the paper's FLOPs)")
-    batch_uniform_selection: bool = option(
-        False, "NEW: original batched inference, same token count for every row of a batch"
-    )
-    inference_path: str = option(
-        "auto",
-        "NEW: evaluation path; auto: unpadded except with --batch_uniform_selection",
-        choices=("auto", "padded", "unpadded"),
-    )
-    attention_kernel: str = option(
-        "auto",
-        "NEW: attention of the unpadded path; auto: varlen (flash) on CUDA in fp16/bf16, else padded",
-        choices=("auto", "padded", "jagged", "varlen"),
-    )
-    quantize: str = option(
-        "none",
-        "NEW: int8: dynamic int8 quantization of the Linear layers for CPU inference (torch's own API)",
-        choices=("none", "int8"),
-    )
+    batch_uniform_selection: bool = option(False, "NEW: the original's batched inference (one count per batch)")
+    inference_path: str = option("auto", "NEW: auto: unpadded except with --batch_uniform_selection",
+                                 choices=("auto", "padded", "unpadded"))  # fmt: skip
+    attention_kernel: str = option("auto", "NEW: of the unpadded path; auto: varlen on CUDA in fp16/bf16, else padded",
+                                   choices=("auto", "padded", "jagged", "varlen"))  # fmt: skip
+    quantize: str = option("none", "NEW: int8: dynamic int8 Linear layers for CPU inference (torch's API)",
+                           choices=("none", "int8"))  # fmt: skip
 
 
 @dataclass
@@ -186,6 +153,3 @@ class Precision:
         if not (self.fp16 or self.bf16):
             return contextlib.nullcontext()
         return torch.autocast(device.type, dtype=torch.float16 if self.fp16 else torch.bfloat16)
-
-
-SHARED = (RunArgs, TrainConfig, ReductionConfig, EvalConfig, Precision)

@@ -1,8 +1,6 @@
-"""Where the stock pieces of each backbone are: embeddings, layers, one layer on packed tokens.
-
-What this file is: one small class per host library model (BERT, DistilBERT) that the reduction
-models (:mod:`trbert.heads`) mix in, so :mod:`trbert.model` never names a transformers attribute;
-and the attention [CLS] pays every token in a layer (the attention top-k baseline).
+"""Where the stock pieces of each backbone are: embeddings, layers, one layer on packed tokens; one small class per
+host model (BERT, DistilBERT) that the models of :mod:`.heads` mix in, so :mod:`.encoder` never names a transformers
+attribute; and the attention [CLS] pays every token in a layer (the attention top-k baseline).
 """
 
 from __future__ import annotations
@@ -12,14 +10,13 @@ from transformers import BertConfig, DistilBertConfig
 
 from .packed import row_chunks
 
-# the packed feed-forward runs in FFN_PARTS slices of rows (at least FFN_MIN_ROWS): its two [rows, 4d]
-# intermediates then weigh less than attention's q/k/v, so a layer's peak is attention's, not the FFN's
+# the packed FFN runs in FFN_PARTS slices of rows (at least FFN_MIN_ROWS): its [rows, 4d] intermediates then weigh less
+# than attention's q/k/v, so a layer's peak is attention's, not the FFN's
 FFN_PARTS, FFN_MIN_ROWS = 4, 128
 
 
 class TRBertConfig(BertConfig):
-    """The config of a TR-BERT checkpoint on BERT: ``model_type: trbert`` in its config.json names our
-    model classes to the transformers Auto API (see :mod:`trbert.heads`); everything else is BERT's."""
+    """A TR-BERT checkpoint on BERT: ``model_type: trbert`` in its config.json names our classes to the Auto API."""
 
     model_type = "trbert"
 
@@ -33,9 +30,11 @@ class TRDistilBertConfig(DistilBertConfig):
 class Backbone:
     """What both backbones share, given ``_query_key(layer)``."""
 
+    def _embed_module(self):
+        return self.base_model.embeddings
+
     def _cls_attention(self, layer, x, alive) -> torch.Tensor:
-        """The attention ``[B, T]`` [CLS] pays every position in ``layer`` on its input ``x [B, T, d]``,
-        averaged over heads (the attention top-k baseline's score)."""
+        """Attention ``[B, T]`` [CLS] pays each position in ``layer`` on its input ``x [B, T, d]``, mean over heads."""
         query, key, heads = self._query_key(layer)
         q = query(x[:, 0]).view(x.shape[0], heads, -1)
         k = key(x).view(*x.shape[:2], heads, -1)
@@ -58,9 +57,6 @@ class BertBackbone(Backbone):
     """Where the stock BERT pieces are: embeddings, layers, and one layer on packed tokens."""
 
     config_class = TRBertConfig
-
-    def _embed_module(self):
-        return self.bert.embeddings
 
     def _embed(self, input_ids, token_type_ids, position_ids=None):
         return self.bert.embeddings(input_ids=input_ids, token_type_ids=token_type_ids, position_ids=position_ids)
@@ -85,9 +81,6 @@ class BertBackbone(Backbone):
 
 class DistilBertBackbone(Backbone):
     config_class = TRDistilBertConfig
-
-    def _embed_module(self):
-        return self.distilbert.embeddings
 
     def _embed(self, input_ids, token_type_ids, position_ids=None):
         return self.distilbert.embeddings(input_ids, position_ids=position_ids)

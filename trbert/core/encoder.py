@@ -1,19 +1,16 @@
 """Token reduction on stock BERT / DistilBERT: the two encoder loops with selectors.
 
-What this file is: with :mod:`.backbones` and :mod:`.heads`, the only place that touches
-transformers internals. Each model (:mod:`.heads`) owns the stock backbone and head under their
-usual names, so a stock or fine-tuned checkpoint loads by its usual keys, and adds ``selectors``
-(one :class:`Selector` per selection layer). The forward walks the stock embeddings and layers and,
-before each selection layer, lets a :mod:`.policy` decide which tokens go on:
+With :mod:`.backbones` and :mod:`.heads`, the only place that touches transformers internals. A model (:mod:`.heads`)
+adds ``selectors`` (one :class:`Selector` per selection layer) to the stock backbone and head; its forward walks the
+stock embeddings and layers and, before each selection layer, lets a :mod:`.policy` decide which tokens go on:
 
-* ``path="padded"``: ``[B, T, d]`` tensors, kept tokens gathered to the front of each row (training,
-  sampling, the original's batch-uniform inference);
-* ``path="unpadded"``: inference on packed tokens (:mod:`.packed`), each example carrying only its
-  own kept tokens; the same selections and outputs at the cost of the tokens actually kept.
+* ``path="padded"``: ``[B, T, d]`` tensors, kept tokens gathered to the front of each row (training, sampling, the
+  original's batch-uniform inference);
+* ``path="unpadded"``: inference on packed tokens (:mod:`.packed`), each example carrying only its own kept tokens; the
+  same selections and outputs at the cost of the tokens actually kept.
 
-Token-level heads get every position back (the residual restore, docs/differences.md K9);
-examples of several windows run their windows as rows. Without a policy the forward is the stock
-computation. Tracing is an object the caller passes in (:class:`Trace`), not a mode.
+Token-level heads get every position back (the residual restore, docs/differences.md K9); examples of several windows
+run their windows as rows. Tracing is an object the caller passes in (:class:`Trace`).
 """
 
 from __future__ import annotations
@@ -26,8 +23,8 @@ from transformers.utils import ModelOutput
 
 from .packed import ATTENTION, keep_tokens, pack, unpack
 from .policy import Policy, Site, Threshold
-from .seeding import combine, install_example_dropout, seeded_dropout
-from .selector import Selector, additive_mask, compact, gather_tokens, restore_tokens, scatter_positions, selection_nll
+from .seeding import install_example_dropout, seeded_dropout, window_seeds
+from .selector import Selector, additive_mask, compact, gather_tokens, restore_tokens, selection_nll
 
 MASKED = -1e4  # logit of positions a token-level head does not score (padding, empty slots)
 CHECKPOINT = "checkpoint"  # the policy of a plain call: the checkpoint's own (``config.tr_selection``)
@@ -41,18 +38,12 @@ def selector_layers(config) -> list[int]:
     return sorted({i for i in layers if 0 < i < n})
 
 
-def checkpoint_policy(config) -> Policy | None:
-    """What a plain call runs: the threshold once the selectors were trained, else the stock forward."""
-    return Threshold() if getattr(config, "tr_selection", "off") == "threshold" else None
-
-
 @dataclass
 class ReductionOutput(ModelOutput):
-    """A transformers ``ModelOutput``. ``logits [B, C]`` (token-level heads ``[B, C, T]``; span heads
-    also ``start_logits``/``end_logits [B, T]``); ``kept`` one ``[B]`` count per selector that ran
-    (tokens processed after it, [CLS] included); ``positions [B, k]`` the original positions of the
-    tokens that reached the last layer (-1: filler); ``select_nll [B]`` summed over selectors (a
-    sampling policy only); ``hidden_states`` layer outputs (embeddings first) when asked for."""
+    """A transformers ``ModelOutput``. ``logits [B, C]`` (token-level heads ``[B, C, T]``; span heads also
+    ``start_logits``/``end_logits [B, T]``); ``kept`` one ``[B]`` count per selector that ran (tokens processed after
+    it, [CLS] included); ``positions [B, k]`` the original positions of the tokens that reached the last layer (-1:
+    filler); ``select_nll [B]`` summed over selectors (a sampling policy only); ``hidden_states`` when asked for."""
 
     logits: torch.Tensor | None = None
     start_logits: torch.Tensor | None = None
@@ -71,10 +62,9 @@ class ReductionOutput(ModelOutput):
 
 
 class Trace:
-    """What a forward given this object records: ``depth [B, T]`` how many selectors each position
-    passed (all of them: it reached the last layer; -1: padding) and ``probs``, one per selector of
-    the model, the keep probabilities ``[B, T]`` (NaN where not scored, all NaN for a selector that
-    did not run). Windows fold to ``[B, S, T]``."""
+    """What a forward given this object records: ``depth [B, T]`` how many selectors each position passed (all of them:
+    it reached the last layer; -1: padding) and ``probs``, one per selector of the model, the keep probabilities
+    ``[B, T]`` (NaN where not scored, all NaN for a selector that did not run). Windows fold to ``[B, S, T]``."""
 
     def __init__(self):
         self.depth, self.probs = None, []
@@ -84,12 +74,12 @@ class Trace:
         self.probs = [torch.full(alive.shape, float("nan"), device=alive.device) for _ in range(selectors)]
 
     def passed(self, level: int, positions: torch.Tensor, keep: torch.Tensor) -> None:
-        """``keep [R, W]`` tokens at ``positions`` passed ``level`` selectors (unkept slots write
-        [CLS]'s column, which always passes)."""
+        """``keep [R, W]`` tokens at ``positions`` passed ``level`` selectors (unkept: [CLS]'s, which always passes)."""
         self.depth.scatter_(1, positions.masked_fill(~keep, 0), level)
 
     def record(self, w: int, prob: torch.Tensor, alive, positions, keep) -> None:
-        self.probs[w] = scatter_positions(prob, positions, alive, self.depth.shape[1])
+        nan = prob.new_full((*self.depth.shape, 1), float("nan"), dtype=torch.float32)
+        self.probs[w] = restore_tokens(nan, positions, prob[..., None], alive)[..., 0]
         self.passed(w + 1, positions, keep)
 
     def fold(self, b: int, s: int) -> None:
@@ -109,10 +99,13 @@ class TokenReductionMixin:
     original_names: dict[str, str] = {}  # head parameters of the original release -> ours (checkpoint loading)
     attention_kernel = "auto"  # of the unpadded path: see .packed.ATTENTION
 
-    def _init_selectors(self, config) -> None:
+    def _init_reduction(self, config, num_labels: int) -> None:
+        """The end of a model's ``__init__``: its logits' width, its selectors, then transformers' ``post_init``."""
+        self.num_labels = num_labels
         config.tr_selector_layers = selector_layers(config)
         self.selectors = nn.ModuleList(Selector(config.hidden_size) for _ in config.tr_selector_layers)
         install_example_dropout(self)
+        self.post_init()
 
     def _selector_at(self) -> dict[int, int]:
         """``{layer index: selector index}`` for the layers whose input a selector sees."""
@@ -120,50 +113,38 @@ class TokenReductionMixin:
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, policy=CHECKPOINT, path=None,
                 tracer: Trace | None = None, head_inputs=None, seeds=None, output_hidden_states=False):  # fmt: skip
-        """The reduction forward. ``policy``: a :class:`Policy`, or None for the stock computation;
-        not given (a plain transformers call, e.g. by a pipeline): the checkpoint's own, and the
-        tensors only. ``path``: ``padded`` or ``unpadded``; not given: unpadded for a plain call in
-        eval mode without gradient or layer outputs, else padded. ``seeds [B]``: per-example seeds of
-        dropout when ``example_dropout`` is set. Inputs ``[B, S, T]`` run their ``S`` windows as rows."""
-        plain = isinstance(policy, str)
-        policy = checkpoint_policy(self.config) if plain else policy
-        attention_mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
+        """The reduction forward. ``policy``: a :class:`Policy`, or None for the stock computation; not given (a plain
+        transformers call, e.g. by a pipeline): the checkpoint's own, tensors only. ``path``: ``padded`` or
+        ``unpadded``; not given: unpadded for a plain call in eval mode without gradient or layer outputs, else padded.
+        ``seeds [B]``: dropout seeds if ``example_dropout``. Inputs ``[B, S, T]`` run their ``S`` windows as rows."""
+        plain = isinstance(policy, str)  # the threshold once the selectors were trained, else the stock forward
+        if plain:
+            policy = Threshold() if getattr(self.config, "tr_selection", "off") == "threshold" else None
+        mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
         if path is None:
             fast = plain and not self.training and not torch.is_grad_enabled() and not output_hidden_states
             path = "unpadded" if fast and (policy is None or policy.packable) else "padded"
         if path not in PATHS or (path == "unpadded" and (self.training or not (policy is None or policy.packable))):
             raise ValueError(f"path {path!r}: padded, or unpadded for inference with a packable policy")
-        run = dict(
-            policy=policy, path=path, tracer=tracer, head_inputs=head_inputs, seeds=seeds, hidden=output_hidden_states
-        )
-        if input_ids.dim() == 3:
-            out = self._windows(input_ids, attention_mask, token_type_ids, **run)
-        else:
-            out = self._rows(input_ids, attention_mask, token_type_ids, **run)
+        run = self._windows if input_ids.dim() == 3 else self._rows
+        out = run(input_ids, mask, token_type_ids, policy, path, tracer, head_inputs, seeds, output_hidden_states)
         if self.span_outputs:
             out["start_logits"], out["end_logits"] = out.logits[..., 0, :], out.logits[..., 1, :]
         return out.tensors_only() if plain else out
 
-    def _rows(self, input_ids, attention_mask, token_type_ids, policy, path, tracer, head_inputs, seeds, hidden=False):
+    def _rows(self, input_ids, attention_mask, token_type_ids, policy, path, tracer, head_inputs, seeds, hidden):
         alive = attention_mask.bool()
         out = ReductionOutput(input_ids.new_empty(0), kept=[], hidden_states=[] if hidden else None)
         if tracer is not None:
             tracer.start(alive, len(self.selectors))
         if path == "unpadded":
             with torch.no_grad():
-                return self._unpadded(input_ids, alive, token_type_ids, policy, tracer, head_inputs or {}, out)
-        with seeded_dropout(self, seeds if self.training and self.example_dropout else None):
-            x = self._embed(input_ids, token_type_ids)
-            if hidden:
-                out.hidden_states.append(x)
-            x, kept, orig, restored = self._padded(x, alive, policy, tracer, out)
-            if restored is not None:  # survivors: their last-layer state, with gradient
-                out.logits = self._head(restore_tokens(restored, orig, x, kept), alive, **(head_inputs or {}))
-            else:
-                out.logits = self._head(x[:, 0])
-        out["positions"] = orig.masked_fill(~kept, -1)
-        if tracer is not None:
-            tracer.passed(len(self.selectors), orig, kept)
+                self._unpadded(input_ids, alive, token_type_ids, policy, tracer, head_inputs or {}, out)
+        else:
+            with seeded_dropout(self, seeds if self.training and self.example_dropout else None):
+                self._padded(input_ids, alive, token_type_ids, policy, tracer, head_inputs or {}, out)
+        if tracer is not None:  # the tokens of the last layer passed every selector
+            tracer.passed(len(self.selectors), out.positions.clamp_min(0), out.positions >= 0)
         return out
 
     def _decide(self, policy: Policy, site: Site):
@@ -173,10 +154,13 @@ class TokenReductionMixin:
         nll = selection_nll(site.prob, keep, site.alive) if policy.samples else None
         return keep, lambda: site.prob, nll
 
-    def _padded(self, x, alive, policy, tracer, out: ReductionOutput):
-        """The stock layers on ``x [B, T, d]`` with selection before the selector layers. Returns the
-        survivors' states ``[B, k, d]``, alive mask and original positions, and the restore buffer."""
-        width = x.shape[1]
+    def _padded(self, input_ids, mask, token_type_ids, policy, tracer, head_inputs, out: ReductionOutput):
+        """Into ``out``: the stock layers on ``[B, T, d]`` with selection before the selector layers, survivors gathered
+        to the front of each row (``[B, k, d]``); token-level heads read the restore buffer."""
+        x = self._embed(input_ids, token_type_ids)
+        if out.hidden_states is not None:
+            out.hidden_states.append(x)
+        width, alive = x.shape[1], mask
         orig = torch.arange(width, device=x.device).expand(x.shape[0], -1)
         restored = torch.zeros_like(x) if self.restores_tokens else None
         where, before = self._selector_at(), None
@@ -201,18 +185,21 @@ class TokenReductionMixin:
                 out.hidden_states.append(x)
         if policy is not None and policy.samples and out.select_nll is None:
             out.select_nll = x.new_zeros(x.shape[0], dtype=torch.float32)
-        return x, alive, orig, restored
+        if restored is not None:  # survivors: their last-layer state, with gradient
+            out.logits = self._head(restore_tokens(restored, orig, x, alive), mask, **head_inputs)
+        else:
+            out.logits = self._head(x[:, 0])
+        out["positions"] = orig.masked_fill(~alive, -1)
 
     def _unpadded(self, input_ids, alive, token_type_ids, policy, tracer, head_inputs, out: ReductionOutput):
-        """Inference on packed tokens ``[N, d]``. A policy decides on the tokens laid out by original
-        position ``[B, T]``; token-level heads read a dense restore built once after the last layer:
-        survivors with their last-layer state, dropped tokens with their state when dropped."""
+        """Inference on packed tokens ``[N, d]`` into ``out``, decided on by original position ``[B, T]``; token-level
+        heads read a dense restore made after the last layer (dropped tokens with their state when dropped)."""
         attend = ATTENTION[self.attention_kernel]
         packing, position = pack(alive)
         types = None if token_type_ids is None else token_type_ids[packing.row, position][None]
         x = self._embed(input_ids[packing.row, position][None], types, position[None])[0]
         grid = torch.arange(alive.shape[1], device=alive.device).expand_as(alive)
-        dropped, where, before, selected = [], self._selector_at(), None, False
+        dropped, where, before = [], self._selector_at(), None
         for i, layer in enumerate(self._layers()):
             w = where.get(i)
             if w is not None and policy is not None and packing.width > 1:
@@ -231,34 +218,26 @@ class TokenReductionMixin:
                     dropped.append((x[~keep], packing.row[~keep], position[~keep]))
                 x, position, packing = x[keep], position[keep], keep_tokens(packing, keep)
                 out.kept.append(packing.counts)
-                selected = True
             before = (layer, x, packing)
             x = self._packed_layer(layer, x, packing, attend)
         if self.restores_tokens:
             out.logits = self._head(unpack([*dropped, (x, packing.row, position)], alive), alive, **head_inputs)
         else:
             out.logits = self._head(x[packing.starts])
-        out["positions"] = position.new_full((alive.shape[0], packing.width if selected else alive.shape[1]), -1)
-        out.positions[packing.row, packing.slot if selected else position] = position
-        if tracer is not None:
-            tracer.passed(len(self.selectors), out.positions.clamp_min(0), out.positions >= 0)
-        return out
+        out["positions"] = position.new_full((alive.shape[0], packing.width if out.kept else alive.shape[1]), -1)
+        out.positions[packing.row, packing.slot if out.kept else position] = position  # by slot once a selector ran
 
-    def _windows(self, input_ids, attention_mask, token_type_ids, policy, seeds, tracer, **run) -> ReductionOutput:
-        """Examples of ``S`` windows ``[B, S, T]`` (TriviaQA, WikiHop): every window is a row with its
-        own selection; outputs fold back per example — ``logits [B, S, ...]``, ``kept`` ``[B, S]`` per
-        selector, ``select_nll [B]`` summed (``window_nll = "mean"``: averaged) over the real windows
-        (more than [CLS]; docs/differences.md N17)."""
+    def _windows(self, input_ids, attention_mask, token_type_ids, policy, path, tracer, head_inputs, seeds, hidden):
+        """Examples of ``S`` windows ``[B, S, T]`` (TriviaQA, WikiHop): every window is a row with its own selection;
+        outputs fold back per example — ``logits [B, S, ...]``, ``kept`` ``[B, S]`` per selector, ``select_nll [B]``
+        summed (``window_nll = "mean"``: averaged) over the real windows (more than [CLS]; docs/differences.md N17)."""
         b, s = input_ids.shape[:2]
-        if seeds is not None:
-            seeds = combine(seeds.repeat_interleave(s), torch.arange(s, device=seeds.device).repeat(b))
         policy = policy if policy is None else self._window_policy(policy, b, s)
         rows = [None if t is None else t.flatten(0, 1) for t in (input_ids, attention_mask, token_type_ids)]
-        out = self._rows(*rows, policy=policy, seeds=seeds, tracer=tracer, **run)
+        out = self._rows(*rows, policy, path, tracer, head_inputs, window_seeds(seeds, b, s), hidden)
         real = attention_mask[:, :, 1:].any(-1)
-        out.logits = out.logits.view(b, s, *out.logits.shape[1:])
+        out.logits, out.positions = out.logits.view(b, s, *out.logits.shape[1:]), out.positions.view(b, s, -1)
         out.kept = [k.view(b, s) for k in out.kept]
-        out.positions = out.positions.view(b, s, -1)
         if out.select_nll is not None:
             out.select_nll = (out.select_nll.view(b, s) * real).sum(1)
             if self.window_nll == "mean":

@@ -1,18 +1,17 @@
 """Closed-form FLOPs of BERT-style encoders with token reduction, read from the model config.
 
-What this file is: the replacement for the original's ``macs_list.json`` (a table of one BERT-base
-layer's cost per length). Everything is counted per example from its own token counts, so the
-numbers do not depend on the batch size (docs/differences.md F3). Two counts are offered:
+Replaces the original's ``macs_list.json`` (one BERT-base layer's cost per length): every example is counted from its
+own token counts, so the numbers do not depend on the batch size (docs/differences.md F3). Two counts:
 
-* ``paper``: the original's accounting, kept for comparability (docs/differences.md K7): encoder
-  matmuls, the selector MLP charged on the tokens it *keeps*, the head as ``d * num_labels``.
-* ``exact``: every matmul the forward runs: the selector charged on the tokens it *scores*, the
-  head as it is — BERT's pooler ``d * d`` for [CLS] heads, the token-level heads on every position
-  (HotpotQA's supporting-fact head, two matmuls per sentence, is left out). With eager attention
-  this equals ``torch.utils.flop_counter`` (which does not see CPU SDPA kernels; see the tests).
+* ``paper``: the original's accounting, kept for comparability (docs/differences.md K7): encoder matmuls, the selector
+  MLP charged on the tokens it *keeps*, the head as ``d * num_labels``.
+* ``exact``: every matmul the forward runs: the selector charged on the tokens it *scores*, the head as it is — BERT's
+  pooler ``d * d`` for [CLS] heads, the token-level heads on every position (HotpotQA's supporting-fact head, two
+  matmuls per sentence, is left out). With eager attention this equals ``torch.utils.flop_counter`` (which does not see
+  CPU SDPA kernels; see the tests).
 
-A selector that would see one token ([CLS] alone) does not run and costs nothing, as in the
-original. MACs are multiply-accumulates; FLOPs = 2 * MACs, as the paper reports them.
+A selector that would see one token ([CLS] alone) does not run and costs nothing, as in the original. MACs are
+multiply-accumulates; FLOPs = 2 * MACs, as the paper reports them.
 """
 
 from __future__ import annotations
@@ -46,15 +45,9 @@ class FlopsCounter:
     def from_config(cls, config) -> FlopsCounter:
         """From a model config; a token-level head's outputs from its class (``config.tr_head``)."""
         head = HEADS[getattr(config, "tr_head", None) or "classification"]["bert"]
-        return cls(
-            hidden=config.hidden_size,
-            ffn=getattr(config, "intermediate_size", None) or config.hidden_dim,
-            layers=config.num_hidden_layers,
-            placement=tuple(selector_layers(config)),
-            num_labels=config.num_labels,
-            token_outputs=head.token_outputs,
-            pooled_outputs=head.pooled_outputs,
-        )
+        ffn = getattr(config, "intermediate_size", None) or config.hidden_dim  # BERT's name, DistilBERT's
+        model = config.hidden_size, ffn, config.num_hidden_layers, tuple(selector_layers(config)), config.num_labels
+        return cls(*model, head.token_outputs, head.pooled_outputs)  # the fields in order
 
     def _head(self, lengths: np.ndarray, exact: bool):
         d = self.hidden
@@ -70,14 +63,12 @@ class FlopsCounter:
         return self.layers * layer_macs(lengths, self.hidden, self.ffn) + self._head(lengths, exact)
 
     def reduced(self, lengths, kept, exact: bool = False, selectors: bool = True) -> np.ndarray:
-        """MACs of the reduction model. ``kept``: ``[S_ran, N]`` tokens after each selector
-        (a selector skipped because one token was left keeps the previous count). Without
-        ``selectors``: the same token counts chosen by something else (a baseline)."""
+        """MACs of the reduction model. ``kept``: ``[S_ran, N]`` tokens after each selector (a selector skipped, one
+        token left, keeps the previous count). Without ``selectors``: the same counts chosen by a baseline."""
         d, selector = self.hidden, self.hidden * SELECTOR_WIDTH + SELECTOR_WIDTH
         lengths = np.asarray(lengths, dtype=np.int64)
         kept = np.asarray(kept, dtype=np.int64).reshape(-1, lengths.shape[0])
-        bounds = [*self.placement, self.layers]
-        counts = lengths
+        bounds, counts = [*self.placement, self.layers], lengths
         total = bounds[0] * layer_macs(counts, d, self.ffn)
         for w, (start, end) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
             scored = counts

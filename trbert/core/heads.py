@@ -1,10 +1,7 @@
-"""The TR-BERT models: one class per (backbone, head), all built on :mod:`trbert.model`.
-
-What this file is: heads on top of the reduction loop, each named after the stock class whose
-weights it loads by their usual keys — sequence classification (also RACE's binary rows), span QA
-(SQuAD, MRQA, TriviaQA), HotpotQA's three heads, WikiHop's token scorer and multiple choice with
-one selection shared by the options. Token-level heads set ``restores_tokens`` and see every
-original position (docs/differences.md K9); heads that read more than the sequence name it in ``head_inputs``.
+"""The TR-BERT models: one class per (backbone, head) on the loops of :mod:`.encoder`, each named after the stock class
+whose weights it loads by their usual keys: sequence classification (also RACE's binary rows), span QA (SQuAD, MRQA,
+TriviaQA), HotpotQA's three heads, WikiHop's token scorer and multiple choice with one selection shared by the options.
+Token-level heads see every original position (the residual restore, docs/differences.md K9).
 """
 
 from __future__ import annotations
@@ -25,7 +22,7 @@ from transformers import (
 from .backbones import BertBackbone, DistilBertBackbone, TRBertConfig, TRDistilBertConfig
 from .encoder import MASKED, TokenReductionMixin
 from .policy import Site
-from .selector import gather_tokens, selection_nll
+from .selector import gather_tokens, restore_tokens, selection_nll
 
 
 class TRBertForSequenceClassification(TokenReductionMixin, BertBackbone, BertPreTrainedModel):
@@ -33,13 +30,11 @@ class TRBertForSequenceClassification(TokenReductionMixin, BertBackbone, BertPre
 
     def __init__(self, config):
         super().__init__(config)
-        self.num_labels = config.num_labels
         self.bert = BertModel(config)
         dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
-        self._init_selectors(config)
-        self.post_init()
+        self._init_reduction(config, config.num_labels)
 
     def _head(self, cls):
         return self.classifier(self.dropout(self.bert.pooler(cls[:, None])))
@@ -50,32 +45,28 @@ class TRDistilBertForSequenceClassification(TokenReductionMixin, DistilBertBackb
 
     def __init__(self, config):
         super().__init__(config)
-        self.num_labels = config.num_labels
         self.distilbert = DistilBertModel(config)
         self.pre_classifier = nn.Linear(config.dim, config.dim)
         self.classifier = nn.Linear(config.dim, config.num_labels)
         self.dropout = nn.Dropout(config.seq_classif_dropout)
-        self._init_selectors(config)
-        self.post_init()
+        self._init_reduction(config, config.num_labels)
 
     def _head(self, cls):
         return self.classifier(self.dropout(torch.relu(self.pre_classifier(cls))))
 
 
 class TRBertForQuestionAnswering(TokenReductionMixin, BertBackbone, BertPreTrainedModel):
-    """BERT + selectors with the residual restore; head as stock ``BertForQuestionAnswering``
-    (no pooler, ``qa_outputs``). ``logits [B, 2, T]``: start and end logits of every position."""
+    """BERT + selectors with the residual restore; head as stock ``BertForQuestionAnswering`` (no pooler,
+    ``qa_outputs``). ``logits [B, 2, T]``: start and end logits of every position."""
 
     restores_tokens = span_outputs = True
     token_outputs = 2
 
     def __init__(self, config):
         super().__init__(config)
-        self.num_labels = 2
         self.bert = BertModel(config, add_pooling_layer=False)
         self.qa_outputs = nn.Linear(config.hidden_size, 2)
-        self._init_selectors(config)
-        self.post_init()
+        self._init_reduction(config, 2)
 
     def _head(self, sequence, alive):
         return self.qa_outputs(sequence).transpose(1, 2)
@@ -89,26 +80,21 @@ class TRDistilBertForQuestionAnswering(TokenReductionMixin, DistilBertBackbone, 
 
     def __init__(self, config):
         super().__init__(config)
-        self.num_labels = 2
         self.distilbert = DistilBertModel(config)
         self.qa_outputs = nn.Linear(config.dim, 2)
         self.dropout = nn.Dropout(config.qa_dropout)
-        self._init_selectors(config)
-        self.post_init()
+        self._init_reduction(config, 2)
 
     def _head(self, sequence, alive):
         return self.qa_outputs(self.dropout(sequence)).transpose(1, 2)
 
 
 class TRBertForHotpotQA(TokenReductionMixin, BertBackbone, BertPreTrainedModel):
-    """BERT + selectors with the residual restore and HotpotQA's three heads: span start/end, a
-    switch (span / yes / no) on the max over the real positions (padding masked: docs/differences.md F11)
-    and a supporting-fact classifier per sentence on ``[h_start; h_end]``.
-
-    ``logits [B, 7, T]`` keep everything token-aligned: rows 0-1 start/end; rows 2-4 the switch
-    logits at column 0; rows 5-6 the (not supporting, supporting) logits of each sentence at its
-    first token; every other entry is ``MASKED``. Head inputs: ``sent_starts``/``sent_ends [B, M]``
-    (token positions, -1 for empty slots)."""
+    """BERT + selectors with the residual restore and HotpotQA's three heads: span start/end, a switch (span / yes / no)
+    on the max over the real positions (padding masked: docs/differences.md F11) and a supporting-fact classifier per
+    sentence on ``[h_start; h_end]``. ``logits [B, 7, T]`` keep everything token-aligned: rows 0-1 start/end; rows 2-4
+    the switch logits at column 0; rows 5-6 the (not supporting, supporting) logits of each sentence at its first token;
+    ``MASKED`` elsewhere. Head inputs: ``sent_starts``/``sent_ends [B, M]`` (-1: empty)."""
 
     restores_tokens = True
     head_inputs = ("sent_starts", "sent_ends")
@@ -117,14 +103,12 @@ class TRBertForHotpotQA(TokenReductionMixin, BertBackbone, BertPreTrainedModel):
 
     def __init__(self, config):
         super().__init__(config)
-        self.num_labels = 7
         self.bert = BertModel(config, add_pooling_layer=False)
         self.qa_outputs = nn.Linear(config.hidden_size, 2)
         self.switch = nn.Linear(config.hidden_size, 3)
         self.sentence_hidden = nn.Linear(2 * config.hidden_size, config.hidden_size)
         self.sentence_out = nn.Linear(config.hidden_size, 2)
-        self._init_selectors(config)
-        self.post_init()
+        self._init_reduction(config, 7)
 
     def _head(self, sequence, alive, sent_starts=None, sent_ends=None):
         b, t, _ = sequence.shape
@@ -132,22 +116,17 @@ class TRBertForHotpotQA(TokenReductionMixin, BertBackbone, BertPreTrainedModel):
         logits[:, :2] = self.qa_outputs(sequence).transpose(1, 2)
         pooled = sequence.masked_fill(~alive[..., None], torch.finfo(sequence.dtype).min).amax(1)
         logits[:, 2:5, 0] = self.switch(pooled)
-        if sent_starts is not None:
-            valid = sent_starts >= 0
+        if sent_starts is not None:  # each sentence's logits at its first token; empty slots write nothing
             start, end = sent_starts.clamp_min(0), sent_ends.clamp_min(0)
             pair = torch.cat([gather_tokens(sequence, start), gather_tokens(sequence, end)], -1)
             scores = self.sentence_out(torch.nn.functional.gelu(self.sentence_hidden(pair)))  # [B, M, 2]
-            scores = scores.masked_fill(~valid[..., None], MASKED).to(logits.dtype)
-            column = start.masked_fill(~valid, t)  # empty slots go to a scratch column
-            scratch = torch.cat([logits[:, 5:7], logits.new_full((b, 2, 1), MASKED)], -1)
-            logits[:, 5:7] = scratch.scatter(2, column[:, None, :].expand(-1, 2, -1), scores.transpose(1, 2))[..., :t]
+            logits[:, 5:7] = restore_tokens(logits[:, 5:7].mT, start, scores, sent_starts >= 0).mT
         return logits
 
 
 class TRBertForWikihop(TokenReductionMixin, BertBackbone, BertPreTrainedModel):
-    """BERT + selectors with the residual restore and WikiHop's token scorer: one logit
-    per position, ``logits [B, 1, T]``; the task reads them at the candidate markers. The selection
-    log-likelihood of a question is the mean over its real windows, as the original."""
+    """BERT + selectors with the residual restore and WikiHop's token scorer, ``logits [B, 1, T]`` (read at the
+    candidate markers); a question's selection log-likelihood is the mean over its real windows, as the original."""
 
     restores_tokens = True
     window_nll = "mean"
@@ -156,29 +135,30 @@ class TRBertForWikihop(TokenReductionMixin, BertBackbone, BertPreTrainedModel):
 
     def __init__(self, config):
         super().__init__(config)
-        self.num_labels = 1
         self.bert = BertModel(config, add_pooling_layer=False)
         self.token_scores = nn.Linear(config.hidden_size, 1)
-        self._init_selectors(config)
-        self.post_init()
+        self._init_reduction(config, 1)
 
     def _head(self, sequence, alive):
         return self.token_scores(sequence).transpose(1, 2)
 
 
 class SharedChoiceMixin:
-    """Multiple choice with one selection per question shared by its option rows (the original's
-    ``run_mcrace.py`` model). Input ``[B, C, T]``: every row ``[CLS] passage [SEP] question option
-    [SEP]`` with the passage and question at the same positions in all rows. Positions before
-    ``question_end [B]`` are selectable; option tokens and the last [SEP] are always kept. The option
-    rows run as the windows of their question; at a selector, the logits are averaged over the options
-    before the sigmoid and the question's decision applies to all its rows, expanded example-major;
-    the imitation guide is the sum of the option rows' token scores (docs/differences.md F15).
-    Outputs: ``logits [B, C]``, ``kept`` ``[B, C]`` per selector, ``select_nll [B]``."""
+    """Multiple choice with one selection per question shared by its option rows (the original's ``run_mcrace.py``).
+    Input ``[B, C, T]``: rows ``[CLS] passage [SEP] question option [SEP]``, passage and question at the same positions
+    in all rows. Positions before ``question_end [B]`` are selectable; option tokens and the last [SEP] always kept. The
+    option rows run as their question's windows; a selector's logits are averaged over the options before the sigmoid,
+    the question's decision applies to all its rows (example-major), and the imitation guide sums the rows' token scores
+    (docs/differences.md F15). Outputs: ``logits [B, C]``, ``kept [B, C]`` per selector, ``select_nll [B]``."""
 
     head_inputs = ("question_end",)
     window_nll = "mean"
     _question_end = None  # [rows], set for the duration of a forward
+
+    def __init__(self, config):
+        config.num_labels = 1  # the classifier: d -> 1 per option
+        super().__init__(config)
+        self.num_labels = 4  # options: the width of the logits
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, head_inputs=None, **kwargs):
         self._question_end = head_inputs["question_end"].repeat_interleave(input_ids.shape[1])
@@ -193,8 +173,7 @@ class SharedChoiceMixin:
         return policy.options()
 
     def _decide(self, policy, site: Site):
-        """One decision per question on its selectable positions (the same columns in all its rows),
-        through the keep rule of every path, expanded to the option rows with their protected tokens."""
+        """One decision per question through the keep rule, on its selectable columns, expanded to its option rows."""
         c = self.num_labels
         selectable = site.alive & (site.positions < self._question_end[:, None])
         logits = lambda: site.logits().float().view(-1, c, site.alive.shape[1]).mean(1)  # noqa: E731
@@ -208,19 +187,9 @@ class SharedChoiceMixin:
 class TRBertForMultipleChoice(SharedChoiceMixin, TRBertForSequenceClassification):
     """Head as stock ``BertForMultipleChoice`` (pooler, dropout, ``classifier`` d -> 1 per option)."""
 
-    def __init__(self, config):
-        config.num_labels = 1
-        super().__init__(config)
-        self.num_labels = 4  # options: the width of the logits
-
 
 class TRDistilBertForMultipleChoice(SharedChoiceMixin, TRDistilBertForSequenceClassification):
     """Head as stock ``DistilBertForMultipleChoice`` (pre_classifier, ReLU, dropout, d -> 1)."""
-
-    def __init__(self, config):
-        config.num_labels = 1
-        super().__init__(config)
-        self.num_labels = 4
 
 
 HEADS = {  # head -> backbone -> model (the original has no DistilBERT model for HotpotQA and WikiHop either)
@@ -233,9 +202,7 @@ HEADS = {  # head -> backbone -> model (the original has no DistilBERT model for
 
 
 def register_auto_classes() -> None:
-    """After ``import trbert``, ``AutoModelForSequenceClassification`` / ``...QuestionAnswering`` /
-    ``...MultipleChoice`` and ``transformers.pipeline`` load TR-BERT checkpoints as our models (their
-    config.json says ``trbert`` / ``trdistilbert``); stock checkpoints load as before."""
+    """After ``import trbert``, transformers' Auto classes and ``pipeline`` load TR-BERT checkpoints as our models."""
     autos = {"classification": AutoModelForSequenceClassification, "span": AutoModelForQuestionAnswering,
              "choice": AutoModelForMultipleChoice}  # fmt: skip
     for backbone, config in (("bert", TRBertConfig), ("distilbert", TRDistilBertConfig)):

@@ -1,8 +1,6 @@
-"""Losses: per-row task losses, distillation, the REINFORCE objective, the selector warm start.
-
-What this file is: pure functions on tensors; nothing here runs a model. Rows of an RL batch are
-laid out replica-major (row ``j * B + i`` is replica ``j`` of example ``i``, the original's
-``cat([batch] * 8)``), so ``view(K, B)`` groups the replicas of each example.
+"""Losses: per-row task losses, distillation, the REINFORCE objective, the selector warm start; pure functions on
+tensors, nothing here runs a model. Rows of an RL batch are laid out replica-major (row ``j * B + i`` is replica ``j``
+of example ``i``, the original's ``cat([batch] * 8)``), so ``view(K, B)`` groups the replicas of each example.
 """
 
 from __future__ import annotations
@@ -19,10 +17,8 @@ def cross_entropy_rows(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tens
 
 
 def distillation(student: list, teacher: list, temperature: float = 1.0) -> torch.Tensor:
-    """Soft cross-entropy against the teacher per row ``[B]``, summed over a task's groups of
-    logits (``Task.logit_groups``: ``(logits [B, G, K], weights [B, G] or None)`` pairs, the
-    student's and the teacher's alike). No tau^2 factor and no hard labels, as the original
-    (docs/differences.md K6)."""
+    """Soft cross-entropy against the teacher per row ``[B]``, summed over a task's logit groups (``logits [B, G, K]``,
+    ``weights [B, G]`` or None). No tau^2 factor, no hard labels, as the original (docs/differences.md K6)."""
     total = 0
     for (s, weight), (t, _) in zip(student, teacher, strict=True):
         target = torch.softmax(t.float() / temperature, dim=-1)
@@ -39,13 +35,10 @@ def real_windows(lengths):
 def length_fraction(
     kept: list[torch.Tensor], denominator: torch.Tensor | float, real: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """``Delta L`` per row: mean over the selectors that ran of ``kept / denominator``. With
-    windows (``kept [B, S]``, ``real [B, S]`` marking windows with more than [CLS]), the mean over
-    an example's real windows (the original's aggregation for several windows)."""
+    """``Delta L`` per row: mean over the selectors that ran of ``kept / denominator``; with windows (``kept [B, S]``,
+    ``real [B, S]``: windows holding more than [CLS]), the mean over an example's real windows, as the original."""
     fraction = torch.stack(kept).float().div(denominator).mean(0)
-    if real is None:
-        return fraction
-    return (fraction * real).sum(1) / real.sum(1).clamp_min(1)
+    return fraction if real is None else (fraction * real).sum(1) / real.sum(1).clamp_min(1)
 
 
 def rewards(task_loss: torch.Tensor, length: torch.Tensor, alpha: float) -> torch.Tensor:
@@ -63,16 +56,13 @@ def reinforce_loss(reward: torch.Tensor, select_nll: torch.Tensor, replicas: int
 
 def guided_rows(batch_size: int, guiding: bool, replicas: int = REPLICAS, device=None) -> torch.Tensor:
     """Replica 0 of every example follows the imitation target while ``guiding`` (docs/differences.md K3)."""
-    rows = torch.zeros(replicas * batch_size, dtype=torch.bool, device=device)
-    rows[:batch_size] = guiding
-    return rows
+    return torch.arange(replicas * batch_size, device=device) < (batch_size if guiding else 0)
 
 
 def rank_targets(scores: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """Warm-start targets from importance scores ``[N, (W,) S, T]`` (``W`` windows or option rows
-    where an example has several, ``S`` selectors) and row lengths ``[N, (W)]``: within each row,
-    the token of rank ``j`` among the first ``length`` gets ``1 - j / length`` and positions past
-    the length get 0 (the original's ``trans_imdb_rank.py``, for rows of any layout)."""
+    """Warm-start targets from importance scores ``[N, (W,) S, T]`` (``W`` windows or option rows, ``S`` selectors) and
+    row lengths ``[N, (W)]``: in each row the token of rank ``j`` among the first ``length`` gets ``1 - j / length``,
+    positions past the length 0 (the original's ``trans_imdb_rank.py``, for rows of any layout)."""
     t = scores.shape[-1]
     rows, lengths = scores.reshape(-1, scores.shape[-2], t), lengths.reshape(-1)
     valid = torch.arange(t)[None, None, :] < lengths[:, None, None]
@@ -81,22 +71,19 @@ def rank_targets(scores: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
 
 
 def shared_rank_targets(scores: torch.Tensor, lengths: torch.Tensor, question_end: torch.Tensor) -> torch.Tensor:
-    """Warm-start targets of a selection shared by a question's option rows: the scores
-    ``[N, C, S, T]`` summed over the ``C`` options (the importance the imitation guide uses,
-    docs/differences.md F15) and ranked among the selectable positions, those before
-    ``question_end [N]`` (and inside the shortest option row, ``lengths [N, C]``); every option row
-    gets the question's target, so the file keeps the scores' shape (docs/differences.md F4)."""
+    """Warm-start targets of a selection shared by a question's option rows: the scores ``[N, C, S, T]`` summed over the
+    options (as the imitation guide, docs/differences.md F15), ranked among the positions before ``question_end [N]`` in
+    the shortest row (``lengths [N, C]``); every option row gets the question's target (docs/differences.md F4)."""
     selectable = torch.minimum(question_end.long(), lengths.long().min(1).values)
     return rank_targets(scores.float().sum(1), selectable)[:, None].expand(scores.shape).contiguous()
 
 
 def init_mask(batch: dict) -> torch.Tensor:
-    """The positions the warm start regresses, ``[B, (W,) T]``: the alive tokens of real windows
-    (an example's [CLS]-only filler windows are left out) and, with a selection shared by option
-    rows, only the selectable ones before ``question_end`` (the original's multiple-choice probe)."""
+    """The positions the warm start regresses ``[B, (W,) T]``: the alive tokens of real windows and, with a selection
+    shared by option rows, only the selectable ones before ``question_end`` (the original's multiple-choice probe)."""
     mask = batch["attention_mask"].bool()
     if batch["lengths"].dim() == 2:
-        mask = mask & (batch["lengths"] > 1)[..., None]
+        mask = mask & real_windows(batch["lengths"])[..., None]
     if "question_end" in batch:
         position = torch.arange(mask.shape[-1], device=mask.device)
         mask = mask & (position < batch["question_end"][:, None, None])
@@ -104,10 +91,9 @@ def init_mask(batch: dict) -> torch.Tensor:
 
 
 def init_loss(probs: list[torch.Tensor], targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """L1 regression of every selector's probabilities onto its own rank target, one mean over
-    the masked positions per selector (docs/differences.md F4). ``probs``: one ``[..., T]`` per
-    selector as a trace records them (NaN where not scored); ``targets [..., S, T]`` and
-    ``mask [..., T]`` flatten to the same rows (an example's windows or option rows consecutive)."""
+    """L1 regression of every selector's probabilities onto its own rank target, one mean over the masked positions per
+    selector (docs/differences.md F4). ``probs``: one ``[..., T]`` per selector as a trace records them (NaN where not
+    scored); ``targets [..., S, T]`` and ``mask [..., T]`` flatten to the same rows (windows or option rows in turn)."""
     m = mask.reshape(-1, mask.shape[-1]).float()
     targets = targets.reshape(-1, *targets.shape[-2:])
     return sum(

@@ -1,21 +1,17 @@
-"""Unpadded ("packed") token bookkeeping, attention and restore for fast inference.
+"""Unpadded ("packed") token bookkeeping, attention and restore for fast inference (pure tensor functions).
 
-What this file is: pure tensor functions. The tokens of a whole batch live in one ``[N, d]``
-tensor, row-major, each example's tokens in their original order with [CLS] first; a
-:class:`Packing` says which example (``row``) and which slot (``slot``) each token is. Linear and
-feed-forward work runs on ``[N, d]`` directly, so padding costs nothing. Attention needs the
-tokens of one example together; two interchangeable kernels give identical results:
+The tokens of a batch live in one ``[N, d]`` tensor, row-major, each example's in original order with [CLS] first; a
+:class:`Packing` says which example (``row``) and slot (``slot``) each token is. Linear and feed-forward work runs on
+``[N, d]`` directly, so padding costs nothing; attention needs each example's tokens together (all kernels agree):
 
-* ``padded``: scatter q/k/v into ``[B, width, heads, head_dim]`` (width = this batch's largest
-  *kept* count) and run SDPA with a key mask. Vectorised; the fastest we measured on CPU.
-* ``jagged``: nested jagged tensors into SDPA, which dispatches to variable-length
-  flash / memory-efficient kernels on CUDA (no padding at all);
-* ``varlen``: torch's variable-length flash attention (``torch.nn.attention.varlen``) on CUDA in
-  float16 / bfloat16: one kernel, no padding and no nested-tensor dispatch.
+* ``padded``: scatter q/k/v into ``[B, width, heads, head_dim]`` (width = this batch's largest *kept* count) and run
+  SDPA with a key mask. Vectorised; the fastest we measured on CPU.
+* ``jagged``: nested jagged tensors into SDPA (variable-length flash / memory-efficient kernels on CUDA);
+* ``varlen``: torch's variable-length flash attention (``torch.nn.attention.varlen``) on CUDA in float16 / bfloat16: one
+  kernel, no padding and no nested-tensor dispatch.
 
-Kernels take q, k and v as an iterable that makes them one at a time, so a projection is freed as
-soon as it is placed (scattered, or wrapped). What this file is not: the layers themselves (see
-:mod:`trbert.model`).
+Kernels take q, k and v as an iterable that makes them one at a time, so a projection is freed as soon as it is placed
+(scattered, or wrapped). The layers themselves are :mod:`.backbones`'.
 """
 
 from __future__ import annotations
@@ -27,6 +23,8 @@ from functools import cached_property
 
 import torch
 import torch.nn.functional as F
+
+from .selector import additive_mask
 
 
 @dataclass
@@ -62,8 +60,7 @@ class Packing:
         return filler.nonzero().squeeze(1)
 
     def to_block(self, t: torch.Tensor) -> torch.Tensor:
-        """``t [N, ...]`` scattered into ``[B * width, ...]``, zeros on filler slots (written, not
-        memset: fillers are few)."""
+        """``t [N, ...]`` into ``[B * width, ...]``, zeros on filler slots (written, not memset: fillers are few)."""
         block = t.new_empty(self.counts.shape[0] * self.width, *t.shape[1:])
         block[self.block_index] = t
         block[self.block_padding] = 0
@@ -94,8 +91,7 @@ def padded_attention(qkv: Iterable[torch.Tensor], packing: Packing) -> torch.Ten
         del t
         blocks.append(block.view(b, width, *block.shape[1:]).transpose(1, 2))  # [B, heads, width, head_dim]
     alive = torch.arange(width, device=blocks[0].device)[None, :] < packing.counts[:, None]
-    mask = (~alive)[:, None, None, :].to(blocks[0].dtype) * torch.finfo(blocks[0].dtype).min
-    out = F.scaled_dot_product_attention(*blocks, attn_mask=mask)
+    out = F.scaled_dot_product_attention(*blocks, attn_mask=additive_mask(alive, blocks[0].dtype))
     del blocks
     # SDPA writes its output in the layout of q, [B, width, heads, head_dim]: a view, then a gather
     return out.transpose(1, 2).reshape(b * width, -1).index_select(0, packing.block_index)
@@ -130,9 +126,8 @@ ATTENTION = {"auto": auto_attention, "padded": padded_attention, "jagged": jagge
 
 
 def row_chunks(x: torch.Tensor, fn, parts: int, min_rows: int) -> torch.Tensor:
-    """``fn`` applied to ``x [N, d]`` in ``parts`` slices of rows (at least ``min_rows`` each), for
-    a row-wise ``fn``: the same result, with ``fn``'s intermediates (e.g. the ``[N, 4d]``
-    feed-forward) a ``parts``-th as large."""
+    """``fn`` applied to ``x [N, d]`` in ``parts`` slices of rows (at least ``min_rows`` each), for a row-wise ``fn``:
+    the same result, with ``fn``'s intermediates (e.g. the ``[N, 4d]`` feed-forward) a ``parts``-th as large."""
     rows = max(min_rows, -(-x.shape[0] // parts))
     if x.shape[0] <= rows:
         return fn(x)

@@ -1,13 +1,8 @@
 """Selection policies: how a selector's keep probabilities become keep decisions.
 
-What this file is: the one keep rule (:meth:`Policy.keep`) and the policies a forward is given —
-:class:`Threshold` (inference), :class:`BatchUniform` (the original's batched inference),
-:class:`Sample` (RL, with the imitation guide), :class:`Probe` (keep everything: the warm start reads
-the probabilities) and :class:`Counted` (training-free baselines: as many tokens as given, at random
-or by attention). A policy sees a :class:`Site`: the tokens in front of one selector, in the
-layout of the loop that asks (the padded loop's current columns, or the packed loop's original
-positions), so the padded and packed encoder loops and the shared-choice heads all decide through
-:meth:`Policy.keep`. No policy: the stock forward, nothing dropped. Shapes: ``R`` rows, ``W`` columns.
+The one keep rule (:meth:`Policy.keep`) and the policies a forward is given. A policy sees a :class:`Site` (``R`` rows,
+``W`` columns): the tokens in front of one selector as the asking loop lays them out (the padded loop's current
+columns, the packed loop's original positions), so both loops and the shared-choice heads decide through the one rule.
 """
 
 from __future__ import annotations
@@ -18,7 +13,7 @@ from functools import cached_property
 
 import torch
 
-from .seeding import combine, uniform
+from .seeding import uniform, window_seeds
 from .selector import THRESHOLD, count_keep, guided_target, keep_probabilities, sample_keep
 
 COUNTED = ("random", "attention")  # the scores a counted baseline ranks tokens by
@@ -26,10 +21,9 @@ COUNTED = ("random", "attention")  # the scores a counted baseline ranks tokens 
 
 @dataclass
 class Site:
-    """The tokens in front of selector ``w``: ``alive [R, W]`` the positions it may keep (padding,
-    dropped and protected tokens are not), ``positions [R, W]`` their original positions (below
-    ``width``, the input's); the selector's logits and the attention [CLS] paid every position in the
-    previous layer are computed only when a policy asks (``[R, W]`` each)."""
+    """The tokens in front of selector ``w``: ``alive [R, W]`` those it may keep (not padding, dropped or protected),
+    ``positions [R, W]`` their original positions (below the input's ``width``); the selector's logits and the attention
+    [CLS] paid each position in the previous layer (``[R, W]``) are computed when a policy asks."""
 
     w: int
     alive: torch.Tensor
@@ -45,9 +39,8 @@ class Site:
 
 
 class Policy:
-    """How a site's tokens are chosen. ``packable``: the packed (unpadded) loop can run it;
-    ``samples``: its decisions are sampled (the forward returns their log-likelihood);
-    ``runs_selectors``: it reads the selectors (FLOPs charge them)."""
+    """How a site's tokens are chosen. ``packable``: the unpadded loop can run it; ``samples``: its decisions are
+    sampled (the forward returns their log-likelihood); ``runs_selectors``: FLOPs charge the selectors."""
 
     name = "policy"
     packable = False
@@ -113,9 +106,8 @@ class Probe(Policy):
 
 @dataclass
 class Sample(Policy):
-    """RL: ``a ~ Bernoulli(p)`` from per-row ``seeds [R]`` (noise keyed by the row's columns), or, on
-    ``guided_rows [R]``, the imitation target from the token scores ``guide [R, selectors, T]``
-    (docs/differences.md K3)."""
+    """RL: ``a ~ Bernoulli(p)`` from per-row ``seeds [R]`` (noise keyed by the row's columns), or on ``guided_rows [R]``
+    the imitation target from the token scores ``guide [R, selectors, T]`` (docs/differences.md K3)."""
 
     seeds: torch.Tensor
     guide: torch.Tensor | None = None
@@ -133,12 +125,8 @@ class Sample(Policy):
         return sample_keep(prob, noise, target, self.guided_rows)
 
     def windows(self, b: int, s: int) -> Sample:
-        window = torch.arange(s, device=self.seeds.device).repeat(b)
-        return Sample(
-            combine(self.seeds.repeat_interleave(s), window),
-            None if self.guide is None else self.guide.flatten(0, 1),
-            None if self.guided_rows is None else self.guided_rows.repeat_interleave(s),
-        )
+        guided = None if self.guided_rows is None else self.guided_rows.repeat_interleave(s)
+        return Sample(window_seeds(self.seeds, b, s), None if self.guide is None else self.guide.flatten(0, 1), guided)
 
     def options(self) -> Sample:
         """The question's guide is the sum of its option rows' scores (docs/differences.md F15)."""
@@ -147,9 +135,8 @@ class Sample(Policy):
 
 @dataclass
 class Counted(Policy):
-    """A training-free baseline keeping ``counts [R, selectors]`` tokens per row: at ``random`` (from
-    ``seeds [R]``, keyed by original position) or those [CLS] paid the most ``attention`` in the
-    previous layer."""
+    """A training-free baseline keeping ``counts [R, selectors]`` tokens per row: at ``random`` (from ``seeds [R]``,
+    keyed by original position) or those [CLS] paid the most ``attention`` in the previous layer."""
 
     counts: torch.Tensor
     score: str = "random"
@@ -170,7 +157,4 @@ class Counted(Policy):
         return count_keep(score, site.alive, self.counts[:, site.w].to(site.alive.device))
 
     def windows(self, b: int, s: int) -> Counted:
-        seeds = self.seeds
-        if seeds is not None:
-            seeds = combine(seeds.repeat_interleave(s), torch.arange(s, device=seeds.device).repeat(b))
-        return replace(self, counts=self.counts.flatten(0, 1), seeds=seeds)
+        return replace(self, counts=self.counts.flatten(0, 1), seeds=window_seeds(self.seeds, b, s))

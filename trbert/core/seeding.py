@@ -1,16 +1,11 @@
 """Randomness keyed by example, not by process: stateless hashed noise for sampling and dropout.
 
-What this file is: a counter-based generator (an integer hash of seed and coordinates) so that the
-random numbers an example sees depend only on (run seed, epoch, example index, replica), never on
-which rank or batch it landed in. That is what makes a 2-process run with batch ``b`` per rank
-equal to a 1-process run with batch ``2b`` (and a resumed run equal to an uninterrupted one).
-
-- RL sampling always uses it (``uniform`` -> :func:`trbert.selector.sample_keep`).
-- Dropout uses it with ``--example_seeded_dropout``: :func:`install_example_dropout` swaps every
-  ``nn.Dropout`` of a model for :class:`ExampleDropout` (same ``p``, no parameters, stock
-  behaviour until seeds are set) and routes attention-probability dropout through
-  :func:`seeded_attention`, registered with transformers' ``AttentionInterface``.
-Not here: the global torch RNG (ordinary dropout) is seeded per rank by :mod:`trbert.distributed`.
+A counter-based generator (an integer hash of seed and coordinates): the numbers an example sees depend only on (run
+seed, epoch, example index, replica), never on its rank or batch, so 2 processes with batch ``b`` each equal 1 with
+batch ``2b`` (and a resumed run an uninterrupted one). RL sampling always uses it (:class:`.policy.Sample`), dropout
+with ``--example_seeded_dropout``: :func:`install_example_dropout` swaps every ``nn.Dropout`` for an
+:class:`ExampleDropout` (stock until seeds are set), and attention-probability dropout goes through
+:func:`seeded_attention`. Ordinary dropout's global RNG is seeded per rank by :mod:`trbert.train.distributed`.
 """
 
 from __future__ import annotations
@@ -43,14 +38,21 @@ def combine(seeds: torch.Tensor, *values: int | torch.Tensor) -> torch.Tensor:
     return h
 
 
+def window_seeds(seeds: torch.Tensor | None, b: int, s: int) -> torch.Tensor | None:
+    """Seeds ``[B * S]`` of ``b`` examples' ``s`` windows run as rows, from the examples' ``seeds [B]``."""
+    if seeds is None:
+        return None
+    return combine(seeds.repeat_interleave(s), torch.arange(s, device=seeds.device).repeat(b))
+
+
 def example_seeds(seed: int, epoch: int, index: torch.Tensor) -> torch.Tensor:
     """Per-example seeds ``[B]`` for one pass over the data."""
     return combine(torch.as_tensor(index, dtype=torch.long), seed, epoch)
 
 
 def uniform(seeds: torch.Tensor, salt: int, shape: tuple[int, ...]) -> torch.Tensor:
-    """``[B, *shape]`` floats in [0, 1): each row from its seed, each element from its coordinates
-    (so a row's numbers do not depend on how wide the batch was padded)."""
+    """``[B, *shape]`` floats in [0, 1): each row from its seed, each element from its coordinates (so a row's numbers
+    do not depend on how wide the batch was padded)."""
     h = combine(seeds, salt)
     for axis, size in enumerate(shape):
         coords = combine(torch.arange(size, device=seeds.device), axis)
@@ -64,13 +66,10 @@ class ExampleDropout(nn.Dropout):
     salt: int = 0
     seeds: torch.Tensor | None = None
 
-    def mask(self, shape: torch.Size) -> torch.Tensor:
-        return uniform(self.seeds, self.salt, tuple(shape[1:])) >= self.p
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.seeds is None or not self.training or self.p == 0:
             return super().forward(x)
-        return x * self.mask(x.shape).to(x.dtype) / (1 - self.p)
+        return x * (uniform(self.seeds, self.salt, tuple(x.shape[1:])) >= self.p).to(x.dtype) / (1 - self.p)
 
 
 def seeded_attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None, **kwargs):

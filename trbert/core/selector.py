@@ -1,10 +1,6 @@
-"""Token selection: the policy network and the keep / drop / gather tensor operations.
-
-What this file is: pure tensor functions plus the tiny selector MLP. It knows nothing about
-BERT or transformers; which rule decides is :mod:`.policy`'s.
-Shapes: ``B`` rows, ``T`` current positions, ``d`` hidden size.
-``alive`` is a bool mask ``[B, T]`` of real (non-padding, not yet dropped) positions.
-Position 0 is always [CLS] and is always kept.
+"""Token selection: the selector MLP and the keep / drop / gather tensor operations, knowing nothing of BERT (which
+rule decides is :mod:`.policy`'s). Shapes: ``B`` rows, ``T`` current positions, ``d`` hidden size; ``alive [B, T]``
+bool marks the real (not padding, not dropped) positions; position 0 is [CLS], always kept.
 """
 
 from __future__ import annotations
@@ -38,10 +34,7 @@ def keep_probabilities(logits: torch.Tensor, alive: torch.Tensor) -> torch.Tenso
 def guided_target(prob: torch.Tensor, guide: torch.Tensor, alive: torch.Tensor) -> torch.Tensor:
     """Imitation target (docs/differences.md K3): per row the ``floor(sum p + 0.5)`` alive positions with the
     highest guide score. ``guide`` is ``[B, T]`` at the current positions. Returns ``[B, T]`` bool."""
-    count = torch.floor(prob.sum(1) + 0.5).long()
-    score = guide.float().masked_fill(~alive, float("-inf"))
-    rank = score.argsort(dim=1, descending=True, stable=True).argsort(dim=1)
-    return (rank < count[:, None]) & alive
+    return count_keep(guide, alive, torch.floor(prob.sum(1) + 0.5).long(), cls=False)
 
 
 def sample_keep(prob, noise, target=None, guided_rows=None) -> torch.Tensor:
@@ -61,9 +54,7 @@ def selection_nll(prob: torch.Tensor, keep: torch.Tensor, alive: torch.Tensor) -
 
 
 def compact(keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Indices of the kept positions of every row, in original order, padded to the largest count.
-
-    Returns ``index [B, k]`` (long) and ``valid [B, k]`` (bool; False on filler slots)."""
+    """``index [B, k]`` of every row's kept positions in order, padded to the largest count, and ``valid [B, k]``."""
     k = int(keep.sum(1).max())
     index = torch.sort((~keep).to(torch.uint8), dim=1, stable=True).indices[:, :k]
     return index, keep.gather(1, index)
@@ -91,17 +82,11 @@ def additive_mask(alive: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return (~alive)[:, None, None, :].to(dtype) * torch.finfo(dtype).min
 
 
-def count_keep(score: torch.Tensor, alive: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
-    """The ``counts [B]`` alive positions of each row with the highest ``score [B, T]``, [CLS]
-    always among them (the count-matched baselines: random drop, attention top-k). ``[B, T]`` bool."""
+def count_keep(score: torch.Tensor, alive: torch.Tensor, counts: torch.Tensor, cls: bool = True) -> torch.Tensor:
+    """The ``counts [B]`` alive positions of each row with the highest ``score [B, T]``, [CLS] always
+    among them if ``cls`` (the count-matched baselines: random drop, attention top-k). ``[B, T]`` bool."""
     s = score.float().masked_fill(~alive, float("-inf"))
-    s[:, 0] = float("inf")
+    if cls:
+        s[:, 0] = float("inf")
     rank = s.argsort(dim=1, descending=True, stable=True).argsort(dim=1)
     return (rank < counts[:, None]) & alive
-
-
-def scatter_positions(values: torch.Tensor, positions: torch.Tensor, valid: torch.Tensor, width: int) -> torch.Tensor:
-    """``values [B, k]`` written at original ``positions [B, k]`` where ``valid``, NaN elsewhere: ``[B, width]``."""
-    out = values.new_full((values.shape[0], width + 1), float("nan"))
-    out.scatter_(1, positions.masked_fill(~valid, width), values.float().masked_fill(~valid, float("nan")))
-    return out[:, :width]

@@ -1,16 +1,15 @@
-"""Loading and saving the models of any stage.
+"""Loading and saving the models of any stage: the only place that reads or writes checkpoints.
 
-What this file is: the only place that reads or writes checkpoints. Every checkpoint directory
-holds ``save_pretrained`` weights (safetensors), the tokenizer, the resolved flags
-(``training_args.json``) and a manifest (``trbert_stage.json``: which stage made it, from which
-checkpoint, the fine-tuned baseline it descends from, the sha256 of its weights). A checkpoint is
-written in a temporary directory and renamed into place when complete. Checkpoints of the
-original TR-BERT release load too: their selector and head parameters are renamed
-(docs/differences.md N6).
+Every checkpoint directory holds ``save_pretrained`` weights (safetensors), the tokenizer, the resolved flags
+(``training_args.json``) and a manifest (``trbert_stage.json``: which stage made it, from which checkpoint, the
+fine-tuned baseline it descends from, the sha256 of its weights). A checkpoint is written in a temporary directory and
+renamed into place when complete. Checkpoints of the original TR-BERT release load too: their selector and head
+parameters are renamed (docs/differences.md N6).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -39,23 +38,11 @@ TRAINED_SELECTORS = ("train_rl", "train_both", "train_init")  # stages after whi
 WEIGHTS = "model.safetensors"
 BACKBONES = {t: "bert" for t in ("bert", "autobert", "initbert")}
 BACKBONES |= {t: "distilbert" for t in ("distilbert", "distilautobert", "initdistilbert")}
+ORIGINAL_SELECTOR = r"^(?:bert\.encoder|distilbert\.transformer)\.linear_{}\.(\d+)\.(weight|bias)$"
 # parameter names of the original TR-BERT release -> ours
 SELECTOR_NAMES = [
-    (
-        re.compile(r"^(?:bert\.encoder|distilbert\.transformer)\.linear_1\.(\d+)\.(weight|bias)$"),
-        r"selectors.\1.hidden.\2",
-    ),
-    (
-        re.compile(r"^(?:bert\.encoder|distilbert\.transformer)\.linear_2\.(\d+)\.(weight|bias)$"),
-        r"selectors.\1.out.\2",
-    ),
+    (re.compile(ORIGINAL_SELECTOR.format(i)), rf"selectors.\1.{ours}.\2") for i, ours in ((1, "hidden"), (2, "out"))
 ]
-
-
-def _original_names(cls) -> list:
-    """Renames of the original release's selector and head parameters (docs/differences.md N6)."""
-    heads = [(re.compile(rf"^{old}\.(weight|bias)$"), rf"{new}.\1") for old, new in cls.original_names.items()]
-    return SELECTOR_NAMES + heads
 
 
 def _stored(path: Path):
@@ -68,29 +55,30 @@ def _stored(path: Path):
         yield from ((key, state.get) for key in state)
 
 
-def has_selectors(path) -> bool:
-    """Whether the weights in ``path`` hold token selectors (ours, or the original release's)."""
+@contextlib.contextmanager
+def _reading(path):
     try:
-        return any(k.startswith("selectors.") or SELECTOR_NAMES[0][0].match(k) for k, _ in _stored(Path(path)))
+        yield
     except (SafetensorError, OSError, RuntimeError) as e:
         raise InputError(f"{path}: the weights cannot be read (truncated or corrupt?): {e}") from None
 
 
-def _renamed_weights(path: Path, renames) -> dict:
-    """``{our name: tensor}`` for the tensors of an original TR-BERT checkpoint named by ``renames``."""
-    if not path.is_dir():
-        return {}
+def has_selectors(path) -> bool:
+    """Whether the weights in ``path`` hold token selectors (ours, or the original release's)."""
+    with _reading(path):
+        return any(k.startswith("selectors.") or SELECTOR_NAMES[0][0].match(k) for k, _ in _stored(Path(path)))
+
+
+def _renamed_weights(path: Path, cls) -> dict:
+    """``{our name: tensor}`` of an original TR-BERT checkpoint's selectors and head (docs/differences.md N6)."""
+    heads = [(re.compile(rf"^{old}\.(weight|bias)$"), rf"{new}.\1") for old, new in cls.original_names.items()]
     return {
-        pattern.sub(ours, key): get(key)
-        for key, get in _stored(path)
-        for pattern, ours in renames
-        if pattern.match(key)
+        p.sub(ours, key): get(key) for key, get in _stored(path) for p, ours in SELECTOR_NAMES + heads if p.match(key)
     }
 
 
 def model_config(name_or_path: str, **hub):
-    """The config of a checkpoint or hub model; one clear message when it is not JSON, has a field of
-    the wrong type, or is not there."""
+    """A checkpoint's or hub model's config; one message if it is not JSON, has a wrongly typed field or is missing."""
     if (Path(name_or_path) / "config.json").is_file():
         read_json(Path(name_or_path) / "config.json", "model config")
     try:
@@ -99,44 +87,29 @@ def model_config(name_or_path: str, **hub):
         raise InputError(f"{name_or_path}: not a usable model checkpoint or known model name ({e})") from None
 
 
-def _config(name_or_path: str, model_type: str, **hub):
-    config = model_config(name_or_path, **hub)
-    if config.model_type.removeprefix("tr") != BACKBONES[model_type]:  # ours say trbert / trdistilbert
-        raise InputError(
-            f"{name_or_path}: a {config.model_type} checkpoint cannot be used with --model_type {model_type}"
-        )
-    return config
-
-
 def load_model(name_or_path: str, model_type: str, num_labels: int, head: str = "classification", **hub):
     """Load any stage's checkpoint (or a stock / hub BERT) into our model class for ``head``, with checks."""
     if model_type not in BACKBONES:
         raise InputError(f"unknown --model_type {model_type!r}; known: {', '.join(BACKBONES)}")
-    cls = HEADS[head].get(BACKBONES[model_type])
-    if cls is None:
+    backbone = BACKBONES[model_type]
+    if (cls := HEADS[head].get(backbone)) is None:
+        raise InputError(f"--model_type {model_type}: no {backbone} model with a {head} head (use a bert type)")
+    config = model_config(name_or_path, **hub)
+    if config.model_type.removeprefix("tr") != backbone:  # ours say trbert / trdistilbert
         raise InputError(
-            f"--model_type {model_type}: no {BACKBONES[model_type]} model with a {head} head (use a bert type)"
+            f"{name_or_path}: a {config.model_type} checkpoint cannot be used with --model_type {model_type}"
         )
-    config = _config(name_or_path, model_type, **hub)
-    made_for = getattr(config, "tr_head", None) or (
-        "classification" if getattr(config, "tr_task_family", None) else None
-    )
-    if made_for not in (None, head):
+    family = "classification" if getattr(config, "tr_task_family", None) else None
+    if (made_for := getattr(config, "tr_head", None) or family) not in (None, head):
         raise InputError(f"{name_or_path}: a checkpoint with a {made_for} head cannot be used for a {head} task")
-    has_head = any("SequenceClassification" in a for a in (config.architectures or []))
-    if has_head and config.num_labels != num_labels:
+    if config.num_labels != num_labels and any("SequenceClassification" in a for a in (config.architectures or [])):
         raise InputError(f"{name_or_path}: its classifier has {config.num_labels} labels, the task has {num_labels}")
     values = {k: v for k, v in config.to_dict().items() if k != "model_type"}  # ours: trbert / trdistilbert
     config = cls.config_class.from_dict({**values, "num_labels": num_labels, "tr_head": head})
-    try:
+    with _reading(name_or_path):
         model, info = cls.from_pretrained(name_or_path, config=config, output_loading_info=True, **hub)
-    except (SafetensorError, OSError, RuntimeError) as e:
-        raise InputError(f"{name_or_path}: the weights cannot be read (truncated or corrupt?): {e}") from None
+        original = _renamed_weights(Path(name_or_path), cls)
     missing = set(info.get("missing_keys", []))
-    try:
-        original = _renamed_weights(Path(name_or_path), _original_names(cls))
-    except (SafetensorError, OSError, RuntimeError) as e:
-        raise InputError(f"{name_or_path}: the weights cannot be read (truncated or corrupt?): {e}") from None
     if original:
         model.load_state_dict(original, strict=False)
         missing -= set(original)
@@ -151,8 +124,7 @@ def load_model(name_or_path: str, model_type: str, num_labels: int, head: str = 
 
 
 def _move_into_place(tmp: Path, out_dir: Path) -> None:
-    """A new directory is renamed into place in one step; into an existing one (the output
-    directory of a stage, which may hold stage files) each file is renamed."""
+    """Rename ``tmp`` to ``out_dir``, at once if it is new, else file by file (it may hold a stage's files)."""
     if not out_dir.exists():
         os.replace(tmp, out_dir)
         return
@@ -165,9 +137,8 @@ def _move_into_place(tmp: Path, out_dir: Path) -> None:
 
 
 def save_checkpoint(model, tokenizer, out_dir, flags: dict, stage: str, source, dataset=None, extra=None) -> None:
-    """Write a complete checkpoint into ``out_dir`` (weights, tokenizer, flags, manifest with the
-    training data's fingerprint ``dataset``, and whatever ``extra(folder)`` adds) in a temporary
-    directory first, so it appears complete or not at all; refused when a weight is not finite."""
+    """Write a checkpoint (weights, tokenizer, flags, manifest with the data's fingerprint ``dataset``, what
+    ``extra(folder)`` adds) into ``out_dir`` through a temporary folder; refused if a weight is not finite."""
     out_dir = Path(out_dir)
     bad = [n for n, t in model.state_dict().items() if t.is_floating_point() and not torch.isfinite(t).all()]
     if bad:
@@ -175,23 +146,20 @@ def save_checkpoint(model, tokenizer, out_dir, flags: dict, stage: str, source, 
     with writing(out_dir):
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".saving-{out_dir.name}-", dir=out_dir.parent))
-    try:
-        with writing(out_dir):
-            _write(model, tokenizer, tmp, out_dir, flags, {"stage": stage, "source": source, "dataset": dataset}, extra)
+        try:
+            _write(model, tokenizer, tmp, out_dir, flags, stage, source, dataset, extra)
             _move_into_place(tmp, out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     logger.info("saved %s checkpoint to %s", stage, out_dir)
 
 
-def _write(model, tokenizer, tmp: Path, out_dir: Path, flags: dict, made: dict, extra) -> None:
-    """The checkpoint's files into ``tmp``; ``config.json`` says what a plain call runs (the model
-    itself is left as it is)."""
+def _write(model, tokenizer, tmp: Path, out_dir: Path, flags: dict, stage: str, source, dataset, extra) -> None:
+    """The checkpoint's files into ``tmp``; ``config.json`` says what a plain call runs (the model is left as it is)."""
     try:
         model.save_pretrained(tmp)
     except SafetensorError as e:  # safetensors reports a full disk as its own error
         raise OSError(str(e)) from None
-    stage, source = made["stage"], made["source"]
     config = read_json(tmp / "config.json", "model config")
     config["tr_selection"] = "threshold" if stage in TRAINED_SELECTORS else "off"
     (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
@@ -204,7 +172,7 @@ def _write(model, tokenizer, tmp: Path, out_dir: Path, flags: dict, made: dict, 
         "baseline": baseline_of(source) if stage != "finetune" else str(out_dir.resolve()),
         "baseline_sha256": baseline_digest(source) if stage != "finetune" else weights,
         "weights_sha256": weights,
-        "dataset": made["dataset"],
+        "dataset": dataset,
     }
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
     if extra is not None:
@@ -212,45 +180,36 @@ def _write(model, tokenizer, tmp: Path, out_dir: Path, flags: dict, made: dict, 
 
 
 def read_manifest(model_dir) -> dict:
-    path = Path(model_dir) / MANIFEST
-    return read_json(path, "checkpoint manifest") if path.is_file() else {}
+    """The manifest of a checkpoint of ours; ``{}`` for any other (or None)."""
+    path = Path(model_dir) / MANIFEST if model_dir else None
+    return read_json(path, "checkpoint manifest") if path and path.is_file() else {}
 
 
 def backbone_of(model_dir) -> str:
-    """``bert`` or ``distilbert``: the backbone of a stock checkpoint or of one of ours
-    (``trbert`` / ``trdistilbert``) in ``model_dir``."""
+    """``bert`` or ``distilbert``: the backbone of the stock or TR-BERT checkpoint (``trbert``...) in ``model_dir``."""
     config = read_json(Path(model_dir) / "config.json", "model config")
     return "distilbert" if str(config.get("model_type", "bert")).removeprefix("tr") == "distilbert" else "bert"
 
 
 def baseline_of(model_dir) -> str | None:
     """The fine-tuned baseline a checkpoint descends from (itself when it is one)."""
-    if not model_dir or not Path(model_dir).is_dir():
-        return None
     manifest = read_manifest(model_dir)
-    if manifest.get("stage") == "finetune":
-        return str(Path(model_dir).resolve())
-    return manifest.get("baseline")
+    return str(Path(model_dir).resolve()) if manifest.get("stage") == "finetune" else manifest.get("baseline")
 
 
 def baseline_digest(model_dir) -> str | None:
-    """The weights digest of the fine-tuned baseline a checkpoint descends from, as recorded when it
-    was made (a baseline retrained in place since has another digest); a model not made here is its
-    own baseline."""
-    manifest = read_manifest(model_dir) if model_dir and Path(model_dir).is_dir() else {}
+    """The weights digest of the fine-tuned baseline a checkpoint descends from, as recorded when it was made (a
+    baseline retrained in place since has another digest); a model not made here is its own baseline."""
+    manifest = read_manifest(model_dir)
     if not manifest:
         return weights_digest(model_dir)
     return manifest.get("weights_sha256") if manifest.get("stage") == "finetune" else manifest.get("baseline_sha256")
 
 
 def weights_digest(model_dir) -> str | None:
-    """The sha256 of a checkpoint's weights: as its manifest records it, else of its weights file
-    (None for a hub name)."""
-    if not model_dir or not Path(model_dir).is_dir():
-        return None
-    recorded = read_manifest(model_dir).get("weights_sha256")
-    files = [f for name in (WEIGHTS, "pytorch_model.bin") if (f := Path(model_dir) / name).is_file()]
-    return recorded or (file_digest(files[0]) if files else None)
+    """sha256 of a checkpoint's weights: as its manifest records it, else of its weights file (None for a hub name)."""
+    files = [f for name in (WEIGHTS, "pytorch_model.bin") if model_dir and (f := Path(model_dir) / name).is_file()]
+    return read_manifest(model_dir).get("weights_sha256") or (file_digest(files[0]) if files else None)
 
 
 def find_artifact(model_dir, filename: str) -> Path | None:

@@ -1,10 +1,7 @@
-"""What a run writes besides model weights: stage files, results, and the output directory itself.
-
-What this file is: the one atomic-write helper; per-row stage files (token scores, teacher logits,
-rank targets: ``.npy`` written row by row through a memory map, with a ``.json`` sidecar naming the
-dataset and the model they were made from, docs/differences.md F6) and their checks on reading;
-``eval_results.json`` and the task's prediction files; the lock that keeps two runs out of one
-output directory, and the clean-up of what an interrupted or replaced run left there.
+"""What a run writes besides model weights: the atomic-write helper; per-row stage files (token scores, teacher logits,
+rank targets: ``.npy`` written row by row through a memory map, with a ``.json`` sidecar naming the dataset and model
+they came from, docs/differences.md F6), checked on reading; ``eval_results.json`` and prediction files; the lock
+keeping two runs out of one output directory; the clean-up of what an interrupted or replaced run left.
 """
 
 from __future__ import annotations
@@ -33,15 +30,14 @@ STAGE_FILES = ("token_scores", "teacher_logits", "token_ranks")
 
 def file_digest(path: Path) -> str:
     """sha256 of a file; of a folder (RACE's splits): of its files' names and digests."""
-    path = Path(path)
-    h = hashlib.sha256()
+    path, h = Path(path), hashlib.sha256()
     if path.is_dir():
         for item in sorted(p for p in path.rglob("*") if p.is_file()):
             h.update(f"{item.relative_to(path)}:{file_digest(item)}\n".encode())
-        return h.hexdigest()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
+    else:
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
     return h.hexdigest()
 
 
@@ -57,8 +53,7 @@ def writing(path):
 
 
 def atomic_write(path, write) -> None:
-    """Call ``write(binary file)`` on a temporary file next to ``path``, then rename it to ``path``:
-    readers never see a half-written file."""
+    """``write(binary file)`` into a temporary file next to ``path``, renamed to ``path``: never seen half-written."""
     path = Path(path)
     with writing(path):
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
@@ -67,8 +62,7 @@ def atomic_write(path, write) -> None:
                 write(f)
             os.replace(tmp, path)
         finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+            Path(tmp).unlink(missing_ok=True)
 
 
 def write_json(path, obj) -> None:
@@ -90,13 +84,6 @@ def write_results(folder, report: dict, predictions=None, variant: str = "") -> 
     for name, content in (predictions.files if predictions is not None else {}).items():
         write_json(Path(folder) / name.replace(".json", f"{suffix}.json"), content)
     write_json(Path(folder) / f"eval_results{suffix}.json", report)
-
-
-# ---- stage files -----------------------------------------------------------------------------
-
-
-def _sidecar(path: Path) -> Path:
-    return path.with_suffix(".json")
 
 
 class StageFile:
@@ -122,31 +109,29 @@ class StageFile:
 
     def commit(self, meta: dict) -> None:
         self.array.flush()
-        bad = first_non_finite(self.array)
-        if bad is not None:
+        if (bad := first_non_finite(self.array)) is not None:
             self.discard()
             raise InputError(f"{self.path}: row {bad} came out NaN or infinite; nothing written (is the model finite?)")
         meta = {**meta, "shape": list(self.array.shape), "dtype": str(self.array.dtype)}
         del self.array
         os.replace(self.tmp, self.path)
-        write_json(_sidecar(self.path), meta)
+        write_json(self.path.with_suffix(".json"), meta)  # the sidecar
         logger.info("wrote %s %s", self.path, tuple(meta["shape"]))
 
     def discard(self) -> None:
-        if self.tmp.exists():
-            self.tmp.unlink()
+        self.tmp.unlink(missing_ok=True)
 
 
 def load_array(path, fingerprint: dict, artifact, shape: tuple | None = None, model: str | None = None) -> np.ndarray:
-    """Open a stage file memory-mapped and check it: made for this dataset (same rows, same
-    features), of the expected ``shape`` and, where known, made by the expected ``model`` (the
-    digest of its weights)."""
-    path, what = Path(path), artifact.filename
+    """Open a stage file memory-mapped and check it: made for this dataset (same rows, same features), of the expected
+    ``shape`` and, where known, made by the expected ``model`` (the digest of its weights)."""
+    path, what, again = Path(path), artifact.filename, f"make it again with {artifact.made_by}"
+    sidecar = path.with_suffix(".json")
     if not path.is_file():
         raise InputError(f"{path}: {what} not found; it is made by {artifact.made_by}")
     try:
         array = np.load(path, allow_pickle=False, mmap_mode="r")
-        meta = read_json(_sidecar(path), f"{what} sidecar") if _sidecar(path).is_file() else {}
+        meta = read_json(sidecar, f"{what} sidecar") if sidecar.is_file() else {}
     except (ValueError, OSError) as e:
         raise InputError(f"{path}: not a readable {what} file ({e})") from None
     made_for = meta.get("dataset", {})
@@ -155,21 +140,16 @@ def load_array(path, fingerprint: dict, artifact, shape: tuple | None = None, mo
             raise InputError(
                 f"{path}: {what} made for another dataset ({key} differs: {made_for[key]} vs {fingerprint[key]})"
             )
+    if shape is not None and array.shape[0] != shape[0]:
+        raise InputError(f"{path}: {what} has {array.shape[0]} rows but the training set has {shape[0]} examples")
     if shape is not None and tuple(array.shape) != tuple(shape):
-        rows = (
-            f"{array.shape[0]} rows but the training set has {shape[0]} examples" if array.shape[0] != shape[0] else ""
-        )
-        raise InputError(f"{path}: {what} has " + (rows or f"shape {tuple(array.shape)}, expected {tuple(shape)}"))
+        raise InputError(f"{path}: {what} has shape {tuple(array.shape)}, expected {tuple(shape)}")
     if model and meta.get("model_sha256") and meta["model_sha256"] != model:
         raise InputError(
-            f"{path}: {what} was made by another model than the one it belongs to (its weights changed since); "
-            f"make it again with {artifact.made_by}"
+            f"{path}: {what} was made by another model than the one it belongs to (its weights changed since); {again}"
         )
-    bad = first_non_finite(array)
-    if bad is not None:
-        raise InputError(
-            f"{path}: {what} holds NaN or infinite values (row {bad}); make it again with {artifact.made_by}"
-        )
+    if (bad := first_non_finite(array)) is not None:
+        raise InputError(f"{path}: {what} holds NaN or infinite values (row {bad}); {again}")
     return array
 
 
@@ -182,9 +162,6 @@ def first_non_finite(array: np.ndarray, rows: int = 4096) -> int | None:
     return None
 
 
-# ---- the output directory ----------------------------------------------------------------------
-
-
 class OutputLock:
     """``output_dir/.trbert.lock`` holding the owner's pid and host while a run writes there; a
     second run is refused while the owner lives, and a lock whose owner died is taken over."""
@@ -193,7 +170,6 @@ class OutputLock:
         self.folder, self.path, self.held = Path(folder), Path(folder) / LOCK, False
 
     def __enter__(self):
-        me = {"pid": os.getpid(), "host": socket.gethostname()}
         for _ in range(2):
             try:
                 self.folder.mkdir(parents=True, exist_ok=True)
@@ -204,7 +180,7 @@ class OutputLock:
             except OSError as e:
                 raise InputError(f"{self.folder}: cannot write into the output directory ({e.strerror})") from None
             with os.fdopen(fd, "w") as f:
-                json.dump(me, f)
+                json.dump({"pid": os.getpid(), "host": socket.gethostname()}, f)
             self.held = True
             return self
         raise InputError(f"{self.folder}: another run is using this output directory ({self.path})")
@@ -241,8 +217,7 @@ def _alive(pid: int) -> bool:
 
 
 def clean_leftovers(folder) -> None:
-    """Remove what a killed save left behind: ``.saving-*`` folders and ``.tmp-*`` files of this
-    output directory (called under its lock)."""
+    """Remove what a killed save left here: ``.saving-*`` folders and ``.tmp-*`` files (called under the lock)."""
     folder = Path(folder)
     for tmp in [*folder.glob(".saving-*"), *folder.parent.glob(f".saving-{folder.name}-*"), *folder.glob(".tmp-*")]:
         shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
@@ -250,9 +225,8 @@ def clean_leftovers(folder) -> None:
 
 
 def replace_run(folder) -> None:
-    """``--overwrite_output_dir`` for training: what the earlier run wrote (its step checkpoints,
-    TensorBoard scalars, results and the stage files made from its model) is removed, so nothing
-    of it is mistaken for the new run's."""
+    """``--overwrite_output_dir`` for training: what the earlier run wrote (its step checkpoints, TensorBoard scalars,
+    results and the stage files made from its model) is removed, so nothing of it is mistaken for the new run's."""
     folder = Path(folder)
     doomed = [p for pattern in RUN_OUTPUTS for p in folder.glob(pattern)]
     doomed += [p for name in STAGE_FILES for p in (folder / f"{name}.npy", folder / f"{name}.json") if p.exists()]

@@ -1,13 +1,11 @@
 """Step checkpoints that a killed job continues from exactly (``--save_steps``, ``--resume_from_checkpoint``).
 
-What this file is: the training state next to a step checkpoint's model — optimizer tensors
-(``optimizer.safetensors``), every rank's generator states (``rng.safetensors``), and
-``training_state.json`` (step, sampler position, scheduler and scaler state, a sha256 per file,
-and the run's identity: stage, world size, the configuration fields marked ``fixed``, the data's
-fingerprint and the starting model). Nothing is pickled. The JSON is written last and the
-directory is renamed into place when complete (:func:`trbert.checkpoint.save_checkpoint`), so a
-checkpoint without it, or whose files do not match it, was never finished and is refused.
-Not here: the model weights (saved as any checkpoint) and the loop itself (:mod:`trbert.loop`).
+The training state next to a step checkpoint's model (saved as any checkpoint): optimizer tensors
+(``optimizer.safetensors``), every rank's generator states (``rng.safetensors``), and ``training_state.json`` (step,
+sampler position, scheduler and scaler state, a sha256 per file, and the run's identity: stage, world size, the
+configuration fields marked ``fixed``, the data's fingerprint and the starting model). Nothing is pickled. The JSON is
+written last and the directory renamed into place when complete (:func:`.checkpoint.save_checkpoint`): a checkpoint
+without it, or whose files do not match it, was never finished and is refused.
 """
 
 from __future__ import annotations
@@ -38,9 +36,7 @@ STEP_DIR = re.compile(r"checkpoint-(\d+)$")
 
 def fixed_values(*configs) -> dict:
     """The fields a resumed run must keep (metadata ``fixed``) of the given config dataclasses."""
-    return {
-        f.name: getattr(c, f.name) for c in configs for f in dataclasses.fields(c) if f.metadata.get("fixed", False)
-    }
+    return {f.name: getattr(c, f.name) for c in configs for f in dataclasses.fields(c) if f.metadata.get("fixed")}
 
 
 @dataclass
@@ -72,10 +68,7 @@ class Saver:
         states ``rng`` (the caller's rank 0 writes; the others wait)."""
         path = self.path(position.step)
         identity = {**self.identity, "stage": self.stage, "world_size": world_size}
-
-        def state(folder):
-            write_training_state(folder, position, run, rng, identity)
-
+        state = lambda folder: write_training_state(folder, position, run, rng, identity)  # noqa: E731
         save_checkpoint(model, self.tokenizer, path, self.flags, self.stage, self.source, extra=state)
         prune(self.output_dir, self.keep)
         return path
@@ -105,9 +98,7 @@ def write_training_state(folder: Path, position: Position, run, rng: dict, ident
     save_file({k: v.contiguous() for k, v in rng.items()}, folder / RNG)
     files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
     state = {
-        "step": position.step,
-        "epoch": position.epoch,
-        "micro": position.micro,
+        **dataclasses.asdict(position),  # step, epoch, micro
         **identity,
         "param_groups": optimizer["param_groups"],
         "scheduler": {k: v for k, v in run.scheduler.state_dict().items() if k != "lr_lambdas"},
@@ -130,12 +121,11 @@ def step_checkpoints(output_dir) -> list[Path]:
 
 def resolve(path: str, output_dir) -> Path:
     """``--resume_from_checkpoint``: a checkpoint directory, or ``latest`` under ``--output_dir``."""
-    if path == "latest":
-        found = step_checkpoints(output_dir)
-        if not found:
-            raise InputError(f"{output_dir}: no complete step checkpoint to resume from (checkpoint-*/{STATE})")
-        return found[-1]
-    return Path(path)
+    if path != "latest":
+        return Path(path)
+    if not (found := step_checkpoints(output_dir)):
+        raise InputError(f"{output_dir}: no complete step checkpoint to resume from (checkpoint-*/{STATE})")
+    return found[-1]
 
 
 def _differences(state: dict, identity: dict) -> list[str]:
@@ -146,8 +136,7 @@ def _differences(state: dict, identity: dict) -> list[str]:
     if state.get("world_size") != identity["world_size"]:
         problems.append(f"world size {state.get('world_size')} vs {identity['world_size']} now")
     for key, value in state.get("arguments", {}).items():
-        now = identity["arguments"].get(key)
-        if now != value:
+        if (now := identity["arguments"].get(key)) != value:
             problems.append(f"--{key} {value} vs {now} now")
     for key, value in state.get("dataset", {}).items():
         if identity["dataset"].get(key) != value:
@@ -166,8 +155,7 @@ def read_training_state(folder: Path, identity: dict) -> dict:
     for name, digest in state["sha256"].items():
         if not (folder / name).is_file() or file_digest(folder / name) != digest:
             raise InputError(f"{folder}: {name} is missing or differs from when it was saved (truncated or corrupt)")
-    problems = _differences(state, identity)
-    if problems:
+    if problems := _differences(state, identity):
         raise InputError(f"{folder}: cannot resume a different run: " + "; ".join(problems))
     try:
         state["optimizer"] = _unflatten(load_file(folder / OPTIMIZER), state.pop("param_groups"))
@@ -178,8 +166,7 @@ def read_training_state(folder: Path, identity: dict) -> dict:
 
 
 def restore(run, state: dict, device) -> Position:
-    """Load optimizer, scheduler and scaler state into ``run`` (a :class:`trbert.loop.Optimization`);
-    returns the saved position."""
+    """Load optimizer, scheduler and scaler state into ``run`` (a ``train.loop.Optimization``); the saved position."""
     run.optimizer.load_state_dict(state["optimizer"])
     for slots in run.optimizer.state.values():
         for name, value in slots.items():

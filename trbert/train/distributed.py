@@ -1,14 +1,7 @@
-"""Data parallelism across processes started by ``torchrun`` (or ``torch.distributed.launch``).
-
-What this file is: the process group (from torchrun's environment; NCCL on GPUs, gloo on CPU),
-the model wrapper for training (stock ``DistributedDataParallel``), the split of rows between
-ranks for the inference passes and the per-batch gathering of their outputs into one array on
-rank 0, and every rank's RNG states for exact resumes. A single process is the world of one:
-every function here is then a no-op or the identity.
-
-Not here: which rows form a training batch (:func:`trbert.loop.train` cuts every global batch into
-one contiguous slice per rank, so a run with batch ``b`` on ``N`` ranks sees the batches of a
-1-process run with batch ``N * b``).
+"""Data parallelism across processes started by ``torchrun``: the process group (NCCL on GPUs, gloo on
+CPU), DDP for training, the rows of each rank in the inference passes and the gathering of their
+outputs on rank 0, every rank's RNG states for exact resumes. A single process is the world of one:
+every function here is then a no-op or the identity. (Training batches: :func:`.loop.epoch_slices`.)
 """
 
 from __future__ import annotations
@@ -31,21 +24,16 @@ class World:
     rank: int = 0
     size: int = 1
     device: torch.device = torch.device("cpu")
-    grouped: bool = False  # started by torchrun: a process group (also of one process)
+    active: bool = False  # started by torchrun: a process group (also of one process)
 
     @property
     def is_main(self) -> bool:
         return self.rank == 0
 
-    @property
-    def active(self) -> bool:
-        return self.grouped
-
 
 def setup(no_cuda: bool = False, local_rank: int = -1) -> World:
-    """Join the process group torchrun describes in the environment (``RANK``, ``WORLD_SIZE``,
-    ``LOCAL_RANK``, ``MASTER_ADDR``...); one process without them. ``--local_rank`` of the
-    original launcher is honoured when ``LOCAL_RANK`` is not set."""
+    """Join the process group torchrun's environment describes (``WORLD_SIZE``...), else one process;
+    ``--local_rank`` (the original launcher's) counts where ``LOCAL_RANK`` is not set."""
     cuda = torch.cuda.is_available() and not no_cuda
     local = int(os.environ.get("LOCAL_RANK", max(local_rank, 0)))
     device = torch.device("cuda", local) if cuda else torch.device("cpu")
@@ -55,7 +43,7 @@ def setup(no_cuda: bool = False, local_rank: int = -1) -> World:
         torch.cuda.set_device(device)
     if not td.is_initialized():
         td.init_process_group("nccl" if cuda else "gloo")
-    world = World(td.get_rank(), td.get_world_size(), device, grouped=True)
+    world = World(td.get_rank(), td.get_world_size(), device, active=True)
     if not world.is_main:  # only rank 0 logs
         logging.getLogger("trbert").setLevel(logging.WARNING)
     logger.info("process group: %d ranks (%s)", world.size, td.get_backend())
@@ -79,10 +67,8 @@ def barrier(world: World) -> None:
 
 
 def wrap(model: torch.nn.Module, world: World, unused_parameters: bool):
-    """``DistributedDataParallel`` around ``model`` on several ranks (it starts every rank from rank 0's
-    weights and averages gradients during the backward pass); the model itself on one.
-    ``unused_parameters``: some trainable parameters may get no gradient in a step (a selector
-    skipped because only [CLS] was left)."""
+    """DDP around ``model`` on several ranks (rank 0's weights, gradients averaged), the model itself on one.
+    ``unused_parameters``: a parameter may get no gradient in a step (a selector skipped: only [CLS] left)."""
     if not world.active:
         return model
     ids = [world.device] if world.device.type == "cuda" else None
@@ -98,44 +84,43 @@ def shard(n: int, world: World) -> np.ndarray:
     """This rank's dataset rows ``rank, rank + size, ...`` of ``n``. Every rank gets the same number,
     the shorter ones repeating their last row, so that the per-batch gathers line up."""
     rows = np.arange(world.rank, n, world.size)
-    want = -(-n // world.size)
-    if len(rows) < want:
-        rows = np.concatenate([rows, np.full(want - len(rows), rows[-1] if len(rows) else 0)])
-    return rows
+    return np.concatenate([rows, np.full(-(-n // world.size) - len(rows), rows[-1] if len(rows) else 0)])
+
+
+def _gather(t: torch.Tensor, world: World) -> list[torch.Tensor]:
+    """Every rank's ``t`` (all of one shape), in rank order: a collective."""
+    parts = [_comm(torch.empty_like(t), world) for _ in range(world.size)]
+    td.all_gather(parts, _comm(t, world))
+    return parts
 
 
 def gather_into(out: np.ndarray | None, index: np.ndarray, values: np.ndarray, world: World) -> None:
-    """Write every rank's ``values [b, ...]`` at its dataset rows ``index [b]`` into ``out`` (rank 0
-    only; the others pass ``None``). A collective: every rank calls it once per batch, with
-    batches of one shape."""
+    """Write every rank's ``values [b, ...]`` at its dataset rows ``index [b]`` into ``out`` (rank 0; the
+    others pass ``None``). A collective: every rank calls it once per batch, with batches of one shape."""
     if not world.active:
         out[index] = values
         return
-    ranks = range(world.size)
-    tensors = [_comm(torch.from_numpy(np.ascontiguousarray(a)), world) for a in (index, values)]
-    parts = [[torch.empty_like(t) for _ in ranks] for t in tensors]
-    for part, t in zip(parts, tensors, strict=True):
-        td.all_gather(part, t)
+    rows, parts = (_gather(torch.from_numpy(np.ascontiguousarray(a)), world) for a in (index, values))
     if out is not None:
-        for rows, part in zip(*parts, strict=True):
-            out[rows.cpu().numpy()] = part.cpu().numpy()
+        for where, part in zip(rows, parts, strict=True):
+            out[where.cpu().numpy()] = part.cpu().numpy()
+
+
+def _reduce(value, dtype: torch.dtype, op: str, world: World):
+    if not world.active:
+        return value
+    t = _comm(torch.tensor([value], dtype=dtype), world)
+    td.all_reduce(t, op=getattr(td.ReduceOp, op))
+    return t.item()
 
 
 def all_succeed(ok: bool, world: World) -> bool:
     """Whether every rank succeeded (a collective: every rank calls it with its own outcome)."""
-    if not world.active:
-        return ok
-    t = _comm(torch.tensor([int(ok)]), world)
-    td.all_reduce(t, op=td.ReduceOp.MIN)
-    return bool(t.item())
+    return bool(_reduce(int(ok), torch.int64, "MIN", world))
 
 
 def maximum(value: float, world: World) -> float:
-    if not world.active:
-        return value
-    t = _comm(torch.tensor([value], dtype=torch.float64), world)
-    td.all_reduce(t, op=td.ReduceOp.MAX)
-    return float(t.item())
+    return float(_reduce(value, torch.float64, "MAX", world))
 
 
 def rng_states(world: World) -> dict[str, torch.Tensor]:
@@ -143,13 +128,8 @@ def rng_states(world: World) -> dict[str, torch.Tensor]:
     mine = {"cpu": torch.get_rng_state()}
     if world.device.type == "cuda":
         mine["cuda"] = torch.cuda.get_rng_state(world.device)
-    states = {}
-    for name, state in mine.items():
-        parts = [state] if not world.active else [_comm(torch.empty_like(state), world) for _ in range(world.size)]
-        if world.active:
-            td.all_gather(parts, _comm(state, world))
-        states.update({f"{name}.{r}": p.cpu() for r, p in enumerate(parts)})
-    return states
+    parts = {name: _gather(state, world) if world.active else [state] for name, state in mine.items()}
+    return {f"{name}.{r}": p.cpu() for name, states in parts.items() for r, p in enumerate(states)}
 
 
 def restore_rng(states: dict[str, torch.Tensor], world: World) -> None:

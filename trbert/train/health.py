@@ -1,17 +1,10 @@
 """Did the selectors learn? A health report of the keep decisions, and a warning when they did not.
 
-What this file is: :func:`selector_health` runs up to ``rows`` examples through the threshold path
-with ``trace`` on and reports, per selector, over the tokens it scored ([CLS] aside):
-
-* ``distance``: the mean distance of the keep probability from 0.5 (an untrained selector sits
-  near 0.5: its N(0, 0.02) weights give logits near 0);
-* ``confident``: the share of decisions with p < 0.1 or p > 0.9;
-* ``kept``: the share it kept;
-* ``score_gap`` (when the examples' token scores are at hand): the mean percentile rank of the
-  kept tokens' importance scores minus that of the dropped ones — about 0 for a random choice of
-  the same size, up to 0.5 for keeping exactly the highest-scoring tokens.
-
-:func:`warn_if_untrained` logs a warning when every selector looks untrained.
+Per selector, over the tokens it scored ([CLS] aside), from the threshold path with a trace:
+``distance`` (mean |p - 0.5|; an untrained selector's N(0, 0.02) weights give p near 0.5),
+``confident`` (share with p < 0.1 or p > 0.9), ``kept`` (share kept) and, where token scores are at
+hand, ``score_gap`` (mean percentile rank of the kept tokens' scores minus the dropped ones': about 0
+for a random choice of the same size, up to 0.5 for the highest-scoring). See docs/pipeline.md.
 """
 
 from __future__ import annotations
@@ -32,8 +25,7 @@ UNTRAINED = {"distance": 0.15, "confident": 0.25}  # below both: indistinguishab
 
 def _percentiles(scores: np.ndarray, scored: np.ndarray) -> np.ndarray:
     """Percentile rank in [0, 1] of every scored position's score within its row (NaN elsewhere)."""
-    masked = np.where(scored, scores, np.inf)
-    rank = masked.argsort(1).argsort(1).astype(np.float64)
+    rank = np.where(scored, scores, np.inf).argsort(1).argsort(1).astype(np.float64)
     count = scored.sum(1, keepdims=True)
     return np.where(scored, rank / np.maximum(count - 1, 1), np.nan)
 
@@ -42,11 +34,9 @@ def _percentiles(scores: np.ndarray, scored: np.ndarray) -> np.ndarray:
 def selector_health(model, features: dict, world, rows: int = 512, batch_size: int = 32) -> list[dict]:
     """Per selector: ``distance``, ``confident``, ``kept`` and, with ``features["guide"]``, ``score_gap``."""
     model.eval()
-    chosen = np.arange(min(rows, len(features["lengths"])))
     sums = None
-    for batch in batches(features, batch_size, rows=chosen):
-        guide = batch.get("guide")
-        trace = Trace()
+    for batch in batches(features, batch_size, rows=np.arange(min(rows, len(features["lengths"])))):
+        guide, trace = batch.get("guide"), Trace()
         forward_batch(model, to_device(batch, world.device), Threshold(), tracer=trace)
         depth = trace.depth.cpu().numpy().reshape(-1, trace.depth.shape[-1])
         if sums is None:
@@ -55,20 +45,18 @@ def selector_health(model, features: dict, world, rows: int = 512, batch_size: i
             p = prob.float().cpu().numpy().reshape(depth.shape)
             scored = ~np.isnan(p)
             scored[:, 0] = False  # [CLS] is always kept
-            kept = scored & (depth > w)
-            s = sums[w]
+            kept, s = scored & (depth > w), sums[w]
             s["scored"] += int(scored.sum())
             s["distance"] += float(np.abs(p[scored] - 0.5).sum())
             s["confident"] += int(((p[scored] < 0.1) | (p[scored] > 0.9)).sum())
             s["kept"] += int(kept.sum())
             if guide is not None:
                 rank = _percentiles(guide[..., w, :].numpy().reshape(depth.shape), scored)
-                both = kept.any(1) & (scored & ~kept).any(1)
+                dropped = scored & ~kept
+                both = kept.any(1) & dropped.any(1)
                 if both.any():
-                    gap = np.nanmean(np.where(kept, rank, np.nan)[both], 1) - np.nanmean(
-                        np.where(scored & ~kept, rank, np.nan)[both], 1
-                    )
-                    s["gap"] += float(gap.sum())
+                    high, low = (np.nanmean(np.where(m, rank, np.nan)[both], 1) for m in (kept, dropped))
+                    s["gap"] += float((high - low).sum())
                     s["gap_rows"] += int(both.sum())
     return [_summary(s) for s in sums or []]
 
@@ -82,9 +70,7 @@ def _summary(s: dict) -> dict:
 
 
 def looks_untrained(report: list[dict]) -> bool:
-    return bool(report) and all(
-        r["distance"] < UNTRAINED["distance"] and r["confident"] < UNTRAINED["confident"] for r in report
-    )
+    return bool(report) and all(r[k] < limit for r in report for k, limit in UNTRAINED.items())
 
 
 def warn_if_untrained(report: list[dict], where: str) -> None:

@@ -1,10 +1,6 @@
-"""The inference passes every stage uses: prediction, evaluation, token scores, teacher logits.
-
-What this file is: ``predict`` (a no-grad pass collecting logits and kept counts), ``evaluate``
-(metric + FLOPs + timing report, and the task's predictions), ``token_scores`` (the gradient
-residual importance of ``--do_eval_grad``) and ``teacher_logits`` (``--do_eval_logits``). Each
-rank runs its share of the rows; rank 0 collects the outputs batch by batch into one array in
-dataset order (a memory-mapped file for the stage files). Not here: training (:mod:`trbert.loop`).
+"""The inference passes: ``predict`` (logits, kept counts; ``--do_eval_logits``), ``evaluate`` (metric,
+FLOPs, timing) and ``token_scores`` (``--do_eval_grad``). Each rank runs its share of the rows; rank 0
+collects the outputs batch by batch into one array in dataset order (for a stage file, memory-mapped).
 """
 
 from __future__ import annotations
@@ -45,9 +41,8 @@ class Prediction:
 
 
 def quantized(model, how: str):
-    """``int8``: the encoder's and head's Linear layers as dynamic int8 (weights int8, activations
-    quantized per batch; CPU inference). The selectors stay float32 so their decisions do not
-    move. ``none``: the model itself."""
+    """``int8``: the encoder's and head's Linear layers as dynamic int8 (CPU inference); the selectors
+    stay float32 so their decisions do not move. ``none``: the model itself."""
     if how == "none":
         return model
     with warnings.catch_warnings():  # torch.ao.quantization warns that it will move to torchao
@@ -71,30 +66,22 @@ def output_shape(model, features) -> tuple[int, ...]:
 
 def inference_path(policy, cfg: EvalConfig) -> str:
     """``--inference_path``: auto and unpadded take the unpadded path where the policy runs there."""
-    packable = policy is None or policy.packable
-    return "unpadded" if packable and cfg.inference_path != "padded" else "padded"
+    return "unpadded" if (policy is None or policy.packable) and cfg.inference_path != "padded" else "padded"
 
 
 @torch.no_grad()
 def predict(model, features, policy, cfg: EvalConfig, precision: Precision, world: World, out=None):
-    """Logits and kept counts of every row in dataset order (token-level heads give ``[C, T]`` per
-    row; positions past a row's length stay ``MASKED``); ``out`` may be a preallocated array.
-    ``policy``: a :class:`~trbert.core.policy.Policy` (its ``for_batch`` makes each batch's), or
-    None for the full model."""
+    """Logits (token-level heads: ``[C, T]`` a row, ``MASKED`` past its length; into ``out`` if given) and
+    kept counts of every row in dataset order; ``policy``: a Policy (``for_batch``), None: the full model."""
     model.eval()
-    n, num_sel = len(features["lengths"]), len(selector_layers(model.config))
-    windows = features["input_ids"].shape[1:-1]
+    n, num_sel, shape = len(features["lengths"]), len(selector_layers(model.config)), output_shape(model, features)
     if world.is_main and out is None:
-        out = np.full(output_shape(model, features), MASKED, dtype=np.float32)
-    kept = np.zeros((n, num_sel, *windows), dtype=np.int64) if world.is_main else None
-    path = inference_path(policy, cfg)
+        out = np.full(shape, MASKED, dtype=np.float32)
+    kept = np.zeros((n, num_sel, *features["input_ids"].shape[1:-1]), dtype=np.int64) if world.is_main else None
+    path, seconds = inference_path(policy, cfg), 0.0
     model.attention_kernel = cfg.attention_kernel
-    seconds, rows = 0.0, shard(n, world)
-    # sorting by length saves padding; results do not depend on batch composition, except in the
-    # original's batch-uniform mode, which keeps the dataset order
-    uniform = isinstance(policy, BatchUniform)
-    loader = batches(features, cfg.per_gpu_eval_batch_size, by_length=not uniform, rows=rows)
-    for batch in progress(loader, "evaluating"):
+    by_length = not isinstance(policy, BatchUniform)  # less padding; only batch-uniform results depend on batches
+    for batch in progress(batches(features, cfg.per_gpu_eval_batch_size, by_length, shard(n, world)), "evaluating"):
         index = batch["index"].numpy()
         batch = to_device(batch, world.device)
         chosen = None if policy is None else policy.for_batch(batch)
@@ -104,13 +91,12 @@ def predict(model, features, policy, cfg: EvalConfig, precision: Precision, worl
             result = forward_batch(model, batch, chosen, path=path)
         _sync(world.device)
         seconds += time.perf_counter() - start
-        logits = np.full((len(index), *output_shape(model, features)[1:]), MASKED, dtype=np.float32)
+        logits = np.full((len(index), *shape[1:]), MASKED, dtype=np.float32)
         logits[..., : result.logits.shape[-1]] = result.logits.float().cpu().numpy()
         gather_into(out, index, logits, world)
         counts = [c.cpu().numpy() for c in result.kept] or [batch["lengths"].cpu().numpy()]
-        # a selector skipped for lack of tokens keeps the last count
-        counts = np.stack([counts[min(w, len(counts) - 1)] for w in range(num_sel)], 1)
-        gather_into(kept, index, counts, world)
+        last = len(counts) - 1  # a selector skipped for lack of tokens keeps the last count
+        gather_into(kept, index, np.stack([counts[min(w, last)] for w in range(num_sel)], 1), world)
     kept = None if kept is None else np.moveaxis(kept, 1, 0)
     return Prediction(out, kept, maximum(seconds, world), path)
 
@@ -122,21 +108,18 @@ def evaluate(model, task, data: EvalSet, policy, cfg: EvalConfig, precision: Pre
 
 
 def full_macs(counter: FlopsCounter, lengths) -> np.ndarray:
-    """MACs of the unreduced model per example for ``lengths [N]``, or ``[N, S]`` for examples of
-    several windows (their real windows count together, as in :func:`report`)."""
+    """MACs of the full model per example of ``lengths [N]``, or ``[N, S]`` (its real windows together)."""
     lengths = np.asarray(lengths).astype(np.int64)
     macs = counter.full(lengths)
     return macs if lengths.ndim == 1 else (macs * real_windows(lengths)).sum(1)
 
 
 def report(model, task, data: EvalSet, pred: Prediction, policy, cfg: EvalConfig, world: World):
-    """The task's metrics, FLOPs of this model and of the full model on the same inputs, FLOPs
-    speed-up, mean kept fraction per selector, measured time; and the task's predictions."""
+    """The task's metrics, FLOPs (this model's, the full model's, speed-up), kept fractions, time; predictions."""
     lengths = np.asarray(data.features["lengths"]).astype(np.int64)
     n, flat = len(lengths), lengths.reshape(-1)  # windows of an example (TriviaQA) count together
     real = real_windows(flat) if lengths.ndim > 1 else np.ones(len(flat), dtype=bool)
-    kept = pred.kept.reshape(len(pred.kept), -1)
-    counter = FlopsCounter.from_config(model.config)
+    kept, counter = pred.kept.reshape(len(pred.kept), -1), FlopsCounter.from_config(model.config)
 
     def per_example(macs):
         return (macs * real).reshape(n, -1).sum(1)

@@ -1,11 +1,6 @@
-"""The one training loop of every stage.
-
-What this file is: ``train`` — the stage supplies the per-batch loss and which parameters train;
-the loop builds AdamW (with the selectors' own learning rate where asked) and the transformers
-linear warm-up schedule, runs the micro-batches of every rank (``DistributedDataParallel`` under
-torchrun, gradient accumulation without a sync until the last micro-batch), logs, and writes a
-step checkpoint (and evaluates it, with ``--evaluate_during_training``) every ``--save_steps``.
-Not here: the inference passes (:mod:`trbert.inference`), files (:mod:`trbert.checkpoint`).
+"""The one training loop of every stage: the stage supplies the per-batch loss and what trains;
+the loop runs AdamW with linear warm-up over every rank's micro-batches (DDP under torchrun, no
+gradient sync until a step's last one), logs, and writes a step checkpoint every ``--save_steps``.
 """
 
 from __future__ import annotations
@@ -19,14 +14,13 @@ import numpy as np
 import torch
 from transformers import get_linear_schedule_with_warmup
 
-from ..config import EvalConfig, Precision, TrainConfig
+from ..config import Precision, TrainConfig
 from ..core.seeding import example_seeds
 from ..errors import InputError
 from ..store.outputs import write_results
 from ..store.resume import Position, Saver, restore
 from .data import loader_of, to_device
 from .distributed import World, all_succeed, barrier, progress, restore_rng, rng_states, wrap
-from .inference import EvalSet, evaluate
 from .stages import Stage, StepContext
 
 logger = logging.getLogger(__name__)
@@ -41,22 +35,19 @@ class Optimization:
 
 
 def parameter_groups(model, trains: str, cfg: TrainConfig) -> list[dict]:
-    """AdamW groups of the parameters a stage trains (everything else is frozen, chosen by module):
-    backbone and selectors each with their rate; no weight decay on parameters named like biases
-    or ``LayerNorm.weight``, the original's rule by name (so DistilBERT's ``sa_layer_norm`` and
-    ``output_layer_norm`` weights do decay there, as they did in the original)."""
+    """AdamW groups of the parameters a stage trains (the rest frozen), backbone and selectors at their
+    rates; no weight decay on parameters named like biases or ``LayerNorm.weight``, the original's rule
+    by name (so DistilBERT's ``sa_layer_norm`` and ``output_layer_norm`` weights do decay, as there)."""
     backbone_rate, selector_rate = cfg.rates()
     no_decay = {id(p) for n, p in model.named_parameters() if "bias" in n or "LayerNorm.weight" in n}
     selectors = model.selector_parameters()
     chosen = {id(p) for p in selectors}
     backbone = [p for p in model.parameters() if id(p) not in chosen]
-    parts = {"selectors": [(selectors, selector_rate)], "backbone": [(backbone, backbone_rate)]}
-    parts["all"] = parts["backbone"] + parts["selectors"]
+    parts = {"backbone": (backbone, backbone_rate), "selectors": (selectors, selector_rate)}
     groups = []
-    for params, rate in parts[trains]:
+    for params, rate in parts.values() if trains == "all" else [parts[trains]]:
         for decay in (True, False):
-            members = [p for p in params if (id(p) not in no_decay) == decay]
-            if members:
+            if members := [p for p in params if (id(p) not in no_decay) == decay]:
                 groups.append({"params": members, "lr": rate, "weight_decay": cfg.weight_decay if decay else 0.0})
     trainable = {id(p) for g in groups for p in g["params"]}
     for p in model.parameters():
@@ -74,22 +65,16 @@ def _optimization(model, trains: str, cfg: TrainConfig, precision: Precision, to
 
 
 def plan(cfg: TrainConfig, n: int, world: World) -> tuple[int, int, int]:
-    """``(global batch, micro-batches per epoch, optimizer steps in all)``; a global batch is
-    ``--per_gpu_train_batch_size`` rows on each rank."""
+    """``(global batch, micro-batches an epoch, optimizer steps)``; a global batch: the per-GPU batch on every rank."""
     global_batch = cfg.per_gpu_train_batch_size * world.size
     per_epoch = math.ceil(n / global_batch)
-    if cfg.max_steps > 0:
-        total = cfg.max_steps
-    else:
-        total = per_epoch // cfg.gradient_accumulation_steps * int(cfg.num_train_epochs)
-    return global_batch, per_epoch, max(total, 1)
+    by_epochs = per_epoch // cfg.gradient_accumulation_steps * int(cfg.num_train_epochs)
+    return global_batch, per_epoch, max(cfg.max_steps if cfg.max_steps > 0 else by_epochs, 1)
 
 
 def epoch_slices(n: int, seed: int, epoch: int, global_batch: int, world: World) -> list[tuple[list[int], float]]:
-    """This rank's rows of every global batch of an epoch, each with its loss weight.
-
-    The loss of a slice is a mean over its rows; weighting it by ``rows * ranks / global rows``
-    makes the mean of the ranks' gradients the gradient of the global batch's mean, also for an
+    """This rank's rows of every global batch of an epoch and their loss weight, ``rows * ranks / global
+    rows``: the mean of the ranks' gradients is then that of the global batch's mean loss, also for an
     uneven last batch. A rank with no rows left repeats one row with weight 0."""
     order = np.random.default_rng(seed + epoch).permutation(n)
     slices = []
@@ -97,15 +82,13 @@ def epoch_slices(n: int, seed: int, epoch: int, global_batch: int, world: World)
         rows = order[start : start + global_batch]
         per_rank = -(-len(rows) // world.size)
         mine = rows[world.rank * per_rank : (world.rank + 1) * per_rank].tolist()
-        weight = len(mine) * world.size / len(rows)
-        slices.append((mine or rows[:1].tolist(), weight))
+        slices.append((mine or rows[:1].tolist(), len(mine) * world.size / len(rows)))
     return slices
 
 
 class NonFinite:
-    """The first optimizer step whose loss (or, without a gradient scaler, gradient norm) was not
-    finite, kept on the device so that no step waits for the host; :meth:`check` raises (a
-    collective: every rank calls it at the same step)."""
+    """The first optimizer step whose loss (or, without a gradient scaler, gradient norm) was not finite,
+    kept on the device (no step waits for the host); :meth:`check` raises (a collective)."""
 
     def __init__(self, device):
         self.first = torch.full((), -1, dtype=torch.long, device=device)
@@ -123,19 +106,11 @@ class NonFinite:
             )
 
 
-@dataclass
-class Validation:
-    """What ``--evaluate_during_training`` evaluates each step checkpoint on."""
-
-    data: EvalSet
-    config: EvalConfig
-    policy: object  # a trbert.core.policy.Policy, or None (the full model)
-
-
 def train(model, task, features, stage: Stage, ctx: StepContext, precision: Precision, world: World, saver: Saver,
-          writer=None, validation: Validation | None = None, resume: dict | None = None) -> int:  # fmt: skip
-    """Train ``model`` for one stage on every rank; returns the number of optimizer steps.
-    ``resume`` (a state read by :func:`trbert.resume.read_training_state`) continues a run exactly."""
+          writer=None, validation=None, resume: dict | None = None) -> int:  # fmt: skip
+    """Train ``model`` for one stage on every rank; returns the number of optimizer steps. ``validation``:
+    evaluates each step checkpoint, ``(model, task, precision=, world=) -> (report, predictions)``;
+    ``resume``: a state of :func:`trbert.store.resume.read_training_state`, continued exactly."""
     cfg, device, n = ctx.train, world.device, len(features["lengths"])
     global_batch, per_epoch, ctx.total_steps = plan(cfg, n, world)
     run = _optimization(model, stage.trains, cfg, precision, ctx.total_steps, device)
@@ -145,17 +120,14 @@ def train(model, task, features, stage: Stage, ctx: StepContext, precision: Prec
     epochs = math.ceil(ctx.total_steps / max(1, per_epoch // accumulation))
     logger.info("stage %s: %d examples, %d ranks, %d epochs, %d optimizer steps", stage.name, n, world.size, epochs, ctx.total_steps)  # fmt: skip
     model.train()
-    sums: dict[str, torch.Tensor] = {}
-    watch = NonFinite(device)
+    sums, watch = {}, NonFinite(device)
     for epoch in range(at.epoch, epochs):
-        slices = epoch_slices(n, cfg.seed, epoch, global_batch, world)
-        first = at.micro if epoch == at.epoch else 0
+        slices, first = epoch_slices(n, cfg.seed, epoch, global_batch, world), at.micro if epoch == at.epoch else 0
         loader = loader_of(features, [rows for rows, _ in slices[first:]])
         for micro, batch in enumerate(progress(loader, f"{stage.name} epoch {epoch + 1}/{epochs}"), start=first):
             batch["seeds"] = example_seeds(cfg.seed, epoch, batch["index"])
             last = (micro + 1) % accumulation == 0
-            sync = contextlib.nullcontext() if last or not world.active else net.no_sync()
-            with sync:
+            with contextlib.nullcontext() if last or not world.active else net.no_sync():
                 with precision.autocast(device):
                     loss, scalars = stage.step(net, task, to_device(batch, device), ctx)
                 run.scaler.scale(loss * slices[micro][1] / accumulation).backward()
@@ -168,20 +140,15 @@ def train(model, task, features, stage: Stage, ctx: StepContext, precision: Prec
             if not run.scaler.is_enabled():  # (a scaler skips the steps its scale overflowed)
                 watch.see(norm, ctx.step)
             ctx.step += 1
-            logs, saves = (cfg.logging_steps > 0 and ctx.step % cfg.logging_steps == 0), cfg.save_steps > 0
-            saves = saves and ctx.step % cfg.save_steps == 0
+            logs = cfg.logging_steps > 0 and ctx.step % cfg.logging_steps == 0
+            saves = cfg.save_steps > 0 and ctx.step % cfg.save_steps == 0
             if logs or saves or ctx.step >= ctx.total_steps:
                 watch.check(stage.name, world)
             if logs and world.is_main:
                 _log(sums, ctx.step, cfg.logging_steps * accumulation, run.scheduler.get_last_lr()[0], writer)
-                sums = {}
-            if saves:
-                done = micro + 1 == per_epoch
-                at, rng = Position(ctx.step, epoch + done, 0 if done else micro + 1), rng_states(world)
-                path = saver.step(model, at, run, rng, world.size) if world.is_main else saver.path(at.step)
-                barrier(world)
-                if validation is not None:
-                    _validate(model, task, validation, precision, world, path, writer, ctx.step)
+            if saves:  # resumed at the next micro-batch: the next epoch's first after the last
+                at = Position(ctx.step, epoch + (micro + 1) // per_epoch, (micro + 1) % per_epoch)
+                _checkpoint(model, task, at, run, saver, validation, precision, world, writer)
             if ctx.step >= ctx.total_steps:
                 return ctx.step
     watch.check(stage.name, world)
@@ -211,19 +178,24 @@ def _optimizer_step(run: Optimization, cfg: TrainConfig) -> torch.Tensor:
 
 def _log(sums: dict, step: int, count: int, lr: float, writer) -> None:
     means = {k: float(v) / count for k, v in sums.items()}
+    sums.clear()  # summed anew until the next log
     if writer is not None:
-        writer.add_scalar("lr", lr, step)
-        for name, value in means.items():
+        for name, value in {"lr": lr, **means}.items():
             writer.add_scalar(name, value, step)
     logger.info("step %d: %s", step, ", ".join(f"{k} {v:.4f}" for k, v in means.items()))
 
 
-def _validate(model, task, validation: Validation, precision, world, path, writer, step: int) -> None:
-    """Evaluate the step checkpoint just written; results next to it and in TensorBoard."""
-    report, predictions = evaluate(model, task, validation.data, validation.policy, validation.config, precision, world)
+def _checkpoint(model, task, at: Position, run, saver, validation, precision, world, writer) -> None:
+    """A step checkpoint (rank 0 writes it) and its evaluation, if any: results next to it and in TensorBoard."""
+    rng = rng_states(world)  # a collective: every rank's states go into the checkpoint
+    path = saver.step(model, at, run, rng, world.size) if world.is_main else saver.path(at.step)
+    barrier(world)
+    if validation is None:
+        return
+    report, predictions = validation(model, task, precision=precision, world=world)
     if world.is_main:
         write_results(path, {**report, "checkpoint": str(path)}, predictions)
         for key in (task.metric, "mflops", "flops_speedup"):
             if writer is not None and isinstance(report.get(key), float):
-                writer.add_scalar(f"eval/{key}", report[key], step)
+                writer.add_scalar(f"eval/{key}", report[key], at.step)
     model.train()

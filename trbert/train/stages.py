@@ -1,42 +1,21 @@
 """The pipeline as data: per stage, what trains, with which loss, and which files go in and out.
 
-What this file is: one table (``STAGES``) and the per-batch loss of each training stage. The
-loop (:mod:`trbert.loop`) never branches on stage flags; it asks the stage.
-
-| stage       | flags                              | model types | trains    | reads                   | writes                          |
-|-------------|------------------------------------|-------------|-----------|-------------------------|---------------------------------|
-| finetune    | --do_train                         | bert        | backbone  | -                       | checkpoint (output_dir)         |
-| eval_grad   | --do_eval_grad                     | bert        | -         | checkpoint (output_dir) | output_dir/token_scores.npy     |
-| train_init  | --do_train --train_init            | initbert    | selectors | token_ranks.npy         | checkpoint                      |
-| train_rl    | --do_train --train_rl              | autobert    | selectors | token_scores.npy        | checkpoint                      |
-| eval_logits | --do_eval_logits                   | bert        | -         | checkpoint (output_dir) | output_dir/teacher_logits.npy   |
-| train_both  | --do_train --train_both [--train_teacher] | autobert | all   | teacher_logits.npy      | checkpoint                      |
-| eval        | --do_eval                          | any         | -         | checkpoint(s)           | <checkpoint>/eval_results.json  |
-
-(``bert`` stands for ``bert``/``distilbert`` and so on; "backbone" is everything but the
-selectors.) Stage files are looked up next to the starting checkpoint and then next to the
-fine-tuned baseline it descends from, unless a path is given.
+One table (``STAGES``; docs/pipeline.md has it in words) and the per-batch loss of each training
+stage; the loop never branches on stage flags, it asks the stage. Stage files are looked up next to
+the starting checkpoint, then next to the fine-tuned baseline it descends from, unless a path is given.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 
 from ..config import MODEL_TYPES, ReductionConfig, TrainConfig
+from ..core import objective
 from ..core.encoder import Trace
-from ..core.objective import (
-    REPLICAS,
-    distillation,
-    guided_rows,
-    init_loss,
-    init_mask,
-    length_fraction,
-    real_windows,
-    reinforce_loss,
-    rewards,
-)
+from ..core.objective import REPLICAS
 from ..core.policy import Probe, Sample
 from ..core.seeding import combine
 
@@ -71,23 +50,13 @@ class StepContext:
 
 
 def forward_batch(model, batch, policy=None, **kwargs):
-    """The model on a batch with ``policy`` (None: the stock forward): token types, the head's extra
-    inputs and the per-example ``seeds`` of seeded dropout when the batch has them. ``model`` may be
-    wrapped (DistributedDataParallel): its ``module`` says what the head reads."""
-    head_inputs = getattr(model, "module", model).head_inputs
-    if head_inputs:
+    """The model on a batch with ``policy`` (None: the stock forward), with the batch's token types, head
+    inputs and seeded-dropout ``seeds`` where it has them; ``model`` may be wrapped in DDP (``module``)."""
+    if head_inputs := getattr(model, "module", model).head_inputs:
         kwargs["head_inputs"] = {k: batch[k] for k in head_inputs}
     if "seeds" in batch:
         kwargs["seeds"] = batch["seeds"]
     return model(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"), policy=policy, **kwargs)
-
-
-def task_loss(task, logits, batch, reduction: ReductionConfig, distil: bool) -> torch.Tensor:
-    """Per-row loss: the task's hard-label loss, or distillation from ``batch["teacher"]``."""
-    if distil:
-        teacher = task.logit_groups(batch["teacher"], batch)
-        return distillation(task.logit_groups(logits, batch), teacher, reduction.temperature)
-    return task.row_loss(logits, batch)
 
 
 def finetune_step(model, task, batch, ctx: StepContext):
@@ -107,32 +76,29 @@ def _replicate(batch: dict) -> dict:
 def reinforce_step(model, task, batch, ctx: StepContext, joint: bool):
     """K sampled selections per example; reward = -loss - alpha * kept fraction."""
     cfg, rows = ctx.reduction, _replicate(batch)
-    guiding = not joint and ctx.step < cfg.guide_rate * ctx.total_steps
-    guide = rows.get("guide")
-    chosen = guided_rows(len(batch["index"]), guiding, device=rows["input_ids"].device) if guide is not None else None
+    guide, chosen = rows.get("guide"), None
+    if guide is not None:
+        guiding = not joint and ctx.step < cfg.guide_rate * ctx.total_steps
+        chosen = objective.guided_rows(len(batch["index"]), guiding, device=rows["input_ids"].device)
     out = forward_batch(model, rows, Sample(rows["seeds"], guide, chosen))
-    loss = task_loss(task, out.logits, rows, cfg, distil=joint and cfg.train_teacher)
+    if joint and cfg.train_teacher:  # per-row loss: distillation from the teacher's logits, or the task's own
+        teacher = task.logit_groups(rows["teacher"], rows)
+        loss = objective.distillation(task.logit_groups(out.logits, rows), teacher, cfg.temperature)
+    else:
+        loss = task.row_loss(out.logits, rows)
     denominator = ctx.max_length if cfg.length_penalty == "padded" else rows["lengths"].float()
-    real = real_windows(rows["lengths"]) if rows["lengths"].dim() == 2 else None  # windows of one example
-    length = length_fraction(out.kept, denominator, real) if out.kept else torch.zeros_like(loss)
-    reward = rewards(loss, length, cfg.alpha)
-    selector_loss = reinforce_loss(reward, out.select_nll)
+    real = objective.real_windows(rows["lengths"]) if rows["lengths"].dim() == 2 else None  # windows of one example
+    length = objective.length_fraction(out.kept, denominator, real) if out.kept else torch.zeros_like(loss)
+    reward = objective.rewards(loss, length, cfg.alpha)
+    selector_loss = objective.reinforce_loss(reward, out.select_nll)
     total = loss.mean() + cfg.beta * selector_loss if joint else selector_loss
     return total, {"loss": loss.mean(), "selector_loss": selector_loss, "dL": length.mean(), "reward": reward.mean()}
-
-
-def rl_step(model, task, batch, ctx):
-    return reinforce_step(model, task, batch, ctx, joint=False)
-
-
-def joint_step(model, task, batch, ctx):
-    return reinforce_step(model, task, batch, ctx, joint=True)
 
 
 def init_step(model, task, batch, ctx: StepContext):
     trace = Trace()
     forward_batch(model, batch, Probe(), tracer=trace)
-    loss = init_loss(trace.probs, batch["ranks"], init_mask(batch))
+    loss = objective.init_loss(trace.probs, batch["ranks"], objective.init_mask(batch))
     return loss, {"loss": loss}
 
 
@@ -140,7 +106,7 @@ def init_step(model, task, batch, ctx: StepContext):
 class Stage:
     name: str
     kinds: tuple[str, ...]  # accepted --model_type kinds: "plain", "auto", "init"
-    trains: str | None = None  # "backbone", "selectors" or "all"
+    trains: str | None = None  # "backbone" (all but the selectors), "selectors" or "all"
     reads: tuple[Artifact, ...] = ()
     step: object = None  # per-batch loss: (model, task, batch, ctx) -> (loss, scalars)
 
@@ -149,18 +115,15 @@ class Stage:
 
     def needs(self, reduction: ReductionConfig) -> tuple[Artifact, ...]:
         """Stage files this run needs: scores only while guiding, teacher logits only for distillation."""
-        if self.name == "train_rl" and reduction.guide_rate <= 0:
-            return ()
-        if self.name == "train_both" and not reduction.train_teacher:
-            return ()
-        return self.reads
+        unused = {"train_rl": reduction.guide_rate <= 0, "train_both": not reduction.train_teacher}
+        return () if unused.get(self.name) else self.reads
 
 
 STAGES = {
     "finetune": Stage("finetune", ("plain",), "backbone", (), finetune_step),
     "train_init": Stage("train_init", ("init",), "selectors", (RANKS,), init_step),
-    "train_rl": Stage("train_rl", ("auto",), "selectors", (SCORES,), rl_step),
-    "train_both": Stage("train_both", ("auto",), "all", (TEACHER,), joint_step),
+    "train_rl": Stage("train_rl", ("auto",), "selectors", (SCORES,), partial(reinforce_step, joint=False)),
+    "train_both": Stage("train_both", ("auto",), "all", (TEACHER,), partial(reinforce_step, joint=True)),
     "eval_grad": Stage("eval_grad", ("plain",)),
     "eval_logits": Stage("eval_logits", ("plain",)),
     "eval": Stage("eval", ("plain", "auto", "init")),
