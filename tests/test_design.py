@@ -12,6 +12,7 @@ ALLOWED = {  # wing -> what its modules may import from trbert (besides themselv
     "store": {"core", "store", "errors"},
     "train": {"core", "store", "train", "tasks", "config", "errors"},
     "tasks": {"core", "tasks", "config", "errors"},
+    "releases": {"releases", "store", "tasks", "tools", "errors"},
 }
 
 

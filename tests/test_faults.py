@@ -98,10 +98,11 @@ def test_a_failed_run_does_not_block_its_rerun(tmp_path, trained):
     p = {**trained, "out": tmp_path / "out"}
     (p["out"] / "runs" / "finetune").mkdir(parents=True)  # what a run that died before its first save leaves
     (p["out"] / ".trbert.lock").write_text(json.dumps({"pid": 2**22 + 17, "host": os.uname().nodename}))
-    (p["out"].parent / ".saving-out-abc").mkdir()  # a save killed half-way
+    (p["out"].parent / ".saving-out~abc").mkdir()  # a save killed half-way
+    (p["out"].parent / ".saving-out-2~abc").mkdir()  # a save of the sibling out-2, still going
     assert stage("--model_type bert --model_name_or_path {lm} --output_dir {out} --do_train --max_steps 1", **p) == 0
     assert (p["out"] / "model.safetensors").is_file() and not (p["out"] / ".trbert.lock").exists()
-    assert not (p["out"].parent / ".saving-out-abc").exists()
+    assert not (p["out"].parent / ".saving-out~abc").exists() and (p["out"].parent / ".saving-out-2~abc").exists()
 
 
 def test_a_live_lock_keeps_a_second_run_out(tmp_path, capsys, trained):

@@ -205,3 +205,59 @@ def test_commands_check_their_flags_before_the_model_runs(tmp_path, capsys, trai
     split = "split-hyperpartisan --input {page}/flat.txt --output_dir {page}/splits"
     (tmp_path / "flat.txt").write_text("".join(f"a{k} {k % 2} text {k}\n" for k in range(20)))
     assert _trbert(split, **p) == 2 and "already exists and is not an empty folder" in capsys.readouterr().err
+
+
+def test_review_findings_stay_fixed(tmp_path):
+    """Flags a command sets itself, abbreviations, device-only flags, chained job updates, the stage
+    file's reserved room."""
+    import os
+
+    from trbert.__main__ import _parser
+    from trbert.store.outputs import StageFile
+    from trbert.train.cli import parse_args
+
+    args, rest = _parser().parse_known_args(["tradeoff", "--model_dir", "m", "--output_dir", "o", "--seed", "7"])
+    assert args.seeds == 3 and rest == ["--seed", "7"]  # --seed goes to the entry script, not to --seeds
+    common = ["--task_name", "imdb", "--data_dir", "d", "--model_type", "bert", "--model_name_or_path", "m",
+              "--output_dir", "o", "--do_eval"]  # fmt: skip
+    with pytest.raises(InputError, match="--attention_kernel varlen runs on CUDA"):
+        parse_args([*common, "--attention_kernel", "varlen"])
+    race = parse_args(["--data_dir", "d", *common[4:-1], "--do_train"], "race")
+    assert race.updated(learning_rate=1e-4).updated(do_eval=True).train.learning_rate == 1e-4
+    stage_file = StageFile(tmp_path / "s.npy", (300, 400))
+    assert os.stat(stage_file.tmp).st_blocks * 512 >= os.stat(stage_file.tmp).st_size  # the room is taken
+
+
+def test_a_sweep_stage_flag_in_rl_is_refused_and_a_retrained_rl_retrains_its_joint(tmp_path, capsys, trained):  # noqa: F811
+    p = {**trained, "out": tmp_path / "sweep"}
+    sweep = ("tradeoff --model_dir {bert} --output_dir {out} --timing_batches 2 --timing_repeats 1 --alphas 2 "
+             "--seeds 1 --timing_examples 2 --task_name imdb --data_dir {data} --max_seq_length 32")  # fmt: skip
+    assert _trbert(sweep + " --rl '--alpha 3'", **p) == 2
+    assert "--rl / --joint: --alpha is set by the sweep itself" in capsys.readouterr().err and not p["out"].exists()
+    both = p["out"] / "alpha_2" / "both" / "trbert_stage.json"
+    assert _trbert(sweep + " --rl '--max_steps 1' --joint '--max_steps 1'", **p) == 0
+    first = json.loads(both.read_text())["source_sha256"]
+    assert _trbert(sweep + " --rl '--max_steps 2' --joint '--max_steps 1'", **p) == 0  # only the RL flags differ
+    assert json.loads(both.read_text())["source_sha256"] != first  # the joint point was trained again
+
+
+def test_rank_targets_name_their_baseline_and_shared_traces_skip_protected_tokens(tmp_path, trained):  # noqa: F811
+    p = {**trained, "bert": tmp_path / "bert"}
+    shutil.copytree(trained["bert"], p["bert"])
+    from trbert.tools.prepare import write_rank_targets
+
+    meta = json.loads(write_rank_targets(p["bert"]).with_suffix(".json").read_text())
+    assert meta["model_sha256"] == json.loads((p["bert"] / "trbert_stage.json").read_text())["weights_sha256"]
+    from test_choice import _choice_batch
+
+    from trbert.core.encoder import Trace
+    from trbert.core.heads import TRBertForMultipleChoice
+    from trbert.core.policy import Threshold
+
+    arrays, ids, types, mask, heads = _choice_batch(fixture_tokenizer())
+    trace = Trace()
+    with torch.no_grad():
+        TRBertForMultipleChoice(tiny_bert_config()).eval()(ids, mask, types, policy=Threshold(), tracer=trace,
+                                                           head_inputs=heads)  # fmt: skip
+    end = int(arrays["question_end"][0])
+    assert trace.probs[0][0, 0, end:].isnan().all() and not trace.probs[0][0, 0, 1:end].isnan().any()

@@ -102,6 +102,8 @@ def test_the_question_answering_pipeline_answers_what_do_eval_answered(tmp_path,
         qa(question="who?", context="   ")
     with pytest.raises(ValueError, match="max_seq_len 4096: the model reads at most"):
         qa(pairs[0], max_seq_len=4096)
+    with pytest.raises(ValueError, match="max_seq_len 4096: the model reads at most"):  # set when made, too
+        pipeline("question-answering", model=str(p["rl"]), max_seq_len=4096)(pairs[0])
 
 
 def test_int8_inference_reports_and_serves_what_do_eval_predicted(classifier, tmp_path):

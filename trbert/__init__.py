@@ -1,7 +1,7 @@
 """trbert: TR-BERT (Dynamic Token Reduction for Accelerating BERT Inference, NAACL 2021).
 
-Public surface: the reduction models, the selection ops, the objective, the FLOPs counter and
-the pipeline entry point. See README.md.
+Public surface: the reduction models, the selector, the FLOPs counter, int8 inference and the QA
+pipeline (policies: :mod:`trbert.core.policy`; the entry scripts: :mod:`trbert.train.pipeline`).
 """
 
 from .core.encoder import ReductionOutput

@@ -66,10 +66,11 @@ PASS_THROUGH = ("tradeoff", "show")
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="trbert", description="TR-BERT helpers")
+    parser = argparse.ArgumentParser(prog="trbert", description="TR-BERT helpers", allow_abbrev=False)
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (options, help_text, _) in COMMANDS.items():
-        add_fields(sub.add_parser(name, help=help_text, description=help_text), options)
+        # no abbreviations: `tradeoff --seed` must not be read as its own --seeds (the rest goes to the entry script)
+        add_fields(sub.add_parser(name, help=help_text, description=help_text, allow_abbrev=False), options)
     prepare_parser = sub.add_parser(
         "prepare", help="convert a public dataset release into the files the entry scripts read"
     )

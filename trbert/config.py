@@ -25,8 +25,8 @@ def option(default=None, help: str = "", *, fixed: bool = False, choices=None, r
 
 
 def inert(default=False, help: str = "inert (a leftover of the original)"):
-    """A flag the original scripts accept without effect; accepted so their commands keep working."""
-    return option(default, help)
+    """A flag the original scripts accept without effect; accepted so their commands keep working (never checked)."""
+    return dataclasses.field(default=default, metadata={"help": help, "inert": True})
 
 
 def with_defaults(cls, name: str, **defaults):

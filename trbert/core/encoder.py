@@ -27,7 +27,9 @@ from .seeding import install_example_dropout, seeded_dropout, window_seeds
 from .selector import Selector, additive_mask, compact, gather_tokens, restore_tokens, selection_nll
 
 MASKED = -1e4  # logit of positions a token-level head does not score (padding, empty slots)
-CHECKPOINT = "checkpoint"  # the policy of a plain call: the checkpoint's own (``config.tr_selection``)
+
+
+CHECKPOINT = object()  # the policy of a plain call: the checkpoint's own (``config.tr_selection``)
 PATHS = ("padded", "unpadded")
 
 
@@ -117,7 +119,7 @@ class TokenReductionMixin:
         transformers call, e.g. by a pipeline): the checkpoint's own, tensors only. ``path``: ``padded`` or
         ``unpadded``; not given: unpadded for a plain call in eval mode without gradient or layer outputs, else padded.
         ``seeds [B]``: dropout seeds if ``example_dropout``. Inputs ``[B, S, T]`` run their ``S`` windows as rows."""
-        plain = isinstance(policy, str)  # the threshold once the selectors were trained, else the stock forward
+        plain = policy is CHECKPOINT  # the threshold once the selectors were trained, else the stock forward
         if plain:
             policy = Threshold() if getattr(self.config, "tr_selection", "off") == "threshold" else None
         mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask

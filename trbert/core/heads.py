@@ -181,7 +181,8 @@ class SharedChoiceMixin:
         keep = policy.keep(question)
         nll = selection_nll(question.prob, keep, question.alive).repeat_interleave(c) if policy.samples else None
         rows = keep.repeat_interleave(c, 0) | (site.alive & ~selectable)
-        return rows, lambda: question.prob.repeat_interleave(c, 0), nll
+        scored = lambda: question.prob.repeat_interleave(c, 0).masked_fill(~selectable, float("nan"))  # noqa: E731
+        return rows, scored, nll  # (a trace shows the protected option tokens as not scored)
 
 
 class TRBertForMultipleChoice(SharedChoiceMixin, TRBertForSequenceClassification):

@@ -145,7 +145,7 @@ def save_checkpoint(model, tokenizer, out_dir, flags: dict, stage: str, source, 
         raise InputError(f"{out_dir}: not saved: {len(bad)} weight tensors hold NaN or infinite values ({bad[0]}, ...)")
     with writing(out_dir):
         out_dir.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".saving-{out_dir.name}-", dir=out_dir.parent))
+        tmp = Path(tempfile.mkdtemp(prefix=f".saving-{out_dir.name}~", dir=out_dir.parent))  # ~: never a sibling's
         try:
             _write(model, tokenizer, tmp, out_dir, flags, stage, source, dataset, extra)
             _move_into_place(tmp, out_dir)
@@ -169,6 +169,7 @@ def _write(model, tokenizer, tmp: Path, out_dir: Path, flags: dict, stage: str, 
     manifest = {
         "stage": stage,
         "source": str(source) if source else None,
+        "source_sha256": weights_digest(source),
         "baseline": baseline_of(source) if stage != "finetune" else str(out_dir.resolve()),
         "baseline_sha256": baseline_digest(source) if stage != "finetune" else weights,
         "weights_sha256": weights,

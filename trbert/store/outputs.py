@@ -95,15 +95,15 @@ class StageFile:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with writing(self.path):
             fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npy", dir=self.path.parent)
+            os.close(fd)
             self.tmp = Path(tmp)
-            try:  # the room taken now: a full disk is a clear error here, not a crash while writing the map
-                os.posix_fallocate(fd, 0, 1024 + int(np.prod(shape)) * np.dtype(dtype).itemsize)
+            self.array = np.lib.format.open_memmap(self.tmp, mode="w+", dtype=dtype, shape=shape)
+            try:  # the room taken now (the map is sparse): a full disk is a message here, not a crash later
+                with open(self.tmp, "r+b") as f:
+                    getattr(os, "posix_fallocate", lambda *_: None)(f.fileno(), 0, self.tmp.stat().st_size)
             except OSError:
                 self.discard()
                 raise
-            finally:
-                os.close(fd)
-            self.array = np.lib.format.open_memmap(self.tmp, mode="w+", dtype=dtype, shape=shape)
         if fill != 0:  # a new memory-mapped file starts as zeros
             self.array[...] = fill
 
@@ -219,7 +219,7 @@ def _alive(pid: int) -> bool:
 def clean_leftovers(folder) -> None:
     """Remove what a killed save left here: ``.saving-*`` folders and ``.tmp-*`` files (called under the lock)."""
     folder = Path(folder)
-    for tmp in [*folder.glob(".saving-*"), *folder.parent.glob(f".saving-{folder.name}-*"), *folder.glob(".tmp-*")]:
+    for tmp in [*folder.glob(".saving-*"), *folder.parent.glob(f".saving-{folder.name}~*"), *folder.glob(".tmp-*")]:
         shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
         logger.warning("removed %s, left by a save that did not finish", tmp)
 

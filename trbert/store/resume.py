@@ -24,7 +24,7 @@ from safetensors.torch import load_file, save_file
 
 from ..errors import InputError
 from .checkpoint import save_checkpoint
-from .outputs import file_digest
+from .outputs import file_digest, read_json
 
 logger = logging.getLogger(__name__)
 
@@ -151,7 +151,7 @@ def read_training_state(folder: Path, identity: dict) -> dict:
     """Check a step checkpoint (complete, unchanged files, same run) and read its state."""
     if not (folder / STATE).is_file():
         raise InputError(f"{folder}: not a complete step checkpoint ({STATE} missing: killed while saving?)")
-    state = json.loads((folder / STATE).read_text())
+    state = read_json(folder / STATE, "training state")
     for name, digest in state["sha256"].items():
         if not (folder / name).is_file() or file_digest(folder / name) != digest:
             raise InputError(f"{folder}: {name} is missing or differs from when it was saved (truncated or corrupt)")

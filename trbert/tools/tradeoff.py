@@ -81,10 +81,6 @@ class Sweep:
     rl: dict = field(default_factory=dict)
     joint: dict = field(default_factory=dict)
 
-    @property
-    def output_dir(self) -> Path:
-        return Path(self.options.output_dir)
-
 
 def fine_tuned(model_dir: Path, head: str) -> None:
     """Refuse, before anything is written, a model that is not a fine-tuned baseline for ``head``."""
@@ -101,8 +97,8 @@ def fine_tuned(model_dir: Path, head: str) -> None:
 
 
 def _reusable(job: Job, baseline: str | None, dataset: dict) -> bool:
-    """A finished point is reused only when its stage, every flag, its training data and the weights of
-    the fine-tuned model it descends from all match this sweep's; else it is trained again (saying why)."""
+    """A finished point is reused only when its stage, every flag, its training data, the weights it
+    started from and those of the fine-tuned model it descends from match; else it is trained again."""
     folder = Path(job.run.output_dir)
     manifest = read_manifest(folder)
     if manifest.get("stage") != job.stage:
@@ -112,9 +108,16 @@ def _reusable(job: Job, baseline: str | None, dataset: dict) -> bool:
     why = [f"--{k}" for k in sorted(now) if made.get(k) != now[k]]
     why += ["the training data"] * (manifest.get("dataset") != dataset)
     why += ["the fine-tuned model's weights"] * (manifest.get("baseline_sha256") != baseline)
+    why += ["the starting model's weights"] * (
+        manifest.get("source_sha256") != weights_digest(job.run.model_name_or_path)
+    )
     if why:
         logger.info("%s: trained again (%s differ from the sweep's)", folder, ", ".join(why))
     return not why
+
+
+STAGE_FLAGS = ("model_type", "alpha", "do_train", "do_eval", "overwrite_output_dir", "train_rl", "train_both",
+               "train_teacher")  # what train_points sets in every stage's job  # fmt: skip
 
 
 def train_points(sweep: Sweep) -> dict[float, Path]:
@@ -124,7 +127,7 @@ def train_points(sweep: Sweep) -> dict[float, Path]:
     auto = "distil" * (job.run.model_type == "distilbert") + "autobert"
     plan = {}
     for alpha in sweep.options.alphas:
-        rl, both = (str(sweep.output_dir / f"alpha_{alpha:g}" / name) for name in ("rl", "both"))
+        rl, both = (str(Path(sweep.options.output_dir) / f"alpha_{alpha:g}" / name) for name in ("rl", "both"))
         common = dict(model_type=auto, alpha=alpha, do_train=True, do_eval=False, overwrite_output_dir=True)
         plan[alpha] = [
             job.updated(**common, model_name_or_path=base, output_dir=rl, train_rl=True, **sweep.rl),
@@ -201,7 +204,7 @@ class Bench:
         self.task, self.world = make_task(self.job), setup(self.job.run.no_cuda)
         tokenizer = load_tokenizer(self.job, base)
         self.data, self.sep = eval_set(self.job, self.task, tokenizer), tokenizer.sep_token_id
-        self.full = model_at(self.job, self.task, base, self.world)
+        self.full = model_at(self.job, self.task, base, self.world, tokenizer)
         self.counter = FlopsCounter.from_config(self.full.config)
         self.full_mflops = mflops(full_macs(self.counter, self.data.features["lengths"]))
         self.config = dataclasses.replace(self.job.evaluation, per_gpu_eval_batch_size=64)
@@ -221,18 +224,16 @@ class Bench:
         """Measured speed-up over the full model at each timing batch size: model times on the
         first ``timing_examples`` rows, the two models alternating, median of ``timing_repeats`` ratios."""
         rows = np.arange(min(self.opts.timing_examples, len(features["lengths"])))
-        subset = {k: np.asarray(v)[rows] for k, v in features.items()}
-        full = {k: np.asarray(v)[rows] for k, v in self.data.features.items()}
+        runs = [(self.full, self.data.features, None), (model, features, policy)]
+        runs = [(net, {k: np.asarray(v)[rows] for k, v in arrays.items()}, chosen) for net, arrays, chosen in runs]
         out = {}
         for size in self.opts.timing_batches:
-            config = dataclasses.replace(self.config, per_gpu_eval_batch_size=size)
-            runs = [(self.full, full, None), (model, subset, policy)]
-            times = [[], []]
+            config, times = dataclasses.replace(self.config, per_gpu_eval_batch_size=size), ([], [])
             for repeat in range(self.opts.timing_repeats + 1):  # the first pass warms up, untimed
-                for (net, rows_of, chosen), spent in zip(runs, times, strict=True):
-                    seconds = predict(net, rows_of, chosen, config, self.job.precision, self.world).seconds
-                    if repeat:
-                        spent.append(seconds)
+                for (net, arrays, chosen), spent in zip(runs, times, strict=True):
+                    spent += [predict(net, arrays, chosen, config, self.job.precision, self.world).seconds] * (
+                        repeat > 0
+                    )
             out[str(size)] = float(statistics.median(times[0]) / max(statistics.median(times[1]), 1e-9))
         return out
 
@@ -289,7 +290,7 @@ def table(points: list[Point], metric: str) -> str:
 
 
 def write(sweep: Sweep, points: list[Point], metric: str, title: str) -> None:
-    out = sweep.output_dir
+    out = Path(sweep.options.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     points_ = [dataclasses.asdict(p) for p in points]
     payload = {"metric": metric, "title": title, "alphas": list(sweep.options.alphas), "points": points_}
@@ -321,6 +322,9 @@ def main(opts: TradeoffOptions, rest: list[str]) -> list[Point]:
     fine_tuned(model_dir, make_task(job).head)
     stages = {name: parse_overrides(shlex.split(getattr(opts, name)), opts.family, f"{where} --{name}")
               for name in ("rl", "joint")}  # fmt: skip
+    own = sorted({*stages["rl"], *stages["joint"]} & {*given, *STAGE_FLAGS})
+    if own:
+        raise InputError(f"{where}: --rl / --joint: {', '.join('--' + n for n in own)} is set by the sweep itself")
     sweep, task = Sweep(opts, job, **stages), make_task(job)
     points = curve(sweep, train_points(sweep))
     write(sweep, points, task.metric, f"TR-BERT trade-off: {task.name}")

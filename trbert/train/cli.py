@@ -9,7 +9,10 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
+import torch
+
 from ..config import EvalConfig, Precision, ReductionConfig, RunArgs, TrainConfig
+from ..core.packed import HAS_VARLEN
 from ..errors import InputError
 from ..tasks import family
 from .stages import STAGES, kind_of
@@ -61,7 +64,8 @@ class Job:
         for name, value in ({name: None for name in self.unresolved} | values).items():  # unresolved: resolved anew
             changes.setdefault(names[name], {})[name] = value
         sections = {s: dataclasses.replace(getattr(self, s), **v) for s, v in changes.items()}
-        return _checked(dataclasses.replace(self, **sections))
+        unresolved = tuple(n for n in self.unresolved if n not in values)  # a value given now is kept from now on
+        return _checked(dataclasses.replace(self, **sections, unresolved=unresolved))
 
 
 def add_fields(parser, cls, defaults: dict | None = None, aliases: dict | None = None, given=(), suppress=False):
@@ -143,6 +147,7 @@ def validate(job: Job) -> None:
     hub = getattr(job.task, "dataset_name", None)  # None: the family has no such flag
     missing = ", ".join(f"--{name}" for name in ("data_dir", "task_name") if not hub and not getattr(run, name))
     also = " (or --dataset_name)" if hub is not None else ""
+    cuda = torch.cuda.is_available() and not run.no_cuda
     rules = [
         (hub and run.data_dir, "--data_dir and --dataset_name name two datasets: give one"),
         (missing, f"the following arguments are required: {missing}{also}"),
@@ -160,6 +165,9 @@ def validate(job: Job) -> None:
          "--quantize int8 is for --do_eval alone (training and the stage files run the float model)"),
         (job.evaluation.quantize != "none" and (job.precision.fp16 or job.precision.bf16),
          "--quantize int8 runs float32 activations: drop --fp16 / --bf16"),
+        (job.evaluation.quantize != "none" and cuda, "--quantize int8 runs on the CPU: add --no_cuda"),
+        (job.evaluation.attention_kernel == "varlen" and not (cuda and HAS_VARLEN and (job.precision.fp16 or job.precision.bf16)),
+         "--attention_kernel varlen runs on CUDA in --fp16 / --bf16 (torch >= 2.9): use auto or padded here"),
         (run.do_train and kind not in STAGES[job.stage].kinds,
          f"{job.stage} needs --model_type {', '.join(STAGES[job.stage].model_types())}, not {run.model_type}"),
     ]  # fmt: skip
@@ -168,7 +176,9 @@ def validate(job: Job) -> None:
 
 def numbers(job: Job) -> None:
     """Every numeric flag in its range (after the family filled in its defaults)."""
-    values, train, reduction = job.flags(), job.train, job.reduction
+    train, reduction = job.train, job.reduction
+    inert = {f.name for c in job.configs().values() for f in dataclasses.fields(c) if f.metadata.get("inert")}
+    values = {k: v for k, v in job.flags().items() if k not in inert}  # inert flags are never checked
     _refuse(f"--{name} must be at least 1" for name in POSITIVE if name in values and values[name] < 1)
     floats = {k: v for k, v in values.items() if isinstance(v, float)}
     _refuse(f"--{k} {v}: must be a finite number" for k, v in floats.items() if not math.isfinite(v))

@@ -22,7 +22,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..errors import InputError
-from ..store.outputs import file_digest
+from ..store.outputs import file_digest, writing
 
 logger = logging.getLogger(__name__)
 
@@ -147,8 +147,9 @@ def load_features(task, data_dir, split, tokenizer, max_length, cache_dir=None, 
         logger.warning("cannot write the feature cache under %s (%s); using a temporary folder", folder.parent, e)
         folder = tmp = Path(tempfile.mkdtemp(prefix="trbert-features-"))
     try:
-        meta = {"fingerprint": fingerprint, "arrays": _featurize(task, data_dir, split, tokenizer, max_length, tmp)}
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+        with writing(folder):  # a full disk: one message; the half-built folder goes below
+            meta = {"fingerprint": fingerprint, "arrays": _featurize(task, data_dir, split, tokenizer, max_length, tmp)}
+            (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
         if tmp != folder:
             shutil.rmtree(folder, ignore_errors=True)
             os.replace(tmp, folder)

@@ -20,7 +20,7 @@ from ..errors import InputError
 from ..store.outputs import write_results
 from ..store.resume import Position, Saver, restore
 from .data import loader_of, to_device
-from .distributed import World, all_succeed, barrier, progress, restore_rng, rng_states, wrap
+from .distributed import World, barrier, maximum, progress, restore_rng, rng_states, wrap
 from .stages import Stage, StepContext
 
 logger = logging.getLogger(__name__)
@@ -99,9 +99,10 @@ class NonFinite:
 
     def check(self, stage: str, world: World) -> None:
         first = int(self.first)
-        if not all_succeed(first < 0, world):
+        earliest = -maximum(-float(first if first >= 0 else 2**62), world)  # over the ranks
+        if earliest < 2**62:
             raise InputError(
-                f"{stage}: the loss became NaN or infinite at optimizer step {max(first, 0) + 1}; the stage stops "
+                f"{stage}: the loss became NaN or infinite at optimizer step {int(earliest) + 1}; the stage stops "
                 "and saves nothing of it (lower --learning_rate, check --alpha / --temperature and the stage files)"
             )
 
@@ -133,7 +134,8 @@ def train(model, task, features, stage: Stage, ctx: StepContext, precision: Prec
                 run.scaler.scale(loss * slices[micro][1] / accumulation).backward()
             for name, value in scalars.items():
                 sums[name] = sums.get(name, 0.0) + value.detach().float()
-            watch.see(loss, ctx.step)
+            if not run.scaler.is_enabled():  # (with fp16, the gradient scaler skips overflowing steps itself)
+                watch.see(loss, ctx.step)
             if not last:
                 continue  # (as the original, a remainder at the end of an epoch joins the next step)
             norm = _optimizer_step(run, cfg)

@@ -170,9 +170,9 @@ def run_training(job: Job, task, world: World) -> None:
     during = job.train.evaluate_during_training  # the dev set is read (and checked) now also for --do_eval
     dev = eval_set(job, task, tokenizer, world) if during or job.run.do_eval else None
     validate = partial(evaluate, data=dev, policy=policy_for(job), cfg=job.evaluation) if during else None
-    set_seed(job.train.seed + world.rank)  # ordinary dropout: a different stream per rank
+    set_seed((job.train.seed + world.rank) % 2**32)  # ordinary dropout: a different stream per rank
     barrier(world)  # every rank has read and checked its input before anything is written
-    with writing(out, world):
+    with locked(out, world):
         if world.is_main and job.run.overwrite_output_dir and state is None:
             replace_run(out)
         writer = SummaryWriter(str(out / "runs" / stage.name)) if world.is_main else None
@@ -199,7 +199,7 @@ def with_scores(job: Job, arrays: dict, fingerprint: dict, model) -> dict:
 
 
 @contextlib.contextmanager
-def writing(folder, world: World):
+def locked(folder, world: World):
     """Rank 0, the only rank that writes, holds the output directory's lock and clears leftovers first."""
     with OutputLock(folder) if world.is_main else contextlib.nullcontext():
         if world.is_main:
@@ -217,7 +217,7 @@ def write_training_set_output(job: Job, task, world: World, artifact) -> None:
     model = model_at(job, task, str(out), world, tokenizer)
     arrays, fingerprint = features(job, task, "train", tokenizer, world)
     shape = score_shape(model, arrays) if artifact is SCORES else output_shape(model, arrays)
-    with writing(out, world):
+    with locked(out, world):
         sink = StageFile(out / artifact.filename, shape) if world.is_main else None
         try:
             target = sink.array if sink is not None else None
@@ -250,7 +250,7 @@ def evaluate_checkpoint(job: Job, task, path, world: World) -> dict | None:
     data = eval_set(job, task, tokenizer, world)
     model = quantized(model_at(job, task, str(path), world, tokenizer), job.evaluation.quantize)
     policy = policy_for(job)
-    with writing(path, world):
+    with locked(path, world):
         report, predictions = evaluate(model, task, data, policy, job.evaluation, job.precision, world)
         if world.is_main:
             name = variant(job, path)
