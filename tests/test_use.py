@@ -110,7 +110,7 @@ def test_int8_inference_reports_and_serves_what_do_eval_predicted(classifier, tm
     int8 = tmp_path / "int8"
     shutil.copytree(classifier["rl"], int8)
     command = "--model_type autobert --model_name_or_path {int8} --output_dir {int8} --do_eval --quantize int8"
-    assert stage(command + " --per_gpu_eval_batch_size 1", **classifier, int8=int8) == 0
+    assert stage(command + " --no_cuda --per_gpu_eval_batch_size 1", **classifier, int8=int8) == 0  # int8: CPU
     report = json.loads((int8 / "eval_results_int8.json").read_text())  # beside the float model's results
     assert json.loads((int8 / "eval_results.json").read_text()) == json.loads(
         (classifier["rl"] / "eval_results.json").read_text()
