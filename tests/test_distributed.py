@@ -71,8 +71,12 @@ def _assert_same_weights(a, b, atol=2e-6):
     assert worst <= atol, f"parameters differ by {worst}"
 
 
+def _one_process(command: str, **paths) -> int:
+    return stage(f"{command} --no_cuda", **paths)  # on the CPU, as the two gloo processes below
+
+
 def _torchrun(command: str, **paths) -> subprocess.CompletedProcess:
-    argv = f"{COMMON} {command}".format(**paths).split()
+    argv = f"{COMMON} {command} --no_cuda".format(**paths).split()  # two CPU processes (gloo), also on a GPU machine
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     run = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
     done = subprocess.run([*run, str(ROOT / "run_classification.py"), *argv], env=env, capture_output=True, text=True)
@@ -84,7 +88,7 @@ def test_two_processes_equal_one_process_with_twice_the_batch(tmp_path, imdb_dir
     p = {"data": imdb_dir, "lm": tiny_bert_dir, **{n: tmp_path / n for n in ("one", "two", "rl1", "rl2")}}
     seeded = " --example_seeded_dropout --max_steps 4 --do_train"
     one = "--model_type bert --model_name_or_path {lm} --output_dir {one}" + seeded
-    assert stage(one + " --per_gpu_train_batch_size 8", **p) == 0
+    assert _one_process(one + " --per_gpu_train_batch_size 8", **p) == 0
     _torchrun(
         "--model_type bert --model_name_or_path {lm} --output_dir {two} --per_gpu_train_batch_size 4" + seeded, **p
     )
@@ -92,7 +96,7 @@ def test_two_processes_equal_one_process_with_twice_the_batch(tmp_path, imdb_dir
 
     # the offline stages: each rank scores its share, rank 0 writes one file in dataset order
     offline = "--model_type bert --model_name_or_path {one} --output_dir {one} --do_eval_grad --do_eval_logits"
-    assert stage(offline, **p) == 0
+    assert _one_process(offline, **p) == 0
     _torchrun(offline.replace("{one}", "{two}") + " --per_gpu_eval_batch_size 3", **p)
     for name in ("token_scores.npy", "teacher_logits.npy"):
         a, b = np.load(p["one"] / name), np.load(p["two"] / name)
@@ -100,14 +104,14 @@ def test_two_processes_equal_one_process_with_twice_the_batch(tmp_path, imdb_dir
 
     # RL: the 8 replicas of an example stay on its rank, sampling is seeded per example
     rl = "--model_type autobert --model_name_or_path {one} --output_dir {rl1} --train_rl --alpha 1" + seeded
-    assert stage(rl + " --per_gpu_train_batch_size 8", **p) == 0
+    assert _one_process(rl + " --per_gpu_train_batch_size 8", **p) == 0
     _torchrun(rl.replace("{rl1}", "{rl2}") + " --per_gpu_train_batch_size 4", **p)
     _assert_same_weights(p["rl1"], p["rl2"])
 
     # joint training with distillation from the teacher logits written above
     joint = "--model_type autobert --model_name_or_path {rl1} --output_dir {j1} --train_both --train_teacher" + seeded
     p.update(j1=p["rl1"].parent / "j1", j2=p["rl1"].parent / "j2")
-    assert stage(joint + " --per_gpu_train_batch_size 8 --teacher_npy_path {one}/teacher_logits.npy", **p) == 0
+    assert _one_process(joint + " --per_gpu_train_batch_size 8 --teacher_npy_path {one}/teacher_logits.npy", **p) == 0
     _torchrun(
         joint.replace("{j1}", "{j2}") + " --per_gpu_train_batch_size 4 --teacher_npy_path {one}/teacher_logits.npy", **p
     )
@@ -116,7 +120,7 @@ def test_two_processes_equal_one_process_with_twice_the_batch(tmp_path, imdb_dir
     assert any(not torch.equal(w1[k], w0[k]) for k in w1 if k.startswith("selectors"))  # RL did train
 
     # evaluation on 2 ranks reports what 1 rank reports
-    assert stage("--model_type autobert --model_name_or_path {rl1} --output_dir {rl1} --do_eval", **p) == 0
+    assert _one_process("--model_type autobert --model_name_or_path {rl1} --output_dir {rl1} --do_eval", **p) == 0
     _torchrun("--model_type autobert --model_name_or_path {rl1} --output_dir {rl2} --do_eval", **p)
     r1, r2 = (json.loads((p[k] / "eval_results.json").read_text()) for k in ("rl1", "rl2"))
     assert r2["ranks"] == 2 and r1["acc"] == r2["acc"] and r1["mflops"] == pytest.approx(r2["mflops"])

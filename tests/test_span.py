@@ -3,6 +3,7 @@ stage of run_squad.py and run_mrqa.py."""
 
 import gzip
 import json
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -53,6 +54,23 @@ def test_readers(tmp_path):
     packed.write_bytes(packed.read_bytes()[:200])
     with pytest.raises(InputError, match="cannot be read"):
         list(read_mrqa(packed))
+
+
+@pytest.mark.parametrize("stride, starts", [(-1, [0, 20]), (8, [0, 8, 16]), (20, [0, 20]), (50, [0, 20])])
+def test_context_windows_step_by_the_stride_to_the_context_end(tokenizer, stride, starts):
+    """30 context pieces, 20 to a window (32 - 9 question pieces - 3): windows start ``stride`` apart (-1 or
+    more than a window: a window apart) until one reaches the end (tokenizers 0.23.1-0.23.2 stopped early)."""
+    context = " ".join(["movie film"] * 15)
+    windows = _task(doc_stride=stride)._tokenized_windows(
+        QAExample("q", "what " * 9, context, []), tokenizer, 32, Counter()
+    )
+    assert [int(w["offsets"][w["context"][0], 0]) // 11 for w in windows] == [s // 2 for s in starts]
+    assert [len(w["context"]) for w in windows] == [min(20, 30 - s) for s in starts]
+    for w in windows:
+        assert (
+            w["input_ids"][:11] == tokenizer("what " * 9)["input_ids"] and w["input_ids"][-1] == tokenizer.sep_token_id
+        )
+        assert list(w["token_type_ids"]) == [0] * 11 + [1] * (len(w["input_ids"]) - 11)
 
 
 @pytest.mark.parametrize("family", ["squad", "mrqa"])

@@ -64,7 +64,7 @@ def test_the_classification_pipeline_predicts_what_do_eval_predicted(classifier)
     labels = [int(r["label"].split("_")[1]) for r in classify(texts, batch_size=4)]
     assert labels == json.loads((classifier["rl"] / "predictions.json").read_text())
     model = classify.model.eval()
-    encoded = classify.tokenizer(texts[:3], padding=True, return_tensors="pt")
+    encoded = classify.tokenizer(texts[:3], padding=True, return_tensors="pt").to(model.device)  # (a GPU's, if any)
     with torch.no_grad():
         out = model(**encoded)  # a plain call: the checkpoint's threshold selection, unpadded
     assert out["logits"].shape == (3, 2) and 1 <= len(out.kept) <= 2 and out.positions.shape[0] == 3
@@ -119,6 +119,6 @@ def test_int8_inference_reports_and_serves_what_do_eval_predicted(classifier, tm
     model = trbert.quantized(AutoModelForSequenceClassification.from_pretrained(int8).eval(), "int8")
     assert model.selectors[0].hidden.weight.dtype == torch.float32  # the selectors stay float
     texts = [json.loads(line)["text"] for line in (classifier["data"] / "dev.jsonl").read_text().splitlines()]
-    classify = pipeline("text-classification", model=model, tokenizer=_tokenizer(int8))
+    classify = pipeline("text-classification", model=model, tokenizer=_tokenizer(int8), device="cpu")  # int8: CPU
     labels = [int(r["label"].split("_")[1]) for r in classify(texts, batch_size=1)]
     assert labels == json.loads((int8 / "predictions_int8.json").read_text())

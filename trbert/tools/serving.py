@@ -88,11 +88,9 @@ class TRQuestionAnsweringPipeline(Pipeline):
 
 def register() -> None:
     registry = hf_pipelines.PIPELINE_REGISTRY
-    names = ["trbert-question-answering"]
-    if "question-answering" in getattr(hf_pipelines, "REMOVED_TASKS", {}):
-        hf_pipelines.REMOVED_TASKS.pop("question-answering")  # this transformers has none of its own
-        names.append("question-answering")
-    for name in names:
+    getattr(hf_pipelines, "REMOVED_TASKS", {}).pop("question-answering", None)  # its removal notice, where kept
+    stock = "question-answering" in registry.get_supported_tasks()
+    for name in ["trbert-question-answering"] + ["question-answering"] * (not stock):
         registry.register_pipeline(
             name, pipeline_class=TRQuestionAnsweringPipeline, pt_model=AutoModelForQuestionAnswering
         )

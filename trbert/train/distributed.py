@@ -16,6 +16,8 @@ import torch.distributed as td
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
+from ..errors import InputError
+
 logger = logging.getLogger(__name__)
 
 
@@ -39,6 +41,9 @@ def setup(no_cuda: bool = False, local_rank: int = -1) -> World:
     device = torch.device("cuda", local) if cuda else torch.device("cpu")
     if "WORLD_SIZE" not in os.environ:  # a plain process
         return World(device=torch.device("cuda") if cuda else device)
+    if cuda and local >= torch.cuda.device_count():
+        raise InputError(f"process {local} of this node has no GPU ({torch.cuda.device_count()} here): fewer "
+                         "--nproc_per_node, or --no_cuda for CPU processes")  # fmt: skip
     if cuda:
         torch.cuda.set_device(device)
     if not td.is_initialized():
@@ -50,10 +55,10 @@ def setup(no_cuda: bool = False, local_rank: int = -1) -> World:
     return world
 
 
-def progress(iterable, desc: str, **kwargs):
+def progress(iterable, desc: str):
     """A tqdm bar on rank 0 (and only on a terminal); plain iteration on the other ranks."""
     quiet = td.is_initialized() and td.get_rank() != 0
-    return tqdm(iterable, desc=desc, disable=True if quiet else None, **kwargs)
+    return tqdm(iterable, desc=desc, disable=True if quiet else None)
 
 
 def teardown(world: World) -> None:

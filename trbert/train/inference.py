@@ -45,6 +45,8 @@ def quantized(model, how: str):
     stay float32 so their decisions do not move. ``none``: the model itself."""
     if how == "none":
         return model
+    if next(model.parameters()).device.type != "cpu":
+        raise ValueError("int8 (dynamic quantisation) runs on the CPU: quantize model.cpu()")
     with warnings.catch_warnings():  # torch.ao.quantization warns that it will move to torchao
         warnings.simplefilter("ignore", DeprecationWarning)
         linear = {
