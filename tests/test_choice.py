@@ -185,3 +185,20 @@ def test_every_path_decides_through_the_one_keep_rule(monkeypatch):
             TRBertForMultipleChoice(tiny_bert_config()).eval()(ids, mask, types, policy=Threshold(), path=path,
                                                                head_inputs=heads)  # fmt: skip
             assert calls and set(calls) == {3}, path  # 3 questions, not 12 option rows
+
+
+def test_a_shared_selection_groups_the_rows_of_each_question_whatever_its_option_count():
+    """Two options (not RACE's four): a question's selection and logits depend on its own rows alone; without
+    ``question_end`` a selection that runs says what it needs."""
+    torch.manual_seed(0)
+    model = TRBertForMultipleChoice(tiny_bert_config()).eval()
+    arrays, ids, types, mask, heads = _choice_batch(fixture_tokenizer())
+    ids, types, mask = ids[:, :2], types[:, :2], mask[:, :2]
+    with torch.no_grad():
+        out = model(ids, mask, types, policy=Threshold(), head_inputs=heads)
+        changed = ids.clone()
+        changed[0, :, 1:4] = 7  # only the first question's passage
+        again = model(changed, mask, types, policy=Threshold(), head_inputs=heads)
+        assert out.logits.shape == (3, 2) and torch.equal(out.logits[1:], again.logits[1:])
+        with pytest.raises(ValueError, match="a shared selection needs head_inputs"):
+            model(ids, mask, types, policy=Threshold())

@@ -178,6 +178,9 @@ def test_sweeps_never_mix_runs(tmp_path, capsys, trained):  # noqa: F811
 
     assert _trbert(sweep + " --rl '--max_steps 1' --joint '--max_steps 1'", **p) == 0 and steps() == 1
     assert _trbert(sweep + " --rl '--max_steps 1' --joint '--max_steps 2'", **p) == 0 and steps() == 2
+    kept = (both / "trbert_stage.json").stat().st_mtime_ns
+    assert _trbert(sweep + " --rl '--max_steps 1' --joint '--max_steps 2' --logging_steps 7", **p) == 0
+    assert (both / "trbert_stage.json").stat().st_mtime_ns == kept  # a flag that does not shape training: reused
     shutil.copytree(trained["bert"], p["bert2"])
     assert stage("--model_type bert --model_name_or_path {lm} --output_dir {bert2} --do_train --max_steps 1 --seed 3"
                  " --overwrite_output_dir", **p) == 0  # fmt: skip
@@ -200,11 +203,13 @@ def test_commands_check_their_flags_before_the_model_runs(tmp_path, capsys, trai
     sweep = "tradeoff --model_dir {bert} --output_dir {out} --alphas nan --task_name imdb --data_dir {data}"
     assert _trbert(sweep, **p) == 2 and "--alpha nan: must be a finite number" in capsys.readouterr().err
     assert not p["out"].exists()
-    (tmp_path / "splits").mkdir()
-    (tmp_path / "splits" / "keep.txt").write_text("mine")
-    split = "split-hyperpartisan --input {page}/flat.txt --output_dir {page}/splits"
-    (tmp_path / "flat.txt").write_text("".join(f"a{k} {k % 2} text {k}\n" for k in range(20)))
-    assert _trbert(split, **p) == 2 and "already exists and is not an empty folder" in capsys.readouterr().err
+    (tmp_path / "splits").mkdir()  # the input inside the output folder, as the defaults have it
+    (tmp_path / "splits" / "flat.txt").write_text("".join(f"a{k} {k % 2} text {k}\n" for k in range(20)))
+    split = "split-hyperpartisan --input {page}/splits/flat.txt --output_dir {page}/splits"
+    assert _trbert(split, **p) == 0 and (tmp_path / "splits" / "train.jsonl").is_file()
+    assert _trbert(split, **p) == 2 and "already holds split files" in capsys.readouterr().err
+    assert _trbert("demo-data --output_dir {page}/splits/flat.txt/sub", **p) == 2  # a file on the way: one message
+    assert "could not be written" in capsys.readouterr().err
 
 
 def test_review_findings_stay_fixed(tmp_path):
@@ -234,6 +239,12 @@ def test_a_sweep_stage_flag_in_rl_is_refused_and_a_retrained_rl_retrains_its_joi
              "--seeds 1 --timing_examples 2 --task_name imdb --data_dir {data} --max_seq_length 32")  # fmt: skip
     assert _trbert(sweep + " --rl '--alpha 3'", **p) == 2
     assert "--rl / --joint: --alpha is set by the sweep itself" in capsys.readouterr().err and not p["out"].exists()
+    for flag in ("--do_train", "--alpha 3", "--do_eval_grad"):  # in the entry-script flags too (never run on {bert})
+        assert _trbert(f"{sweep} {flag}", **p) == 2 and "is set by the command itself" in capsys.readouterr().err
+    show = "show --model_dir {rl} --output {out}/v.html --task_name imdb --data_dir {data} --max_seq_length 32"
+    assert (
+        _trbert(show + " --do_train", **p) == 2 and "--do_train is set by the command itself" in capsys.readouterr().err
+    )
     both = p["out"] / "alpha_2" / "both" / "trbert_stage.json"
     assert _trbert(sweep + " --rl '--max_steps 1' --joint '--max_steps 1'", **p) == 0
     first = json.loads(both.read_text())["source_sha256"]

@@ -152,7 +152,7 @@ def test_the_shared_decision_averages_the_options_logits():
     alive = mask.flatten(0, 1)
     rows, width = alive.shape
     x = torch.randn(rows, width, 32, generator=torch.Generator().manual_seed(0))
-    model._question_end = extra["head_inputs"]["question_end"].repeat_interleave(4)
+    model._question_end, model._options = extra["head_inputs"]["question_end"].repeat_interleave(4), 4
     orig = torch.arange(width).expand(rows, -1)
     with torch.no_grad():
         site = Site(0, alive, orig, width, lambda: model.selectors[0](x))

@@ -153,7 +153,7 @@ class SharedChoiceMixin:
 
     head_inputs = ("question_end",)
     window_nll = "mean"
-    _question_end = None  # [rows], set for the duration of a forward
+    _question_end = _options = None  # [rows] and C, set for the duration of a forward
 
     def __init__(self, config):
         config.num_labels = 1  # the classifier: d -> 1 per option
@@ -161,11 +161,12 @@ class SharedChoiceMixin:
         self.num_labels = 4  # options: the width of the logits
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, head_inputs=None, **kwargs):
-        self._question_end = head_inputs["question_end"].repeat_interleave(input_ids.shape[1])
+        ends, self._options = (head_inputs or {}).get("question_end"), input_ids.shape[1]
+        self._question_end = None if ends is None else ends.repeat_interleave(self._options)
         try:
             out = super().forward(input_ids, attention_mask, token_type_ids, **kwargs)
         finally:
-            self._question_end = None
+            self._question_end = self._options = None
         out.logits = out.logits.squeeze(-1)  # [B, C, 1] -> [B, C]
         return out
 
@@ -174,7 +175,8 @@ class SharedChoiceMixin:
 
     def _decide(self, policy, site: Site):
         """One decision per question through the keep rule, on its selectable columns, expanded to its option rows."""
-        c = self.num_labels
+        if (c := self._options) and self._question_end is None:
+            raise ValueError("a shared selection needs head_inputs={'question_end': [B]} (where each option begins)")
         selectable = site.alive & (site.positions < self._question_end[:, None])
         logits = lambda: site.logits().float().view(-1, c, site.alive.shape[1]).mean(1)  # noqa: E731
         question = Site(site.w, selectable[::c], site.positions[::c], site.width, logits)

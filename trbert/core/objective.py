@@ -65,7 +65,7 @@ def rank_targets(scores: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     positions past the length 0 (the original's ``trans_imdb_rank.py``, for rows of any layout)."""
     t = scores.shape[-1]
     rows, lengths = scores.reshape(-1, scores.shape[-2], t), lengths.reshape(-1)
-    valid = torch.arange(t)[None, None, :] < lengths[:, None, None]
+    valid = torch.arange(t, device=scores.device)[None, None, :] < lengths[:, None, None]
     rank = rows.float().masked_fill(~valid, float("-inf")).argsort(dim=-1, descending=True, stable=True).argsort(dim=-1)
     return ((1 - rank.float() / lengths[:, None, None].float()) * valid).float().reshape(scores.shape)
 

@@ -17,6 +17,7 @@ Kernels take q, k and v as an iterable that makes them one at a time, so a proje
 from __future__ import annotations
 
 import importlib.util
+import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
@@ -46,6 +47,11 @@ class Packing:
     def uniform(self) -> bool:
         """Every example has the same count: the packed tensor is a ``[B, width, ...]`` view."""
         return self.counts.shape[0] * self.width == self.row.shape[0]
+
+    @cached_property
+    def offsets(self) -> torch.Tensor:
+        """``[B + 1]`` where each example's tokens begin, and the total."""
+        return torch.cat((self.starts, self.counts.sum()[None]))
 
     @cached_property
     def block_index(self) -> torch.Tensor:
@@ -99,8 +105,7 @@ def padded_attention(qkv: Iterable[torch.Tensor], packing: Packing) -> torch.Ten
 
 def jagged_attention(qkv: Iterable[torch.Tensor], packing: Packing) -> torch.Tensor:
     """Same result through nested jagged tensors (variable-length kernels on CUDA)."""
-    offsets = torch.cat((packing.counts.new_zeros(1), torch.cumsum(packing.counts, 0)))
-    nested = [torch.nested.nested_tensor_from_jagged(t, offsets).transpose(1, 2) for t in qkv]
+    nested = [torch.nested.nested_tensor_from_jagged(t, packing.offsets).transpose(1, 2) for t in qkv]
     return F.scaled_dot_product_attention(*nested).transpose(1, 2).values().flatten(1)
 
 
@@ -109,15 +114,17 @@ def varlen_attention(qkv: Iterable[torch.Tensor], packing: Packing) -> torch.Ten
     from torch.nn.attention.varlen import varlen_attn
 
     q, k, v = qkv
-    bounds = torch.cat((packing.counts.new_zeros(1), torch.cumsum(packing.counts, 0))).to(torch.int32)
+    bounds = packing.offsets.to(torch.int32)
     return varlen_attn(q, k, v, bounds, bounds, packing.width, packing.width).flatten(1)
 
 
 def auto_attention(qkv: Iterable[torch.Tensor], packing: Packing) -> torch.Tensor:
     """``varlen`` where it runs (CUDA, half precision, a torch that has it), else ``padded``."""
-    q, k, v = qkv
-    varlen = HAS_VARLEN and q.is_cuda and q.dtype in (torch.float16, torch.bfloat16)
-    return (varlen_attention if varlen else padded_attention)((q, k, v), packing)
+    qkv, first = iter(qkv), []
+    first.append(next(qkv))
+    varlen = HAS_VARLEN and first[0].is_cuda and first[0].dtype in (torch.float16, torch.bfloat16)
+    chained = itertools.chain((first.pop() for _ in range(1)), qkv)  # q held by nothing here once placed
+    return (varlen_attention if varlen else padded_attention)(chained, packing)
 
 
 HAS_VARLEN = importlib.util.find_spec("torch.nn.attention.varlen") is not None  # torch >= 2.9

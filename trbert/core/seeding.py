@@ -5,7 +5,7 @@ seed, epoch, example index, replica), never on its rank or batch, so 2 processes
 batch ``2b`` (and a resumed run an uninterrupted one). RL sampling always uses it (:class:`.policy.Sample`), dropout
 with ``--example_seeded_dropout``: :func:`install_example_dropout` swaps every ``nn.Dropout`` for an
 :class:`ExampleDropout` (stock until seeds are set), and attention-probability dropout goes through
-:func:`seeded_attention`. Ordinary dropout's global RNG is seeded per rank by :mod:`trbert.train.distributed`.
+:func:`seeded_attention`. Ordinary dropout's global RNG is seeded per rank by :mod:`trbert.train.pipeline`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
 _MASK = 0xFFFFFFFF
-ATTENTION = "trbert_seeded"
+SEEDED_ATTENTION = "trbert_seeded"  # the attention implementation transformers calls
 
 
 def _mix(x: torch.Tensor) -> torch.Tensor:
@@ -85,7 +85,7 @@ def seeded_attention(module, query, key, value, attention_mask, dropout=0.0, sca
     return torch.matmul(weights, value).transpose(1, 2).contiguous(), weights
 
 
-AttentionInterface.register(ATTENTION, seeded_attention)
+AttentionInterface.register(SEEDED_ATTENTION, seeded_attention)
 
 
 def install_example_dropout(model: nn.Module) -> None:
@@ -106,7 +106,7 @@ def seeded_dropout(model: nn.Module, seeds: torch.Tensor | None):
         return
     drops = [m for m in model.modules() if isinstance(m, ExampleDropout)]
     before = model.config._attn_implementation
-    model.config._attn_implementation = ATTENTION
+    model.config._attn_implementation = SEEDED_ATTENTION
     for m in drops:
         m.seeds = seeds
     try:

@@ -3,7 +3,7 @@
 Every checkpoint directory holds ``save_pretrained`` weights (safetensors), the tokenizer, the resolved flags
 (``training_args.json``) and a manifest (``trbert_stage.json``: which stage made it, from which checkpoint, the
 fine-tuned baseline it descends from, the sha256 of its weights). A checkpoint is written in a temporary directory and
-renamed into place when complete. Checkpoints of the original TR-BERT release load too: their selector and head
+renamed into place when complete (into an existing folder file by file, its manifest last). Checkpoints of the original TR-BERT release load too: their selector and head
 parameters are renamed (docs/differences.md N6).
 """
 
@@ -124,11 +124,17 @@ def load_model(name_or_path: str, model_type: str, num_labels: int, head: str = 
 
 
 def _move_into_place(tmp: Path, out_dir: Path) -> None:
-    """Rename ``tmp`` to ``out_dir``, at once if it is new, else file by file (it may hold a stage's files)."""
+    """Rename ``tmp`` to ``out_dir``, at once if it is new, else file by file (it may hold a stage's files): the old
+    manifest goes first and the new one comes last, so a move cut short is no checkpoint; weight files the new save
+    does not have (an original release's ``pytorch_model.bin``) go too, as they would load over it."""
     if not out_dir.exists():
         os.replace(tmp, out_dir)
         return
-    for item in tmp.iterdir():
+    (out_dir / MANIFEST).unlink(missing_ok=True)
+    for old in [*out_dir.glob("model*.safetensors*"), *out_dir.glob("pytorch_model*.bin*")]:
+        if not (tmp / old.name).exists():
+            old.unlink()
+    for item in sorted(tmp.iterdir(), key=lambda item: item.name == MANIFEST):
         target = out_dir / item.name
         if target.is_dir() and not target.is_symlink():
             shutil.rmtree(target)

@@ -14,6 +14,7 @@ import os
 import shutil
 import socket
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,8 @@ logger = logging.getLogger(__name__)
 
 LOCK = ".trbert.lock"
 # what a training run writes into its output directory besides the model (removed when replaced)
-RUN_OUTPUTS = ("checkpoint-*", "runs", "eval_results.json", "predictions.json", "null_odds.json")
+RUN_OUTPUTS = ("checkpoint-*", "runs", "selector_health.json", "eval_results*.json", "predictions*.json",
+               "null_odds*.json")  # fmt: skip
 STAGE_FILES = ("token_scores", "teacher_logits", "token_ranks")
 
 
@@ -90,22 +92,20 @@ class StageFile:
     """A stage file being written: ``array`` is a memory-mapped ``.npy`` under a temporary name that
     :meth:`commit` renames into place with its sidecar (rank 0 only; the others hold ``None``)."""
 
-    def __init__(self, path, shape: tuple[int, ...], dtype=np.float32, fill=0.0):
+    def __init__(self, path, shape: tuple[int, ...]):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with writing(self.path):
             fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npy", dir=self.path.parent)
             os.close(fd)
             self.tmp = Path(tmp)
-            self.array = np.lib.format.open_memmap(self.tmp, mode="w+", dtype=dtype, shape=shape)
+            self.array = np.lib.format.open_memmap(self.tmp, mode="w+", dtype=np.float32, shape=shape)
             try:  # the room taken now (the map is sparse): a full disk is a message here, not a crash later
                 with open(self.tmp, "r+b") as f:
                     getattr(os, "posix_fallocate", lambda *_: None)(f.fileno(), 0, self.tmp.stat().st_size)
             except OSError:
                 self.discard()
                 raise
-        if fill != 0:  # a new memory-mapped file starts as zeros
-            self.array[...] = fill
 
     def commit(self, meta: dict) -> None:
         self.array.flush()
@@ -114,8 +114,9 @@ class StageFile:
             raise InputError(f"{self.path}: row {bad} came out NaN or infinite; nothing written (is the model finite?)")
         meta = {**meta, "shape": list(self.array.shape), "dtype": str(self.array.dtype)}
         del self.array
+        self.path.with_suffix(".json").unlink(missing_ok=True)  # never the old file's sidecar beside the new one
         os.replace(self.tmp, self.path)
-        write_json(self.path.with_suffix(".json"), meta)  # the sidecar
+        write_json(self.path.with_suffix(".json"), meta)
         logger.info("wrote %s %s", self.path, tuple(meta["shape"]))
 
     def discard(self) -> None:
@@ -138,7 +139,7 @@ def load_array(path, fingerprint: dict, artifact, shape: tuple | None = None, mo
     for key in fingerprint:
         if key in made_for and made_for[key] != fingerprint[key]:
             raise InputError(
-                f"{path}: {what} made for another dataset ({key} differs: {made_for[key]} vs {fingerprint[key]})"
+                f"{path}: {what} made for another dataset ({key} differs: {made_for[key]} vs {fingerprint[key]}); {again}"
             )
     if shape is not None and array.shape[0] != shape[0]:
         raise InputError(f"{path}: {what} has {array.shape[0]} rows but the training set has {shape[0]} examples")
@@ -179,8 +180,12 @@ class OutputLock:
                 continue
             except OSError as e:
                 raise InputError(f"{self.folder}: cannot write into the output directory ({e.strerror})") from None
-            with os.fdopen(fd, "w") as f:
-                json.dump({"pid": os.getpid(), "host": socket.gethostname()}, f)
+            try:
+                with os.fdopen(fd, "w") as f:
+                    json.dump({"pid": os.getpid(), "host": socket.gethostname()}, f)
+            except OSError as e:  # (a full disk): no empty lock left behind
+                self.path.unlink(missing_ok=True)
+                raise InputError(f"{self.folder}: cannot write into the output directory ({e.strerror})") from None
             self.held = True
             return self
         raise InputError(f"{self.folder}: another run is using this output directory ({self.path})")
@@ -188,8 +193,9 @@ class OutputLock:
     def _take_over_if_stale(self) -> None:
         try:
             owner = json.loads(self.path.read_text())
-        except (OSError, json.JSONDecodeError):
-            owner = {}
+        except (OSError, json.JSONDecodeError):  # unreadable: stale once older than a minute (killed while made)
+            age = time.time() - self.path.stat().st_mtime if self.path.exists() else 61
+            owner = {"host": socket.gethostname()} if age > 60 else {}
         if owner.get("host") == socket.gethostname() and not _alive(owner.get("pid", -1)):
             logger.warning(
                 "%s: taking over the lock of process %s, which no longer runs", self.folder, owner.get("pid")

@@ -81,7 +81,7 @@ class Family:
     resolve: Callable | None = None
     min_length: Callable[[object], int] = lambda config: 3  # shortest --max_seq_length: [CLS] text [SEP]
     curve: bool = True  # python -m trbert tradeoff
-    view: bool = True  # python -m trbert show (one row per example)
+    view: bool = True  # python -m trbert show (rows shown as they are: a question's windows each on their own)
 
 
 FAMILIES: dict[str, Family] = {}

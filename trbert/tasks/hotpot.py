@@ -271,19 +271,9 @@ class HotpotConfig:
     drop_data: bool = inert()
 
 
-FAMILY = register(
-    Family(
-        "hotpot",
-        HotpotConfig,
-        lambda config, name, seed: HotpotTask(config.train_file, config.predict_file, config.max_answer_length, seed),
-        defaults=dict(
-            task_name="hotpotqa",
-            max_seq_length=1024,
-            per_gpu_train_batch_size=4,
-            per_gpu_eval_batch_size=4,
-            learning_rate=5e-5,
-            guide_rate=0.5,
-            warmup_steps=1000,
-        ),
-    )
-)
+FAMILY = register(Family(
+    "hotpot", HotpotConfig,
+    lambda config, name, seed: HotpotTask(config.train_file, config.predict_file, config.max_answer_length, seed),
+    defaults=dict(task_name="hotpotqa", max_seq_length=1024, per_gpu_train_batch_size=4, per_gpu_eval_batch_size=4,
+                  learning_rate=5e-5, guide_rate=0.5, warmup_steps=1000),
+))  # fmt: skip

@@ -52,21 +52,9 @@ MrqaConfig = with_defaults(
     SpanConfig, "MrqaConfig", train_file="train.jsonl", predict_file="dev.jsonl", max_query_length=40
 )
 
-FAMILY = register(
-    Family(
-        "mrqa",
-        MrqaConfig,
-        _build,
-        defaults=dict(
-            max_seq_length=512,
-            per_gpu_train_batch_size=2,
-            learning_rate=5e-5,
-            alpha=3.0,
-            guide_rate=0.2,
-            warmup_steps=0,
-            logging_steps=50,
-            save_steps=2000,
-        ),
-        min_length=lambda config: config.max_query_length + 4,  # [CLS] question [SEP] context [SEP]
-    )
-)
+FAMILY = register(Family(
+    "mrqa", MrqaConfig, _build,
+    defaults=dict(max_seq_length=512, per_gpu_train_batch_size=2, learning_rate=5e-5, alpha=3.0, guide_rate=0.2,
+                  warmup_steps=0, logging_steps=50, save_steps=2000),
+    min_length=lambda config: config.max_query_length + 4,  # [CLS] question [SEP] context [SEP]
+))  # fmt: skip

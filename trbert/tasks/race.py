@@ -150,15 +150,9 @@ def _resolve(stage: str, train, reduction, config: RaceConfig):
     return train, reduction
 
 
-FAMILY = register(
-    Family(
-        "race",
-        RaceConfig,
-        _build,
-        defaults=dict(task_name="race", learning_rate=None, warmup_steps=None, guide_rate=None),
-        resolve=_resolve,
-        min_length=lambda config: config.max_qa_length + 4,  # [CLS] passage [SEP] question option [SEP]
-        curve=False,  # four option rows per question
-        view=False,
-    )
-)
+FAMILY = register(Family(
+    "race", RaceConfig, _build,
+    defaults=dict(task_name="race", learning_rate=None, warmup_steps=None, guide_rate=None), resolve=_resolve,
+    min_length=lambda config: config.max_qa_length + 4,  # [CLS] passage [SEP] question option [SEP]
+    curve=False, view=False,  # four option rows per question
+))  # fmt: skip

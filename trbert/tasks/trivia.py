@@ -137,7 +137,10 @@ class TriviaConfig(
         n_best_size=10,
     )
 ):
-    """``run_triviaqa.py``'s flags: the span flags plus the window axis."""
+    """``run_triviaqa.py``'s flags: the span flags plus the window axis (every question has an answer)."""
+
+    version_2_with_negative: bool = inert()
+    null_score_diff_threshold: float = inert(0.0, "inert (every TriviaQA question is answered)")
 
     max_segment: int = option(1, "windows read per document (the rest is ignored)", fixed=True)
     max_num_answers: int = option(64, "gold positions kept per window", fixed=True)
@@ -150,24 +153,11 @@ def _build(config, name: str, seed: int) -> TriviaTask:
     return TriviaTask("triviaqa", read_trivia, trivia_scores, **options_for(TriviaTask, config))
 
 
-FAMILY = register(
-    Family(
-        "trivia",
-        TriviaConfig,
-        _build,
-        defaults=dict(
-            task_name="triviaqa",
-            data_dir="triviaqa",
-            max_seq_length=1024,
-            learning_rate=3e-5,
-            alpha=0.1,
-            guide_rate=0.2,
-            num_train_epochs=5.0,
-            warmup_steps=1000,
-            save_steps=-1,
-        ),
-        aliases={"max_seq_length": "--max_seq_len", "max_query_length": "--max_question_len"},
-        min_length=lambda config: config.max_query_length + 4,  # [CLS] question [SEP] context [SEP]
-        view=False,  # several windows per example
-    )
-)
+FAMILY = register(Family(
+    "trivia", TriviaConfig, _build,
+    defaults=dict(task_name="triviaqa", data_dir="triviaqa", max_seq_length=1024, learning_rate=3e-5, alpha=0.1,
+                  guide_rate=0.2, num_train_epochs=5.0, warmup_steps=1000, save_steps=-1),
+    aliases={"max_seq_length": "--max_seq_len", "max_query_length": "--max_question_len"},
+    min_length=lambda config: config.max_query_length + 4,  # [CLS] question [SEP] context [SEP]
+    view=False,  # several windows per example
+))  # fmt: skip

@@ -159,23 +159,10 @@ class WikihopConfig:
     threads: int = inert(1, "inert")
 
 
-FAMILY = register(
-    Family(
-        "wikihop",
-        WikihopConfig,
-        lambda config, name, seed: WikihopTask(**options_for(WikihopTask, config)),
-        defaults=dict(
-            task_name="wikihop",
-            data_dir="wikihop",
-            max_seq_length=1024,
-            per_gpu_train_batch_size=2,
-            learning_rate=5e-5,
-            num_train_epochs=5.0,
-            warmup_steps=-1,
-            save_steps=-1,
-        ),
-        aliases={"max_seq_length": "--max_seq_len"},
-        curve=False,  # several windows per question
-        view=False,
-    )
-)
+FAMILY = register(Family(
+    "wikihop", WikihopConfig, lambda config, name, seed: WikihopTask(**options_for(WikihopTask, config)),
+    defaults=dict(task_name="wikihop", data_dir="wikihop", max_seq_length=1024, per_gpu_train_batch_size=2,
+                  learning_rate=5e-5, num_train_epochs=5.0, warmup_steps=-1, save_steps=-1),
+    aliases={"max_seq_length": "--max_seq_len"},
+    curve=False, view=False,  # multiple choice among candidates, over several windows
+))  # fmt: skip

@@ -20,7 +20,7 @@ import torch
 from ..config import option
 from ..core.objective import rank_targets, shared_rank_targets
 from ..errors import InputError
-from ..store.outputs import StageFile, atomic_write, load_array, read_json
+from ..store.outputs import StageFile, atomic_write, load_array, read_json, writing
 from ..train.stages import RANKS, SCORES
 
 logger = logging.getLogger(__name__)
@@ -115,14 +115,15 @@ def split_hyperpartisan(articles, seed: int = 42, original_sizes: bool = False) 
 
 
 def write_splits(splits: dict[str, list[dict]], out_dir: Path, replace: bool = False) -> None:
-    """``<split>.jsonl`` files in ``out_dir``, a new or empty folder (``replace``: the demo's own folder,
+    """``<split>.jsonl`` files in ``out_dir``, a folder that holds none yet (``replace``: the demo's own folder,
     whose files are written again)."""
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not (out_dir.is_dir() and (replace or not any(out_dir.iterdir()))):
-        raise InputError(f"{out_dir}: already exists and is not an empty folder; choose a new --output_dir")
-    for split, rows in splits.items():
-        write_jsonl(Path(out_dir) / f"{split}.jsonl", rows)
-        logger.info("%s: %d examples", Path(out_dir) / f"{split}.jsonl", len(rows))
+    out_dir, names = Path(out_dir), [f"{split}.jsonl" for split in splits]
+    if out_dir.exists() and not (out_dir.is_dir() and (replace or not any((out_dir / n).exists() for n in names))):
+        raise InputError(f"{out_dir}: already holds split files (or is a file); choose a new --output_dir")
+    with writing(out_dir):
+        for name, rows in zip(names, splits.values(), strict=True):
+            write_jsonl(out_dir / name, rows)
+            logger.info("%s: %d examples", out_dir / name, len(rows))
 
 
 # ---- rank targets for --train_init (any task, any backbone: docs/differences.md F4) ---------

@@ -21,7 +21,7 @@ from ..errors import InputError
 from ..store.checkpoint import TRAINED_SELECTORS, backbone_of, read_manifest
 from ..tasks import family
 from ..tasks.span import token_span
-from ..train.cli import parse_args
+from ..train.cli import RUN_FLAGS, parse_args
 from ..train.data import batches, to_device
 from ..train.distributed import progress, setup
 from ..train.inference import evaluate
@@ -131,7 +131,7 @@ def main(opts: ShowOptions, rest: list[str]) -> Path:
         raise InputError(f"{model_dir}: its selectors were never trained: the token view needs a TR-BERT checkpoint")
     auto = "distil" * (backbone_of(model_dir) == "distilbert") + "autobert"
     given = dict(model_type=auto, model_name_or_path=str(model_dir), output_dir=str(model_dir), do_eval=True)
-    return page(parse_args(rest, opts.family, "trbert show", given=given), out, opts.examples)
+    return page(parse_args(rest, opts.family, "trbert show", given=given, reserved=RUN_FLAGS), out, opts.examples)
 
 
 def page(job, out: Path, examples: int) -> Path:
@@ -146,17 +146,10 @@ def page(job, out: Path, examples: int) -> Path:
     depths, probs = trace(model, data.features, world)
     rows = views(model, tokenizer, data, predictions, depths, probs)
     most, least = word_keep_rates(rows)
-    summary = ViewSummary(
-        title=f"TR-BERT on {task.name} ({data.split})",
-        metric_name=task.metric,
-        metric=float(report[task.metric]),
-        kept_fraction=report["kept_fraction"],
-        flops_speedup=report["flops_speedup"],
-        examples=len(rows),
-        most_kept=most,
-        least_kept=least,
-        selector_layers=selector_layers(model.config),
-    )
+    summary = ViewSummary(title=f"TR-BERT on {task.name} ({data.split})", metric_name=task.metric,
+                          metric=float(report[task.metric]), kept_fraction=report["kept_fraction"],
+                          flops_speedup=report["flops_speedup"], examples=len(rows), most_kept=most,
+                          least_kept=least, selector_layers=selector_layers(model.config))  # fmt: skip
     write_page(out, render(rows[:examples], summary))
     logger.info("wrote %s (%d of %d examples)", out, min(examples, len(rows)), len(rows))
     return out

@@ -317,44 +317,36 @@ def depth_css(n_selectors: int) -> str:
 
 
 STYLE = """
-:root{--ink:#1f2933;--muted:#5f6b7a;--line:#e3e7ec;--card:#ffffff;--page:#f4f6f9;
---gold:#c2185b;--pred:#f2a900;--ok:#1a7f4b;--bad:#b3261e}*{box-sizing:border-box}
-body{margin:0;background:var(--page);color:var(--ink);
-font:15px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif}
-main{max-width:1120px;margin:0 auto;padding:24px 20px 48px}h1{font-size:22px;margin:0 0 4px}
-h2{font-size:15px;margin:0 0 10px;color:var(--muted);font-weight:600;text-transform:uppercase;letter-spacing:.04em}
-.sub{color:var(--muted);margin:0 0 18px}
-.panel{background:var(--card);border:1px solid var(--line);border-radius:10px;padding:16px 18px;margin:0 0 16px}
-.stats{display:flex;flex-wrap:wrap;gap:12px;margin:0 0 14px}
-.stat{flex:1 1 150px;border:1px solid var(--line);border-radius:8px;padding:10px 12px}
-.stat b{display:block;font-size:22px;font-variant-numeric:tabular-nums}.stat .lab{color:var(--muted);font-size:13px}
-.bar{display:block;height:6px;background:#e8edf3;border-radius:3px;margin-top:6px;overflow:hidden}
-.bar i{display:block;height:100%;background:var(--blue,#1d5fa6);border-radius:3px}
-.cols{display:grid;grid-template-columns:1fr 1fr;gap:16px}
-@media (max-width:720px){.cols{grid-template-columns:1fr}}
-.chips{display:flex;flex-wrap:wrap;gap:6px}
+:root{--ink:#1f2933;--muted:#5f6b7a;--line:#e3e7ec;--card:#ffffff;--page:#f4f6f9;--gold:#c2185b;--pred:#f2a900;
+--ok:#1a7f4b;--bad:#b3261e}*{box-sizing:border-box}body{margin:0;background:var(--page);color:var(--ink);
+font:15px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif}main{max-width:1120px;
+margin:0 auto;padding:24px 20px 48px}h1{font-size:22px;margin:0 0 4px}h2{font-size:15px;margin:0 0 10px;
+color:var(--muted);font-weight:600;text-transform:uppercase;letter-spacing:.04em}.sub{color:var(--muted);
+margin:0 0 18px}.panel{background:var(--card);border:1px solid var(--line);border-radius:10px;padding:16px 18px;
+margin:0 0 16px}.stats{display:flex;flex-wrap:wrap;gap:12px;margin:0 0 14px}.stat{flex:1 1 150px;
+border:1px solid var(--line);border-radius:8px;padding:10px 12px}.stat b{display:block;font-size:22px;
+font-variant-numeric:tabular-nums}.stat .lab{color:var(--muted);font-size:13px}.bar{display:block;height:6px;
+background:#e8edf3;border-radius:3px;margin-top:6px;overflow:hidden}.bar i{display:block;height:100%;
+background:var(--blue,#1d5fa6);border-radius:3px}.cols{display:grid;grid-template-columns:1fr 1fr;gap:16px}
+@media (max-width:720px){.cols{grid-template-columns:1fr}}.chips{display:flex;flex-wrap:wrap;gap:6px}
 .chip{border:1px solid var(--line);border-radius:14px;padding:1px 9px;font-size:13px;white-space:nowrap}
-.chip small{color:var(--muted);font-variant-numeric:tabular-nums}
-.legend{display:flex;flex-wrap:wrap;gap:8px 18px;align-items:center;font-size:13px;color:var(--muted)}
-.legend .w{margin-right:4px}
-.example{background:var(--card);border:1px solid var(--line);border-radius:10px;padding:14px 18px;margin:0 0 14px}
-.head{display:flex;flex-wrap:wrap;align-items:baseline;gap:6px 16px;margin-bottom:8px}.head .num{font-weight:700}
-.badge{font-size:12px;font-weight:700;border-radius:10px;padding:1px 8px;color:#fff}
-.badge.ok{background:var(--ok)}.badge.bad{background:var(--bad)}.label{color:var(--muted);font-size:13px}
-.answer{font-weight:600}
-.meta{display:flex;flex-wrap:wrap;gap:4px 18px;font-size:13px;color:var(--muted);margin-bottom:10px;
-font-variant-numeric:tabular-nums}
+.chip small{color:var(--muted);font-variant-numeric:tabular-nums}.legend{display:flex;flex-wrap:wrap;gap:8px 18px;
+align-items:center;font-size:13px;color:var(--muted)}.legend .w{margin-right:4px}.example{background:var(--card);
+border:1px solid var(--line);border-radius:10px;padding:14px 18px;margin:0 0 14px}.head{display:flex;flex-wrap:wrap;
+align-items:baseline;gap:6px 16px;margin-bottom:8px}.head .num{font-weight:700}.badge{font-size:12px;font-weight:700;
+border-radius:10px;padding:1px 8px;color:#fff}.badge.ok{background:var(--ok)}.badge.bad{background:var(--bad)}
+.label{color:var(--muted);font-size:13px}.answer{font-weight:600}.meta{display:flex;flex-wrap:wrap;gap:4px 18px;
+font-size:13px;color:var(--muted);margin-bottom:10px;font-variant-numeric:tabular-nums}
 .meta .bar{display:inline-block;width:70px;height:6px;margin:0 0 1px 6px;vertical-align:middle}
 .question{background:#f6f8fb;border-left:3px solid #9aa5b1;border-radius:4px;padding:6px 10px;margin:0 0 10px}
-.text{line-height:2.05;overflow-wrap:anywhere}
-.w{padding:1px 3px;border-radius:3px;-webkit-box-decoration-break:clone;box-decoration-break:clone;cursor:default}
-.w.sp{font:11px/1 ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;outline:1px dashed #7b8794;outline-offset:-1px;
-padding:2px 4px;vertical-align:1px}.w.gold{box-shadow:inset 0 -3px 0 var(--gold)}
-.w.pred{box-shadow:inset 0 3px 0 var(--pred)}
-.w.gold.pred{box-shadow:inset 0 -3px 0 var(--gold),inset 0 3px 0 var(--pred)}
-.w:hover{outline:2px solid #f2a900;outline-offset:0}.seg{display:block;height:2px}
-#tip{position:fixed;z-index:10;pointer-events:none;background:#1f2933;color:#fff;font-size:12px;line-height:1.45;
-padding:6px 9px;border-radius:6px;white-space:pre;box-shadow:0 4px 14px rgba(0,0,0,.25)}
+.text{line-height:2.05;overflow-wrap:anywhere}.w{padding:1px 3px;border-radius:3px;-webkit-box-decoration-break:clone;
+box-decoration-break:clone;cursor:default}.w.sp{font:11px/1 ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;
+outline:1px dashed #7b8794;outline-offset:-1px;padding:2px 4px;vertical-align:1px}
+.w.gold{box-shadow:inset 0 -3px 0 var(--gold)}.w.pred{box-shadow:inset 0 3px 0 var(--pred)}
+.w.gold.pred{box-shadow:inset 0 -3px 0 var(--gold),inset 0 3px 0 var(--pred)}.w:hover{outline:2px solid #f2a900;
+outline-offset:0}.seg{display:block;height:2px}#tip{position:fixed;z-index:10;pointer-events:none;background:#1f2933;
+color:#fff;font-size:12px;line-height:1.45;padding:6px 9px;border-radius:6px;white-space:pre;
+box-shadow:0 4px 14px rgba(0,0,0,.25)}
 """
 
 # Event delegation: the first hover over a word moves its ``title`` into ``data-tip`` (so the

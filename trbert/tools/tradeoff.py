@@ -29,8 +29,9 @@ from ..core.seeding import example_seeds
 from ..errors import InputError
 from ..store.checkpoint import backbone_of, find_artifact, read_manifest, weights_digest
 from ..store.outputs import atomic_write, read_json, write_json
+from ..store.resume import fixed_values
 from ..tasks import family
-from ..train.cli import Job, parse_args, parse_overrides
+from ..train.cli import RUN_FLAGS, Job, parse_args, parse_overrides
 from ..train.distributed import progress, setup
 from ..train.inference import full_macs, predict, report
 from ..train.pipeline import eval_set, features, load_tokenizer, make_task, model_at, run
@@ -97,14 +98,15 @@ def fine_tuned(model_dir: Path, head: str) -> None:
 
 
 def _reusable(job: Job, baseline: str | None, dataset: dict) -> bool:
-    """A finished point is reused only when its stage, every flag, its training data, the weights it
-    started from and those of the fine-tuned model it descends from match; else it is trained again."""
+    """A finished point is reused only when its stage, every flag that shapes training (those a resume keeps), its
+    training data, the weights it started from and those of the fine-tuned model it descends from match; else it is
+    trained again."""
     folder = Path(job.run.output_dir)
     manifest = read_manifest(folder)
     if manifest.get("stage") != job.stage:
         return False
     made = read_json(folder / "training_args.json", "training arguments")
-    now = json.loads(json.dumps(job.flags(), default=str))
+    now = json.loads(json.dumps(fixed_values(*job.configs().values()), default=str))
     why = [f"--{k}" for k in sorted(now) if made.get(k) != now[k]]
     why += ["the training data"] * (manifest.get("dataset") != dataset)
     why += ["the fine-tuned model's weights"] * (manifest.get("baseline_sha256") != baseline)
@@ -114,10 +116,6 @@ def _reusable(job: Job, baseline: str | None, dataset: dict) -> bool:
     if why:
         logger.info("%s: trained again (%s differ from the sweep's)", folder, ", ".join(why))
     return not why
-
-
-STAGE_FLAGS = ("model_type", "alpha", "do_train", "do_eval", "overwrite_output_dir", "train_rl", "train_both",
-               "train_teacher")  # what train_points sets in every stage's job  # fmt: skip
 
 
 def train_points(sweep: Sweep) -> dict[float, Path]:
@@ -306,6 +304,7 @@ def main(opts: TradeoffOptions, rest: list[str]) -> list[Point]:
     checks = [
         (family(opts.family).curve, f"the {opts.family} family has no accuracy-cost curve (several rows per example)"),
         (opts.alphas, "--alphas is empty: give at least one length penalty"),
+        (len({f"{a:g}" for a in opts.alphas}) == len(opts.alphas), "--alphas: two values name one folder (alpha_<%g>)"),
         *((getattr(opts, f) >= 1, f"--{f} {getattr(opts, f)}: must be at least 1")
           for f in ("seeds", "timing_examples", "timing_repeats")),
         (opts.timing_batches and min(opts.timing_batches) >= 1, "--timing_batches: give batch sizes of at least 1"),
@@ -318,11 +317,11 @@ def main(opts: TradeoffOptions, rest: list[str]) -> list[Point]:
     require_matplotlib()
     where = f"tradeoff ({opts.family})"
     given = dict(model_type=backbone_of(model_dir), model_name_or_path=str(model_dir), output_dir=str(model_dir))
-    job = parse_args(rest, opts.family, where, given={**given, "do_eval": True})
+    job = parse_args(rest, opts.family, where, given={**given, "do_eval": True}, reserved=(*RUN_FLAGS, "alpha"))
     fine_tuned(model_dir, make_task(job).head)
     stages = {name: parse_overrides(shlex.split(getattr(opts, name)), opts.family, f"{where} --{name}")
               for name in ("rl", "joint")}  # fmt: skip
-    own = sorted({*stages["rl"], *stages["joint"]} & {*given, *STAGE_FLAGS})
+    own = sorted({*stages["rl"], *stages["joint"]} & {*given, *RUN_FLAGS, "alpha", "do_eval"})
     if own:
         raise InputError(f"{where}: --rl / --joint: {', '.join('--' + n for n in own)} is set by the sweep itself")
     sweep, task = Sweep(opts, job, **stages), make_task(job)

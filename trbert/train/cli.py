@@ -95,13 +95,20 @@ def build_parser(family_name: str = "classification", prog: str | None = None, g
     return parser
 
 
-def parse_args(argv=None, family_name: str = "classification", prog: str | None = None, given=None) -> Job:
+# the flags that choose what a run does: refused by the commands that run their own stages (tradeoff, show)
+RUN_FLAGS = ("do_train", "do_eval_grad", "do_eval_logits", "train_rl", "train_both", "train_teacher", "train_init",
+             "overwrite_output_dir", "resume_from_checkpoint")  # fmt: skip
+
+
+def parse_args(argv=None, family_name: str = "classification", prog: str | None = None, given=None, reserved=()) -> Job:
     """An entry script's command line as a checked Job; ``given``: flags the caller supplies itself
-    (a command's: its model and output folder), refused on its command line."""
+    (a command's: its model and output folder) and ``reserved`` flags it sets later, refused on its command line."""
     given, chosen = given or {}, family(family_name)
     namespace = build_parser(family_name, prog, given).parse_args(argv)
     shared = {f.name: f.default for cls in SECTIONS.values() for f in dataclasses.fields(cls)}
-    if clash := sorted(n for n in given if getattr(namespace, n) != chosen.defaults.get(n, shared.get(n))):
+    if clash := sorted(
+        n for n in {*given, *reserved} if getattr(namespace, n) != chosen.defaults.get(n, shared.get(n))
+    ):
         raise InputError(f"{prog or family_name}: {', '.join('--' + n for n in clash)} is set by the command itself")
     vars(namespace).update(given)
     namespace.task_name = (namespace.task_name or "").lower()

@@ -68,6 +68,9 @@ def plan(cfg: TrainConfig, n: int, world: World) -> tuple[int, int, int]:
     """``(global batch, micro-batches an epoch, optimizer steps)``; a global batch: the per-GPU batch on every rank."""
     global_batch = cfg.per_gpu_train_batch_size * world.size
     per_epoch = math.ceil(n / global_batch)
+    if per_epoch < cfg.gradient_accumulation_steps:  # (the count restarts each epoch, as the original's)
+        raise InputError(f"--gradient_accumulation_steps {cfg.gradient_accumulation_steps}: an epoch has only "
+                         f"{per_epoch} batches of {global_batch} rows, so no optimizer step would run")  # fmt: skip
     by_epochs = per_epoch // cfg.gradient_accumulation_steps * int(cfg.num_train_epochs)
     return global_batch, per_epoch, max(cfg.max_steps if cfg.max_steps > 0 else by_epochs, 1)
 
@@ -87,8 +90,9 @@ def epoch_slices(n: int, seed: int, epoch: int, global_batch: int, world: World)
 
 
 class NonFinite:
-    """The first optimizer step whose loss (or, without a gradient scaler, gradient norm) was not finite,
-    kept on the device (no step waits for the host); :meth:`check` raises (a collective)."""
+    """The first optimizer step whose loss or gradient norm was not finite (watched without a gradient
+    scaler: fp16's skips such steps itself), kept on the device (no step waits for the host); :meth:`check`
+    raises (a collective)."""
 
     def __init__(self, device):
         self.first = torch.full((), -1, dtype=torch.long, device=device)

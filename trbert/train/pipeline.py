@@ -47,7 +47,7 @@ from .data import load_features
 from .distributed import World, all_succeed, barrier, setup, teardown
 from .health import selector_health, warn_if_untrained
 from .inference import EvalSet, evaluate, output_shape, predict, quantized, score_shape, token_scores
-from .loop import train
+from .loop import plan, train
 from .stages import SCORES, STAGES, TEACHER, StepContext, kind_of
 
 logger = logging.getLogger("trbert")
@@ -150,8 +150,11 @@ def stage_inputs(job: Job, stage, fingerprint: dict, arrays: dict, model) -> Non
                 f"{stage.name} needs {artifact.filename}, which is neither next to {start} nor next to its fine-tuned"
                 f" baseline; it is made by {artifact.made_by} (or pass --{artifact.path_flag})"
             )
-        shape = score_shape(model, arrays) if artifact.key in ("guide", "ranks") else output_shape(model, arrays)
-        arrays[artifact.key] = load_array(path, fingerprint, artifact, shape, made_by)
+        arrays[artifact.key] = load_array(path, fingerprint, artifact, shape_of(artifact, model, arrays), made_by)
+
+
+def shape_of(artifact, model, arrays: dict) -> tuple[int, ...]:
+    return output_shape(model, arrays) if artifact is TEACHER else score_shape(model, arrays)
 
 
 def run_training(job: Job, task, world: World) -> None:
@@ -163,6 +166,7 @@ def run_training(job: Job, task, world: World) -> None:
     tokenizer = load_tokenizer(job, source)
     model = model_at(job, task, str(start), world, tokenizer)
     arrays, fingerprint = features(job, task, "train", tokenizer, world)
+    plan(job.train, len(arrays["lengths"]), world)  # refuses an accumulation no epoch fills, before any write
     configs = (job.run, job.train, job.reduction, job.precision, job.task)  # who: what a resume must share
     who = {"arguments": fixed_values(*configs), "dataset": fingerprint, "source": weights_digest(source) or source}
     state = read_training_state(start, {**who, "stage": stage.name, "world_size": world.size}) if resume else None
@@ -200,10 +204,18 @@ def with_scores(job: Job, arrays: dict, fingerprint: dict, model) -> dict:
 
 @contextlib.contextmanager
 def locked(folder, world: World):
-    """Rank 0, the only rank that writes, holds the output directory's lock and clears leftovers first."""
-    with OutputLock(folder) if world.is_main else contextlib.nullcontext():
-        if world.is_main:
-            clean_leftovers(folder)
+    """Rank 0, the only rank that writes, holds the output directory's lock and clears leftovers first; where it
+    cannot, every rank stops (not only rank 0, which would leave the others waiting in a collective)."""
+    with contextlib.ExitStack() as stack:
+        refused = None
+        try:
+            if world.is_main:
+                stack.enter_context(OutputLock(folder))
+                clean_leftovers(folder)
+        except InputError as e:
+            refused = e
+        if not all_succeed(refused is None, world):
+            raise refused or InputError(f"{folder}: rank 0 cannot write there (see its message)")
         yield
 
 
@@ -212,13 +224,12 @@ def write_training_set_output(job: Job, task, world: World, artifact) -> None:
     training set, streamed by every rank into one file written in dataset order by rank 0."""
     out = Path(job.run.output_dir)
     if not (out / "config.json").is_file():
-        raise InputError(f"{out}: no model here; {artifact.made_by[:-22].strip()} reads the model in --output_dir")
+        raise InputError(f"{out}: no model here; {artifact.made_by.split(' on ')[0]} reads the model in --output_dir")
     tokenizer = load_tokenizer(job, str(out))
     model = model_at(job, task, str(out), world, tokenizer)
     arrays, fingerprint = features(job, task, "train", tokenizer, world)
-    shape = score_shape(model, arrays) if artifact is SCORES else output_shape(model, arrays)
     with locked(out, world):
-        sink = StageFile(out / artifact.filename, shape) if world.is_main else None
+        sink = StageFile(out / artifact.filename, shape_of(artifact, model, arrays)) if world.is_main else None
         try:
             target = sink.array if sink is not None else None
             if artifact is SCORES:
