@@ -39,6 +39,7 @@ JOINT = "--model_type autobert --model_name_or_path {rl} --output_dir {out} --do
         (TRAIN.replace(" --max_steps 2", "") + " --num_train_epochs 0.5", "--num_train_epochs must be at least 1"),
         (TRAIN + " --quantize int8", "--quantize int8 is for --do_eval alone"),
         (TRAIN.replace("--do_train", "--do_eval") + " --quantize int8 --bf16", "--quantize int8 runs float32"),
+        (TRAIN + " --gradient_accumulation_steps 50", "so no optimizer step would run"),  # 6 batches an epoch
     ],
 )
 def test_bad_flags_are_refused_before_any_work(tmp_path, capsys, trained, command, message):  # noqa: F811
@@ -272,3 +273,43 @@ def test_rank_targets_name_their_baseline_and_shared_traces_skip_protected_token
                                                            head_inputs=heads)  # fmt: skip
     end = int(arrays["question_end"][0])
     assert trace.probs[0][0, 0, end:].isnan().all() and not trace.probs[0][0, 0, 1:end].isnan().any()
+
+
+def test_a_replaced_run_leaves_nothing_that_loads_or_reads_as_its_own(tmp_path, trained):  # noqa: F811
+    """--overwrite_output_dir over a TR-BERT folder that also holds an original release's weights and other
+    evaluations' results: none of them survives to load over, or be read as, the new model's."""
+    from safetensors.torch import load_file
+
+    from trbert.store.checkpoint import load_model
+
+    out = tmp_path / "out"
+    shutil.copytree(trained["rl"], out)
+    stale = load_file(str(out / "model.safetensors"))["selectors.0.hidden.weight"].zero_()
+    torch.save({"bert.encoder.linear_1.0.weight": stale}, out / "pytorch_model.bin")  # the release's name for it
+    for name in ("eval_results_test.json", "predictions_int8.json", "selector_health.json"):
+        (out / name).write_text("{}")
+    assert stage(RL + " --overwrite_output_dir --seed 5", **trained, out=out) == 0
+    assert not any((out / n).exists() for n in ("pytorch_model.bin", "eval_results_test.json", "predictions_int8.json"))
+    assert json.loads((out / "selector_health.json").read_text())  # written again by the new run
+    loaded = load_model(str(out), "autobert", 2).selectors[0].hidden.weight
+    assert torch.equal(loaded, load_file(str(out / "model.safetensors"))["selectors.0.hidden.weight"])
+    assert loaded.abs().sum() > 0
+
+
+def test_a_lock_that_cannot_be_written_is_not_left_and_an_empty_old_one_is_stale(tmp_path, monkeypatch):
+    import os
+
+    from trbert.store import outputs
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as m:
+        m.setattr(outputs.json, "dump", full)
+        with pytest.raises(InputError, match="cannot write into the output directory"):
+            outputs.OutputLock(tmp_path).__enter__()
+    assert not (tmp_path / outputs.LOCK).exists()
+    (tmp_path / outputs.LOCK).write_text("")  # killed between creating and writing it, two minutes ago
+    os.utime(tmp_path / outputs.LOCK, (0, os.path.getmtime(tmp_path / outputs.LOCK) - 120))
+    with outputs.OutputLock(tmp_path) as lock:
+        assert lock.held and json.loads((tmp_path / outputs.LOCK).read_text())["pid"] == os.getpid()
