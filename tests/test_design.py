@@ -12,7 +12,8 @@ ALLOWED = {  # wing -> what its modules may import from trbert (besides themselv
     "store": {"core", "store", "errors"},
     "train": {"core", "store", "train", "tasks", "config", "errors"},
     "tasks": {"core", "tasks", "config", "errors"},
-    "releases": {"releases", "store", "tasks", "tools", "errors"},
+    "tools": {"core", "store", "train", "tasks", "tools", "config", "errors"},
+    "releases": {"releases", "store", "tasks", "tools", "errors"},  # of tools/, prepare.py alone (below)
 }
 
 
@@ -40,6 +41,17 @@ def test_the_wings_import_one_way(wing):
         if _imports(path) - ALLOWED[wing]
     }
     assert not wrong, wrong
+
+
+def test_config_and_errors_stand_alone_and_releases_use_only_the_prepare_helpers():
+    assert not _imports(PACKAGE / "config.py") and not _imports(PACKAGE / "errors.py")
+    for path in (PACKAGE / "releases").glob("*.py"):
+        tools = [
+            n
+            for n in ast.walk(ast.parse(path.read_text()))
+            if isinstance(n, ast.ImportFrom) and "tools" in (n.module or "")
+        ]
+        assert all(n.module.endswith("tools.prepare") for n in tools), path
 
 
 def test_the_budgets_hold():

@@ -3,6 +3,7 @@
 paper's lambda values and prepare their data with commands the trbert parser accepts, and every
 relative link in the documents points to a file that exists."""
 
+import ast
 import re
 import shlex
 import subprocess
@@ -99,7 +100,7 @@ def _trbert_commands(text: str) -> list[tuple[str, list[str]]]:
     return found
 
 
-def test_every_recipe_command_parses():
+def test_the_imdb_recipe_parses_with_its_warm_start():
     """runs/imdb.sh: the original README's IMDB sequence, warm start included."""
     _, commands = _script_commands(RECIPE.read_text())
     assert len(commands) == 7  # fine-tune, scores, warm start, RL, logits, joint, eval
@@ -109,6 +110,15 @@ def test_every_recipe_command_parses():
     rl = parse_args(commands[3])
     assert rl.run.train_rl and rl.reduction.alpha == 1 and rl.reduction.guide_rate == 0.5
     assert rl.run.model_type == "autobert" and rl.stage == "train_rl"
+
+
+@pytest.mark.parametrize("script", FAMILY_OF)
+def test_each_entry_scripts_own_example_parses_and_runs_every_stage_in_order(script):
+    """The commands in an entry script's docstring (what ``--help`` readers copy) are whole commands."""
+    doc = ast.get_docstring(ast.parse((ROOT / script).read_text()))
+    name, commands = _script_commands("\n".join(line.split(" #")[0].strip() for line in doc.splitlines()))
+    stages = [_stage(parse_args(argv, FAMILY_OF[script], script)) for argv in commands]
+    assert name == script and stages == ["finetune", "eval_grad", "train_rl", "eval_logits", "train_both", "eval"]
 
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.stem)

