@@ -125,7 +125,7 @@ def load_model(name_or_path: str, model_type: str, num_labels: int, head: str = 
 
 def _move_into_place(tmp: Path, out_dir: Path) -> None:
     """Rename ``tmp`` to ``out_dir``, at once if it is new, else file by file (it may hold a stage's files): the old
-    manifest goes first and the new one comes last, so a move cut short is no checkpoint; weight files the new save
+    manifest goes first and the new one comes last, so a move cut short is no finished stage; weight files the new save
     does not have (an original release's ``pytorch_model.bin``) go too, as they would load over it."""
     if not out_dir.exists():
         os.replace(tmp, out_dir)

@@ -191,11 +191,16 @@ class OutputLock:
         raise InputError(f"{self.folder}: another run is using this output directory ({self.path})")
 
     def _take_over_if_stale(self) -> None:
+        owner = {}
         try:
             owner = json.loads(self.path.read_text())
-        except (OSError, json.JSONDecodeError):  # unreadable: stale once older than a minute (killed while made)
-            age = time.time() - self.path.stat().st_mtime if self.path.exists() else 61
-            owner = {"host": socket.gethostname()} if age > 60 else {}
+        except FileNotFoundError:  # released meanwhile: try again
+            return
+        except json.JSONDecodeError:  # empty or cut short (killed while made): stale once older than a minute
+            with contextlib.suppress(OSError):
+                owner = {"host": socket.gethostname()} if time.time() - self.path.stat().st_mtime > 60 else {}
+        except OSError:  # not ours to read
+            pass
         if owner.get("host") == socket.gethostname() and not _alive(owner.get("pid", -1)):
             logger.warning(
                 "%s: taking over the lock of process %s, which no longer runs", self.folder, owner.get("pid")

@@ -106,7 +106,8 @@ def _reusable(job: Job, baseline: str | None, dataset: dict) -> bool:
     if manifest.get("stage") != job.stage:
         return False
     made = read_json(folder / "training_args.json", "training arguments")
-    now = json.loads(json.dumps(fixed_values(*job.configs().values()), default=str))
+    inputs = {k: getattr(job.run, k) for k in ("score_path", "teacher_npy_path", "rank_path")}  # stage files given
+    now = json.loads(json.dumps(fixed_values(*job.configs().values()) | inputs, default=str))
     why = [f"--{k}" for k in sorted(now) if made.get(k) != now[k]]
     why += ["the training data"] * (manifest.get("dataset") != dataset)
     why += ["the fine-tuned model's weights"] * (manifest.get("baseline_sha256") != baseline)

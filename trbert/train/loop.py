@@ -90,9 +90,9 @@ def epoch_slices(n: int, seed: int, epoch: int, global_batch: int, world: World)
 
 
 class NonFinite:
-    """The first optimizer step whose loss or gradient norm was not finite (watched without a gradient
-    scaler: fp16's skips such steps itself), kept on the device (no step waits for the host); :meth:`check`
-    raises (a collective)."""
+    """The first optimizer step whose loss or (without fp16's gradient scaler, which skips such steps itself)
+    gradient norm was not finite, kept on the device (no step waits for the host); :meth:`check` raises (a
+    collective)."""
 
     def __init__(self, device):
         self.first = torch.full((), -1, dtype=torch.long, device=device)
@@ -138,8 +138,7 @@ def train(model, task, features, stage: Stage, ctx: StepContext, precision: Prec
                 run.scaler.scale(loss * slices[micro][1] / accumulation).backward()
             for name, value in scalars.items():
                 sums[name] = sums.get(name, 0.0) + value.detach().float()
-            if not run.scaler.is_enabled():  # (with fp16, the gradient scaler skips overflowing steps itself)
-                watch.see(loss, ctx.step)
+            watch.see(loss, ctx.step)  # (computed before any scaling: not finite means the model is not)
             if not last:
                 continue  # (as the original, a remainder at the end of an epoch joins the next step)
             norm = _optimizer_step(run, cfg)
