@@ -3,8 +3,8 @@
 Every checkpoint directory holds ``save_pretrained`` weights (safetensors), the tokenizer, the resolved flags
 (``training_args.json``) and a manifest (``trbert_stage.json``: which stage made it, from which checkpoint, the
 fine-tuned baseline it descends from, the sha256 of its weights). A checkpoint is written in a temporary directory and
-renamed into place when complete (into an existing folder file by file, its manifest last). Checkpoints of the original TR-BERT release load too: their selector and head
-parameters are renamed (docs/differences.md N6).
+renamed into place when complete (into an existing folder file by file, its manifest last). Checkpoints of the
+original TR-BERT release load too: their selector and head parameters are renamed (docs/differences.md N6).
 """
 
 from __future__ import annotations
