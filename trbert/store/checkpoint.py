@@ -38,6 +38,7 @@ TRAINED_SELECTORS = ("train_rl", "train_both", "train_init")  # stages after whi
 WEIGHTS = "model.safetensors"
 BACKBONES = {t: "bert" for t in ("bert", "autobert", "initbert")}
 BACKBONES |= {t: "distilbert" for t in ("distilbert", "distilautobert", "initdistilbert")}
+REDUCTION_TYPE = {"bert": "autobert", "distilbert": "distilautobert"}  # backbone -> its TR-BERT --model_type
 ORIGINAL_SELECTOR = r"^(?:bert\.encoder|distilbert\.transformer)\.linear_{}\.(\d+)\.(weight|bias)$"
 # parameter names of the original TR-BERT release -> ours
 SELECTOR_NAMES = [

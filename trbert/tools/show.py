@@ -18,7 +18,7 @@ from ..core.encoder import Trace, selector_layers
 from ..core.flops import FlopsCounter, mflops
 from ..core.policy import Threshold
 from ..errors import InputError
-from ..store.checkpoint import TRAINED_SELECTORS, backbone_of, read_manifest
+from ..store.checkpoint import REDUCTION_TYPE, TRAINED_SELECTORS, backbone_of, read_manifest
 from ..tasks import family
 from ..tasks.span import token_span
 from ..train.cli import RUN_FLAGS, parse_args
@@ -129,7 +129,7 @@ def main(opts: ShowOptions, rest: list[str]) -> Path:
         raise InputError(f"{model_dir}: no model here (config.json missing)")
     if read_manifest(model_dir).get("stage") not in TRAINED_SELECTORS:
         raise InputError(f"{model_dir}: its selectors were never trained: the token view needs a TR-BERT checkpoint")
-    auto = "distil" * (backbone_of(model_dir) == "distilbert") + "autobert"
+    auto = REDUCTION_TYPE[backbone_of(model_dir)]
     given = dict(model_type=auto, model_name_or_path=str(model_dir), output_dir=str(model_dir), do_eval=True)
     return page(parse_args(rest, opts.family, "trbert show", given=given, reserved=RUN_FLAGS), out, opts.examples)
 

@@ -27,7 +27,7 @@ from ..core.flops import FlopsCounter, mflops
 from ..core.policy import Counted, Policy, Threshold
 from ..core.seeding import example_seeds
 from ..errors import InputError
-from ..store.checkpoint import backbone_of, find_artifact, read_manifest, weights_digest
+from ..store.checkpoint import REDUCTION_TYPE, backbone_of, find_artifact, read_manifest, weights_digest
 from ..store.outputs import atomic_write, read_json, write_json
 from ..store.resume import fixed_values
 from ..tasks import family
@@ -123,7 +123,7 @@ def train_points(sweep: Sweep) -> dict[float, Path]:
     """Stage files of the fine-tuned model (made if missing), then RL and joint training per α; every
     job is checked before the first runs."""
     job, base = sweep.job, sweep.job.run.model_name_or_path
-    auto = "distil" * (job.run.model_type == "distilbert") + "autobert"
+    auto = REDUCTION_TYPE[job.run.model_type]
     plan = {}
     for alpha in sweep.options.alphas:
         rl, both = (str(Path(sweep.options.output_dir) / f"alpha_{alpha:g}" / name) for name in ("rl", "both"))
@@ -209,7 +209,7 @@ class Bench:
         self.config = dataclasses.replace(self.job.evaluation, per_gpu_eval_batch_size=64)
 
     def model(self, folder: Path):
-        auto = self.job.updated(model_type="distil" * (self.job.run.model_type == "distilbert") + "autobert")
+        auto = self.job.updated(model_type=REDUCTION_TYPE[self.job.run.model_type])
         return model_at(auto, self.task, str(folder), self.world)
 
     def evaluate(self, model, policy, features: dict):
@@ -230,9 +230,8 @@ class Bench:
             config, times = dataclasses.replace(self.config, per_gpu_eval_batch_size=size), ([], [])
             for repeat in range(self.opts.timing_repeats + 1):  # the first pass warms up, untimed
                 for (net, arrays, chosen), spent in zip(runs, times, strict=True):
-                    spent += [predict(net, arrays, chosen, config, self.job.precision, self.world).seconds] * (
-                        repeat > 0
-                    )
+                    seconds = predict(net, arrays, chosen, config, self.job.precision, self.world).seconds
+                    spent += [seconds] if repeat else []
             out[str(size)] = float(statistics.median(times[0]) / max(statistics.median(times[1]), 1e-9))
         return out
 

@@ -94,17 +94,17 @@ class NonFinite:
     gradient norm was not finite, kept on the device (no step waits for the host); :meth:`check` raises (a
     collective)."""
 
+    never = 2**62
+
     def __init__(self, device):
-        self.first = torch.full((), -1, dtype=torch.long, device=device)
+        self.first = torch.full((), self.never, dtype=torch.long, device=device)
 
     def see(self, value: torch.Tensor, step: int) -> None:
-        bad = ~torch.isfinite(value.detach().float())
-        self.first = torch.where(bad & (self.first < 0), step, self.first)
+        self.first = torch.where(torch.isfinite(value.detach().float()), self.first, self.first.clamp(max=step))
 
     def check(self, stage: str, world: World) -> None:
-        first = int(self.first)
-        earliest = -maximum(-float(first if first >= 0 else 2**62), world)  # over the ranks
-        if earliest < 2**62:
+        earliest = -maximum(-float(self.first), world)  # over the ranks
+        if earliest < self.never:
             raise InputError(
                 f"{stage}: the loss became NaN or infinite at optimizer step {int(earliest) + 1}; the stage stops "
                 "and saves nothing of it (lower --learning_rate, check --alpha / --temperature and the stage files)"
