@@ -6,6 +6,7 @@ speed-up of the unpadded path and of the original-style path over stock, and the
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -30,4 +31,10 @@ def main(paths: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    parser = argparse.ArgumentParser(description="a table of benchmarks/speed.py results")
+    parser.add_argument("results", nargs="+", help="speed_*.json files written by benchmarks/speed.py")
+    args = parser.parse_args()
+    missing = [p for p in args.results if not Path(p).is_file()]
+    if missing:
+        parser.error(f"no such result file: {missing[0]}")
+    main(args.results)
